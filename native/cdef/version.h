@@ -1,0 +1,1 @@
+unsigned wv_version(void);

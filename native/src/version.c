@@ -1,0 +1,3 @@
+#include "wv.h"
+
+unsigned wv_version(void) { return (WV_VERSION_MAJOR << 16) | WV_VERSION_MINOR; }
