@@ -1,13 +1,12 @@
-/* weightvault native library: public declarations shared by the C modules. */
+/* weightvault native library: the whole public surface in one header.  The cffi
+ * glue includes only this file, so every declaration in native/cdef/ must be
+ * reachable from here; C modules include wv_base.h and their own headers. */
 #ifndef WV_H
 #define WV_H
-
-#include <stddef.h>
-#include <stdint.h>
-
-#define WV_VERSION_MAJOR 0
-#define WV_VERSION_MINOR 1
-
-unsigned wv_version(void);
-
+#include "wv_base.h"
+#include "frame.h"
+#include "planes.h"
+#include "cast.h"
+#include "rans.h"
+#include "pcodec.h"
 #endif

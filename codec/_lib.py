@@ -1,0 +1,54 @@
+"""Access to the C library: the cffi module, error checking and per-thread contexts.
+
+cffi (API mode) releases the GIL around every C call, so frames coded on a thread
+pool run on all cores.  Each thread owns one ``wv_ctx`` (scratch buffers, rANS
+tables, an output buffer), created on first use and reused for every frame, so the
+hot path allocates nothing in C; Python allocates only the ``bytes`` it returns.
+"""
+from __future__ import annotations
+
+import threading
+
+from ._native import ffi, lib
+from .errors import CodecError
+
+HEADER_SIZE: int = lib.WV_FRAME_HEADER_SIZE
+
+_new_nonzero = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def check(rc: int, what: str) -> int:
+    """Return ``rc`` or raise CodecError naming ``what`` and the C error."""
+    if lib.wv_isError(rc):
+        raise CodecError(f"{what}: {ffi.string(lib.wv_getErrorName(rc)).decode()}")
+    return rc
+
+
+class Context:
+    """One thread's C context plus an output buffer that grows to the largest frame seen."""
+
+    def __init__(self) -> None:
+        ctx = lib.wv_ctx_create()
+        if ctx == ffi.NULL:
+            raise MemoryError("wv_ctx_create")
+        self.ctx = ffi.gc(ctx, lib.wv_ctx_free)
+        self.out = _new_nonzero("uint8_t[]", 0)
+        self.out_cap = 0
+
+    def out_buffer(self, size: int):
+        """A scratch output buffer of at least ``size`` bytes (reused across calls)."""
+        if size > self.out_cap:
+            self.out = _new_nonzero("uint8_t[]", size)
+            self.out_cap = size
+        return self.out
+
+
+_local = threading.local()
+
+
+def context() -> Context:
+    """The calling thread's Context."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        ctx = _local.ctx = Context()
+    return ctx

@@ -1,0 +1,37 @@
+/* Python-callable API of the native codec (codec/_lib.py).  cdef-clean: no macros
+ * with expressions, no attributes.  Errors: see wv_isError / wv_getErrorName. */
+int wv_isError(size_t code);
+unsigned wv_errorCode(size_t code);
+const char *wv_getErrorName(size_t code);
+
+uint32_t wv_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#define WV_FRAME_HEADER_SIZE 32
+typedef struct {
+    unsigned codec, dtype, flags, base_dtype;
+    uint32_t raw_size, payload_size, raw_crc, payload_crc;
+} wv_frame_header;
+size_t wv_frame_parse(const uint8_t *src, size_t src_size, wv_frame_header *h);
+size_t wv_frame_write_header(uint8_t *dst, const wv_frame_header *h);
+size_t wv_frame_bound(size_t raw_size);
+
+typedef struct wv_ctx wv_ctx;
+wv_ctx *wv_ctx_create(void);
+void wv_ctx_free(wv_ctx *ctx);
+
+/* codec: 0 raw, 2 planes, 3 xor (falls back to planes, then raw, per frame) */
+size_t wv_encode_frame(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                       unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype);
+size_t wv_decode_frame(wv_ctx *ctx, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
+                       const uint8_t *base, size_t base_size);
+/* estimated payload bytes of planes (base NULL) or xor coding, without coding */
+size_t wv_payload_estimate(wv_ctx *ctx, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
+                           unsigned base_dtype);
+int wv_cast_supported(unsigned dtype, unsigned base_dtype);
+
+/* test hooks: reference vs dispatched kernels */
+void wv_split(const uint8_t *src, size_t n_el, unsigned k, int rot, uint8_t *const *planes);
+void wv_merge(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *const *planes);
+void wv_split_ref(const uint8_t *src, size_t n_el, unsigned k, int rot, uint8_t *const *planes);
+void wv_merge_ref(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *const *planes);
+uint32_t wv_crc32c_scalar(uint32_t crc, const void *buf, size_t len);

@@ -1,0 +1,14 @@
+/* Predicting a member tensor from its base when the dtypes differ: the base is
+ * cast to the member's dtype exactly as torch does (round to nearest even, NaN
+ * -> canonical quiet NaN), so a pure cast repo XORs to all zeros. */
+#ifndef WV_CAST_H
+#define WV_CAST_H
+#include "wv_base.h"
+
+int wv_cast_supported(unsigned dtype, unsigned base_dtype);
+/* dst: n_el elements of dtype; base: n_el elements of base_dtype. */
+size_t wv_cast(uint8_t *dst, unsigned dtype, const uint8_t *base, unsigned base_dtype, size_t n_el);
+uint16_t wv_f32_to_bf16(uint32_t x);
+uint16_t wv_f32_to_f16(uint32_t x);
+uint32_t wv_f16_to_f32(uint16_t h);
+#endif

@@ -1,0 +1,27 @@
+/* Checkpoint-delta coder (codec "ckpt", id 4): codes a float tensor frame
+ * against the same elements of the previous checkpoint with an adaptive binary
+ * range coder whose contexts come from the prediction.  Payload layout and the
+ * measurements behind the model are in ckpt.c. */
+#ifndef WV_CKPT_H
+#define WV_CKPT_H
+#include "wv_base.h"
+
+/* Residual modes, chosen per frame by the encoder (mode 0 = try both). */
+#define WV_CKPT_AUTO 0
+#define WV_CKPT_XOR 1   /* |cur| XOR |pred| */
+#define WV_CKPT_MAG 2   /* |cur| - |pred|, sign + magnitude */
+
+/* Largest payload wv_ckpt_encode can write for n raw bytes. */
+size_t wv_ckpt_bound(size_t n);
+/* Codes n bytes of src (dtype F32, BF16 or F16) against base (n bytes, same
+ * dtype).  Returns the payload size, or an error (wv_isError).  Allocates
+ * nothing: the models live on the stack (about 45 KiB). */
+size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_t *base, size_t n,
+                      unsigned dtype, unsigned mode);
+/* Decodes a payload into exactly n bytes of dst.  Hostile input cannot make it
+ * read or write out of bounds; inconsistent payloads give WV_ERR_CORRUPT. */
+size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_size, const uint8_t *base,
+                      unsigned dtype);
+/* Mode a payload was coded with (1 or 2), or an error. */
+size_t wv_ckpt_payload_mode(const uint8_t *src, size_t src_size);
+#endif

@@ -1,0 +1,33 @@
+/* Per-thread coding context: scratch buffers and tables reused across frames so
+ * the hot path never allocates (grown only when a larger frame arrives). */
+#include "pcodec.h"
+#include <stdlib.h>
+
+wv_ctx *wv_ctx_create(void)
+{
+    wv_ctx *c = calloc(1, sizeof *c);
+    if (c && wv_isError(wv_ctx_reserve(c, 1u << 18))) { wv_ctx_free(c); return NULL; }
+    return c;
+}
+
+void wv_ctx_free(wv_ctx *c)
+{
+    if (!c) return;
+    free(c->planes); free(c->delta); free(c->pred); free(c->cx); free(c->stream); free(c->alt);
+    free(c);
+}
+
+size_t wv_ctx_reserve(wv_ctx *c, size_t raw)
+{
+    if (raw <= c->cap) return 0;
+    WV_RETURN_ERROR_IF(raw > WV_MAX_RAW, WV_ERR_BAD_SIZE);
+    uint8_t **bufs[] = {&c->planes, &c->delta, &c->pred, &c->cx, &c->stream, &c->alt};
+    size_t sizes[] = {raw, raw, raw, raw, raw + 1024, wv_payload_bound(raw)};
+    for (int k = 0; k < 6; k++) {
+        free(*bufs[k]);
+        *bufs[k] = malloc(sizes[k]);
+        if (!*bufs[k]) { c->cap = 0; return WV_ERROR(WV_ERR_GENERIC); }
+    }
+    c->cap = raw;
+    return 0;
+}

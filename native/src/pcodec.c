@@ -1,0 +1,245 @@
+/* "planes" and "xor" payloads (layout: docs/FORMAT.md, "Plane payload").
+ *
+ *   [nplanes u8][flags u8] nplanes x [mode u8][size u32 LE]  then the plane bodies.
+ *   rANS body: [ntables u8][tables][32 states][u16 words]; ntables is 1, or
+ *   WV_NCTX when the payload has WV_PF_CTX_EXP and the plane uses contexts.
+ */
+#include "pcodec.h"
+#include "cast.h"
+#include "planes.h"
+
+/* Code a plane only if rANS saves at least this fraction over storing it raw: a
+ * raw plane costs nothing to decode.  FP32's low mantissa planes (7.9+ bits)
+ * land just under 1%; the sign+mantissa-high plane of BF16 (7.97 bits) too. */
+#define RAW_MARGIN 0.01
+
+static int rotate_for(unsigned dtype)
+{
+    /* F16: rotation leaves 5 exponent bits + 3 mantissa bits in plane 0 either way;
+     * measured on the MiniLM F16 cast it is neutral, so F16 follows ZipNN (none). */
+    return dtype == WV_DT_BF16 || dtype == WV_DT_F32 || dtype == WV_DT_F64;
+}
+
+/* exponent field of element i (as stored, sign excluded) and the exponent bias */
+static int exp_layout(unsigned dtype, unsigned *shift, unsigned *mask, int *bias)
+{
+    switch (dtype) {
+    case WV_DT_BF16: *shift = 7; *mask = 0xff; *bias = 127; return 1;
+    case WV_DT_F32: *shift = 23; *mask = 0xff; *bias = 127; return 1;
+    case WV_DT_F16: *shift = 10; *mask = 0x1f; *bias = 15; return 1;
+    default: return 0;
+    }
+}
+
+/* Context of element i = how far below 1.0 the predicted magnitude is, in octaves,
+ * clamped to [0, WV_NCTX).  Small weights move by more ulps under a fine-tune, so
+ * their XOR planes are noisier; big ones mostly keep every bit. */
+static void exp_contexts(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned dtype)
+{
+    unsigned sh = 0, mask = 0;
+    int bias = 0;
+    exp_layout(dtype, &sh, &mask, &bias);
+    unsigned k = wv_dtype_size(dtype);
+    for (size_t i = 0; i < n_el; i++) {
+        uint32_t v = k == 2 ? wv_rd16(pred + 2 * i) : wv_rd32(pred + 4 * i);
+        int d = bias - (int)((v >> sh) & mask);
+        cx[i] = (uint8_t)(d < 0 ? 0 : d >= WV_NCTX ? WV_NCTX - 1 : d);
+    }
+}
+
+size_t wv_payload_bound(size_t raw) { return raw + 2 + 5 * 8 + 64; }
+
+#define PHDR(k) (2 + 5 * (size_t)(k))
+
+/* Estimated bytes for a plane with ntables (1 or WV_NCTX); fills ctx->freq. */
+static double plane_cost(wv_ctx *c, const uint8_t *pl, size_t n, const uint8_t *cx, unsigned ntables)
+{
+    uint8_t tmp[WV_RANS_TABLE_MAX_BYTES];
+    memset(c->hist, 0, ntables * sizeof c->hist[0]);
+    if (ntables == 1) wv_hist(pl, n, c->hist[0]);
+    else wv_hist_ctx(pl, cx, n, c->hist);
+    double bytes = 1 + WV_RANS_STATE_BYTES + n / 512.0; /* + renorm slack */
+    for (unsigned t = 0; t < ntables; t++) {
+        wv_rans_normalize(c->hist[t], c->freq[t]);
+        bytes += wv_rans_cost_bits(c->hist[t], c->freq[t]) / 8 + (double)wv_rans_write_table(tmp, c->freq[t]);
+    }
+    return bytes;
+}
+
+static size_t encode_plane(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *pl, size_t n, const uint8_t *cx,
+                           uint8_t *mode)
+{
+    *mode = WV_PLANE_RAW;
+    if (n == 0) return 0;
+    uint32_t first = pl[0];
+    size_t i = 1;
+    while (i < n && pl[i] == first) i++;
+    if (i == n) { *mode = WV_PLANE_CONST; dst[0] = (uint8_t)first; return 1; }
+    unsigned nt = 1;
+    double best = plane_cost(c, pl, n, NULL, 1);
+    if (cx) {
+        uint16_t keep[256];
+        memcpy(keep, c->freq[0], sizeof keep);
+        double with_cx = plane_cost(c, pl, n, cx, WV_NCTX);
+        if (with_cx < best) { best = with_cx; nt = WV_NCTX; }
+        else memcpy(c->freq[0], keep, sizeof keep);
+    }
+    if (best < (double)n * (1 - RAW_MARGIN) && cap > n) {
+        size_t o = 1;
+        dst[0] = (uint8_t)nt;
+        for (unsigned t = 0; t < nt; t++) {
+            o += wv_rans_write_table(dst + o, c->freq[t]);
+            wv_rans_build_etab(c->freq[t], c->etab[t]);
+        }
+        size_t r = wv_rans_encode(dst + o, n - o, pl, n, nt > 1 ? cx : NULL, &c->etab[0][0], c->stream);
+        if (!wv_isError(r)) { *mode = WV_PLANE_RANS; return o + r; }
+    }
+    memcpy(dst, pl, n);
+    return n;
+}
+
+size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src, size_t n, unsigned dtype,
+                         const uint8_t *base, unsigned base_dtype)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(k == 0, WV_ERR_BAD_DTYPE);
+    WV_RETURN_ERROR_IF(n % k, WV_ERR_BAD_SIZE);
+    WV_RETURN_ERROR_IF(cap < wv_payload_bound(n), WV_ERR_DST_TOO_SMALL);
+    WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
+    size_t n_el = n / k;
+    unsigned flags = rotate_for(dtype) ? WV_PF_ROT : 0;
+    const uint8_t *cx = NULL;
+    if (base) {
+        const uint8_t *pred = base;
+        if (base_dtype != dtype) {
+            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
+            pred = c->pred;
+        }
+        wv_xor_into(c->delta, src, pred, n);
+        src = c->delta;
+        unsigned sh, mask;
+        int bias;
+        if (exp_layout(dtype, &sh, &mask, &bias)) {
+            exp_contexts(c->cx, pred, n_el, dtype);
+            cx = c->cx;
+            flags |= WV_PF_CTX_EXP;
+        }
+    }
+    uint8_t *pl[8];
+    for (unsigned p = 0; p < k; p++) pl[p] = c->planes + p * n_el;
+    wv_split(src, n_el, k, flags & WV_PF_ROT, pl);
+    dst[0] = (uint8_t)k;
+    dst[1] = (uint8_t)flags;
+    size_t o = PHDR(k);
+    for (unsigned p = 0; p < k; p++) {
+        uint8_t mode;
+        size_t sz = encode_plane(c, dst + o, cap - o, pl[p], n_el, cx, &mode);
+        dst[2 + 5 * p] = mode;
+        wv_wr32(dst + 3 + 5 * p, (uint32_t)sz);
+        o += sz;
+    }
+    return o;
+}
+
+size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
+                         const uint8_t *base, unsigned base_dtype)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(k == 0, WV_ERR_BAD_DTYPE);
+    WV_RETURN_ERROR_IF(n % k, WV_ERR_BAD_SIZE);
+    WV_RETURN_ERROR_IF(size < PHDR(k) || src[0] != k, WV_ERR_CORRUPT);
+    unsigned flags = src[1];
+    WV_RETURN_ERROR_IF(flags & ~WV_PF_KNOWN, WV_ERR_RESERVED_BITS);
+    WV_RETURN_ERROR_IF((flags & WV_PF_CTX_EXP) && !base, WV_ERR_CORRUPT);
+    WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
+    size_t n_el = n / k;
+    const uint8_t *pred = NULL, *cx = NULL;
+    if (base) {
+        pred = base;
+        if (base_dtype != dtype) {
+            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
+            pred = c->pred;
+        }
+        if (flags & WV_PF_CTX_EXP) {
+            unsigned sh, mask;
+            int bias;
+            WV_RETURN_ERROR_IF(!exp_layout(dtype, &sh, &mask, &bias), WV_ERR_CORRUPT);
+            exp_contexts(c->cx, pred, n_el, dtype);
+            cx = c->cx;
+        }
+    }
+    const uint8_t *pl[8];
+    size_t o = PHDR(k);
+    for (unsigned p = 0; p < k; p++) {
+        unsigned mode = src[2 + 5 * p];
+        size_t sz = wv_rd32(src + 3 + 5 * p);
+        WV_RETURN_ERROR_IF(sz > size - o, WV_ERR_CORRUPT);
+        const uint8_t *body = src + o;
+        uint8_t *out = c->planes + p * n_el;
+        if (mode == WV_PLANE_RAW) {
+            WV_RETURN_ERROR_IF(sz != n_el, WV_ERR_CORRUPT);
+            pl[p] = body;
+        } else if (mode == WV_PLANE_CONST) {
+            WV_RETURN_ERROR_IF(sz != 1 || n_el == 0, WV_ERR_CORRUPT);
+            memset(out, body[0], n_el);
+            pl[p] = out;
+        } else if (mode == WV_PLANE_RANS) {
+            WV_RETURN_ERROR_IF(sz < 1, WV_ERR_CORRUPT);
+            unsigned nt = body[0];
+            WV_RETURN_ERROR_IF(nt != 1 && !(nt == WV_NCTX && cx), WV_ERR_CORRUPT);
+            size_t t_off = 1;
+            for (unsigned t = 0; t < nt; t++) {
+                size_t r = wv_rans_read_table(body + t_off, sz - t_off, c->freq[t]);
+                WV_FORWARD_IF_ERROR(r);
+                t_off += r;
+                wv_rans_build_dtab(c->freq[t], c->dtab[t]);
+            }
+            WV_FORWARD_IF_ERROR(wv_rans_decode(out, n_el, body + t_off, sz - t_off, nt > 1 ? cx : NULL, &c->dtab[0][0]));
+            pl[p] = out;
+        } else {
+            return WV_ERROR(WV_ERR_CORRUPT);
+        }
+        o += sz;
+    }
+    WV_RETURN_ERROR_IF(o != size, WV_ERR_CORRUPT);
+    wv_merge(dst, n_el, k, flags & WV_PF_ROT, pl);
+    if (pred) wv_xor_into(dst, dst, pred, n);
+    return n;
+}
+
+size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
+                           unsigned base_dtype)
+{
+    /* Same choices as wv_payload_encode, without running the coder. */
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(k == 0, WV_ERR_BAD_DTYPE);
+    WV_RETURN_ERROR_IF(n % k, WV_ERR_BAD_SIZE);
+    WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
+    size_t n_el = n / k;
+    const uint8_t *cx = NULL;
+    if (base) {
+        const uint8_t *pred = base;
+        if (base_dtype != dtype) {
+            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
+            pred = c->pred;
+        }
+        wv_xor_into(c->delta, src, pred, n);
+        src = c->delta;
+        unsigned sh, mask;
+        int bias;
+        if (exp_layout(dtype, &sh, &mask, &bias)) { exp_contexts(c->cx, pred, n_el, dtype); cx = c->cx; }
+    }
+    uint8_t *pl[8];
+    for (unsigned p = 0; p < k; p++) pl[p] = c->planes + p * n_el;
+    wv_split(src, n_el, k, rotate_for(dtype), pl);
+    double total = (double)PHDR(k);
+    for (unsigned p = 0; p < k && n_el; p++) {
+        double best = plane_cost(c, pl[p], n_el, NULL, 1);
+        if (cx) {
+            double w = plane_cost(c, pl[p], n_el, cx, WV_NCTX);
+            if (w < best) best = w;
+        }
+        total += best < (double)n_el * (1 - RAW_MARGIN) ? best : (double)n_el;
+    }
+    return (size_t)total;
+}

@@ -1,0 +1,54 @@
+/* Interleaved rANS, order 0, with optional per-symbol context (one table per context).
+ *
+ * Recipe (as in zstd lib/common/fse.h):
+ *  1. count symbols (hist.c), 2. wv_rans_normalize() to 12-bit frequencies,
+ *  3. wv_rans_write_table() / wv_rans_read_table() to serialise them,
+ *  4. wv_rans_build_etab() + wv_rans_encode()  /  wv_rans_build_dtab() + wv_rans_decode().
+ *
+ * Parameters and why:
+ *  - 12-bit probabilities: a decode table is 4096 x u32 = 16 KiB, one fits in L1;
+ *    a near-constant plane still costs only log2(4096/4095) = 0.00035 bit/symbol.
+ *  - 32 states, symbol i on state i % 32: enough independent chains to hide the
+ *    multiply/load latency in the scalar loop and exactly 4 AVX2 registers of 8.
+ *  - state x in [2^15, 2^31), renormalised 16 bits at a time: at most one word per
+ *    symbol (no loop), and x < 2^31 keeps ryg's 32-bit reciprocal division exact.
+ * Stream layout: 32 initial states (u32 LE), then u16 LE words in decode order.
+ * A lane that needs a word reads the next one; lanes are served in index order,
+ * which is what lets a SIMD decoder serve 8 lanes with one load + permute.
+ */
+#ifndef WV_RANS_H
+#define WV_RANS_H
+#include "wv_base.h"
+
+#define WV_RANS_LANES 32
+#define WV_RANS_PROB_BITS 12
+#define WV_RANS_M (1u << WV_RANS_PROB_BITS)
+#define WV_RANS_L (1u << 15)
+#define WV_RANS_STATE_BYTES (4 * WV_RANS_LANES)
+#define WV_RANS_MAX_TABLES 16
+#define WV_RANS_TABLE_MAX_BYTES (2 + 32 + 2 * 256)
+
+typedef struct {
+    uint32_t x_max, rcp_freq, bias;
+    uint16_t cmpl_freq, rcp_shift;
+} wv_rans_esym;
+
+void wv_hist(const uint8_t *src, size_t n, uint32_t count[256]);
+void wv_hist_ctx(const uint8_t *src, const uint8_t *cx, size_t n, uint32_t (*count)[256]);
+
+/* freq[s] >= 1 for every s with count[s] > 0, sum 4096.  A single-symbol input gets a
+ * dummy second symbol (freq 1) so no frequency reaches 4096.  total == 0 -> all zero. */
+void wv_rans_normalize(const uint32_t count[256], uint16_t freq[256]);
+double wv_rans_cost_bits(const uint32_t count[256], const uint16_t freq[256]);
+size_t wv_rans_write_table(uint8_t *dst, const uint16_t freq[256]);  /* dst >= WV_RANS_TABLE_MAX_BYTES */
+size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256]);
+void wv_rans_build_etab(const uint16_t freq[256], wv_rans_esym etab[256]);
+void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M]);
+
+/* cx == NULL: every symbol uses table 0.  scratch must hold cap bytes. */
+size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
+                      const wv_rans_esym *etabs, uint8_t *scratch);
+/* Never reads outside src[0..size) nor writes outside dst[0..n); cx values must be < ntables. */
+size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
+                      const uint32_t *dtabs);
+#endif
