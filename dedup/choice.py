@@ -1,0 +1,93 @@
+"""Codec choice per tensor: the cheapest of delta against a base, plane coding, or raw.
+
+(Duplicate references are decided before this point, by digest.) The choice is
+made on the first slice of the tensor, then the rest is coded the same way;
+every frame still falls back on its own to raw inside the codec when coding
+does not pay.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from weightvault import codec
+
+#: Bytes coded per call: a multiple of the frame size, small enough that a
+#: slice's frames fit comfortably in memory, large enough to use both cores.
+SLICE_BYTES = 64 * codec.FRAME_SIZE
+
+#: Delta chains longer than this are not built: a member whose best base is
+#: itself at this depth is plane-coded instead, so a restore follows at most
+#: this many base references.
+MAX_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class BaseCandidate:
+    """A base tensor to predict from: its digest, dtype, depth and its raw bytes."""
+
+    digest: str
+    dtype: str | None
+    depth: int
+    data: memoryview
+    codec: str = "xor"  # xor (family delta) or ckpt (checkpoint delta)
+    why: str = ""
+
+
+@dataclass
+class CodingChoice:
+    codec: str
+    reason: str
+    base_digest: str | None
+    depth: int
+    _slices: Iterator[tuple[list[bytes], int]]
+
+    def frame_slices(self) -> Iterator[tuple[list[bytes], int]]:
+        """(frames, raw offset of the first) per slice, coded lazily."""
+        return self._slices
+
+
+def _encode_slices(data: memoryview, dtype: str | None, codec_name: str, base: BaseCandidate | None,
+                   threads: int, first: list[bytes] | None) -> Iterator[tuple[list[bytes], int]]:
+    for offset in range(0, len(data), SLICE_BYTES):
+        if offset == 0 and first is not None:
+            yield first, 0
+            continue
+        piece = data[offset:offset + SLICE_BYTES]
+        kw = {}
+        if base is not None:
+            b_off, b_len = codec.base_range(offset, len(piece), dtype, base.dtype)
+            kw = {"base": base.data[b_off:b_off + b_len], "base_dtype": base.dtype}
+        yield codec.encode_frames(piece, dtype, codec=codec_name, threads=threads, **kw), offset
+
+
+def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate | None, *,
+                      threads: int = 2) -> CodingChoice:
+    if len(data) == 0:
+        return CodingChoice("raw", "empty", None, 0, iter(()))
+    first_len = min(len(data), SLICE_BYTES)
+    plain = codec.encode_frames(data[:first_len], dtype, codec="auto", threads=threads)
+    plain_size = sum(map(len, plain))
+    plain_codec = _dominant_codec(plain)
+    if base is not None and base.depth < MAX_DEPTH:
+        b_off, b_len = codec.base_range(0, first_len, dtype, base.dtype)
+        delta = codec.encode_frames(data[:first_len], dtype, codec=base.codec, threads=threads,
+                                    base=base.data[b_off:b_off + b_len], base_dtype=base.dtype)
+        delta_size = sum(map(len, delta))
+        if delta_size < plain_size:
+            reason = (f"{base.codec} delta against {base.why or 'base'}: "
+                      f"{delta_size / first_len:.3f} of raw vs {plain_size / first_len:.3f} plain")
+            return CodingChoice(base.codec, reason, base.digest, base.depth + 1,
+                                _encode_slices(data, dtype, base.codec, base, threads, delta))
+        why = f"plain {plain_codec} {plain_size / first_len:.3f} beat {base.codec} delta {delta_size / first_len:.3f}"
+    else:
+        why = f"{plain_codec}: {plain_size / first_len:.3f} of raw" + (" (delta chain at its depth limit)" if base else "")
+    return CodingChoice(plain_codec, why, None, 0, _encode_slices(data, dtype, "auto", None, threads, plain))
+
+
+def _dominant_codec(frames: list[bytes]) -> str:
+    counts: dict[str, int] = {}
+    for f in frames:
+        name = codec.frame_info(f).codec
+        counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=counts.get)

@@ -1,0 +1,123 @@
+"""Revisions: commits with 40-hex ids and branch refs, as a hub has them."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
+
+from .names import check_path, check_repo_name, check_revision
+
+
+class RepoNotFound(LookupError):
+    pass
+
+
+class RevisionNotFound(LookupError):
+    pass
+
+
+class CommitConflict(RuntimeError):
+    """The branch moved since the caller's parent commit."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    repo: Repo
+    commit: Commit
+    revision: str
+
+
+def find_repo(session, name: str, kind: str = "model") -> Repo:
+    repo = session.scalar(select(Repo).where(Repo.kind == kind, Repo.name == name))
+    if repo is None:
+        raise RepoNotFound(f"repository {name!r} not found")
+    return repo
+
+
+def get_or_create_repo(session, name: str, kind: str = "model", private: bool = False) -> Repo:
+    check_repo_name(name)
+    repo = session.scalar(select(Repo).where(Repo.kind == kind, Repo.name == name))
+    if repo is None:
+        repo = Repo(kind=kind, name=name, private=private)
+        session.add(repo)
+        session.flush()
+    return repo
+
+
+def resolve(session, name: str, revision: str = "main", kind: str = "model") -> Resolved:
+    """A branch name, or a full or abbreviated (>= 7 hex) commit id, to a commit."""
+    repo = find_repo(session, name, kind)
+    ref = session.get(Ref, (repo.id, revision))
+    if ref is not None:
+        return Resolved(repo, session.get(Commit, ref.commit_id), revision)
+    if 7 <= len(revision) <= 40 and all(c in "0123456789abcdef" for c in revision):
+        commits = session.scalars(
+            select(Commit).where(Commit.repo_id == repo.id, Commit.oid.startswith(revision)).limit(2)).all()
+        if len(commits) == 1:
+            return Resolved(repo, commits[0], revision)
+    raise RevisionNotFound(f"revision {revision!r} not found in {name!r}")
+
+
+def tree_of(session, commit: Commit) -> dict[str, File]:
+    rows = session.execute(
+        select(TreeEntry.path, File).join(File, File.id == TreeEntry.file_id).where(TreeEntry.commit_id == commit.id)
+    ).all()
+    return {path: f for path, f in rows}
+
+
+def write_commit(session, repo: Repo, revision: str, tree: dict[str, int], message: str,
+                 expected_parent: str | None = None) -> Commit:
+    """Point ``revision`` at a new commit whose tree is ``tree`` (path -> file id).
+
+    ``expected_parent``, when given, must be the branch's current commit (the
+    hub's ``parentCommit``), else ``CommitConflict``.
+    """
+    check_revision(revision)
+    for path in tree:
+        check_path(path)
+    ref = session.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.name == revision).with_for_update())
+    parent = session.get(Commit, ref.commit_id) if ref else None
+    if expected_parent and (parent is None or not parent.oid.startswith(expected_parent)):
+        raise CommitConflict(f"{revision!r} is at {parent.oid if parent else 'nothing'}, not {expected_parent}")
+    listing = "".join(f"{p}\0{fid}\n" for p, fid in sorted(tree.items()))
+    oid = hashlib.sha1(
+        f"tree {hashlib.sha1(listing.encode()).hexdigest()}\nparent {parent.oid if parent else ''}\n"
+        f"repo {repo.kind}/{repo.name}\ntime {time.time_ns()}\n\n{message}".encode()
+    ).hexdigest()
+    commit = Commit(repo_id=repo.id, oid=oid, parent_oid=parent.oid if parent else None, message=message)
+    session.add(commit)
+    session.flush()
+    session.add_all(TreeEntry(commit_id=commit.id, path=p, file_id=fid) for p, fid in tree.items())
+    if ref is None:
+        session.add(Ref(repo_id=repo.id, name=revision, commit_id=commit.id))
+    else:
+        ref.commit_id = commit.id
+    session.flush()
+    return commit
+
+
+def retrying(catalog, work, attempts: int = 5):
+    """Run ``work(session)`` in a write transaction, retrying when a concurrent writer won a race."""
+    for attempt in range(attempts):
+        try:
+            with catalog.write_session() as session:
+                return work(session)
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def delete_repo(session, name: str, kind: str = "model") -> None:
+    """Remove a repo and its revisions; its content stays until ``gc`` finds it unreferenced."""
+    from weightvault.store.models import Family
+
+    repo = find_repo(session, name, kind)
+    session.execute(update(Family).where(Family.base_repo_id == repo.id).values(base_repo_id=None))
+    session.delete(repo)
+    session.flush()

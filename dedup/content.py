@@ -1,0 +1,230 @@
+"""Turning file bytes into catalog rows: whole-file dedup, tensor dedup, coding into packs.
+
+``ContentWriter`` stages everything in memory (rows) and in packs (bytes) and
+touches the catalog only to ask what it already holds. ``land`` writes the rows
+in the caller's transaction, so a repo appears whole or not at all.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select
+
+from weightvault import codec
+from weightvault.store import Vault
+from weightvault.store.models import File, Frame, Object, Segment
+from weightvault.store.packs import Location, claim_packs
+
+from . import safetensors
+from .choice import CodingChoice, choose_and_encode
+from .hashing import FileDigest, digest_bytes, object_digest
+
+#: Tensors are coded in slices of this many bytes (a multiple of the frame size)
+#: so that the frames of a multi-GB tensor never sit in memory all at once.
+ENCODE_SLICE = 64 * codec.FRAME_SIZE
+
+#: Bytes between and around tensors (and safetensors headers) are kept inline in
+#: the catalog up to this size; larger runs become blob objects.
+INLINE_LIMIT = 1 << 20
+
+Progress = Callable[[int], None]
+
+
+class StaleReference(RuntimeError):
+    """Something this ingest reused was removed by a concurrent gc; run it again."""
+
+
+@dataclass
+class StagedObject:
+    digest: str
+    kind: str
+    dtype: str | None
+    shape: list[int] | None
+    raw_size: int
+    choice: CodingChoice
+    frames: list[tuple[int, int, str, Location]] = field(default_factory=list)  # raw_offset, raw_size, codec, where
+    stored_size: int = 0
+
+
+@dataclass
+class StagedSegment:
+    offset: int
+    length: int
+    name: str | None = None
+    inline: bytes | None = None
+    object_digest: str | None = None
+
+
+@dataclass
+class StagedFile:
+    digest: FileDigest
+    format: str
+    segments: list[StagedSegment] | None  # None: the catalog already holds this file
+
+
+class ContentWriter:
+    """Stages files for one ingest or commit; ``land`` writes them to the catalog."""
+
+    def __init__(self, vault: Vault, *, base_for=None, threads: int = 2) -> None:
+        self.vault = vault
+        self.packs = vault.pack_writer()
+        self.objects: dict[str, StagedObject] = {}
+        self.known_objects: set[str] = set()  # digests already in the catalog
+        self.files: dict[str, StagedFile] = {}
+        self.base_for = base_for  # callable(file path, tensor name, dtype, shape, bytes) -> BaseCandidate | None
+        self.threads = threads
+        self.raw_bytes = 0
+
+    # -- staging -----------------------------------------------------------------
+
+    def add_path(self, path: Path, rel: str, progress: Progress = lambda n: None) -> StagedFile:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size == 0:
+                return self.add_bytes(b"", rel, progress)
+            # Not closed explicitly: slices of it may live on in an exception's traceback;
+            # the mapping goes when the last view does.
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self.add_bytes(memoryview(mm), rel, progress)
+
+    def add_bytes(self, data, rel: str, progress: Progress = lambda n: None) -> StagedFile:
+        view = memoryview(data)
+        digest = digest_bytes(view)
+        self.raw_bytes += digest.size
+        if digest.sha256 in self.files:
+            progress(digest.size)
+            return self.files[digest.sha256]
+        with self.vault.catalog.read_session() as s:
+            exists = s.scalar(select(File.id).where(File.sha256 == digest.sha256)) is not None
+        if exists:
+            staged = StagedFile(digest, "", None)
+            progress(digest.size)
+        elif safetensors.looks_like_safetensors(rel):
+            layout = safetensors.parse(view, label=rel)
+            staged = StagedFile(digest, "safetensors", self._stage_safetensors(rel, view, layout, progress))
+        else:
+            staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), None, progress)])
+        self.files[digest.sha256] = staged
+        return staged
+
+    def _stage_safetensors(self, rel: str, view: memoryview, layout: safetensors.Layout,
+                           progress: Progress) -> list[StagedSegment]:
+        segments = [StagedSegment(0, layout.header_end, "__header__", inline=bytes(view[: layout.header_end]))]
+        progress(layout.header_end)
+        pos = layout.header_end
+        for t in layout.tensors:
+            if t.start > pos:
+                segments.append(self._stage_run(view, pos, t.start, None, progress))
+            obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, list(t.shape), progress)
+            segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
+            pos = t.end
+        if pos < len(view):
+            segments.append(self._stage_run(view, pos, len(view), None, progress))
+        return segments
+
+    def _stage_run(self, view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
+        if end - start <= INLINE_LIMIT and name is None and start > 0:
+            progress(end - start)
+            return StagedSegment(start, end - start, name, inline=bytes(view[start:end]))
+        obj = self._stage_object("", view[start:end], "blob", name, None, None, progress)
+        return StagedSegment(start, end - start, name, object_digest=obj)
+
+    def _stage_object(self, rel: str, data: memoryview, kind: str, name: str | None, dtype: str | None,
+                      shape: list[int] | None, progress: Progress) -> str:
+        digest = object_digest(data)
+        if digest in self.objects or digest in self.known_objects:
+            progress(len(data))
+            return digest
+        with self.vault.catalog.read_session() as s:
+            if s.scalar(select(Object.id).where(Object.digest == digest)) is not None:
+                self.known_objects.add(digest)
+                progress(len(data))
+                return digest
+        base = self.base_for(rel, name, dtype, shape, data) if (self.base_for and kind == "tensor") else None
+        choice = choose_and_encode(data, dtype, base, threads=self.threads)
+        staged = StagedObject(digest, kind, dtype, shape, len(data), choice)
+        for frames, offset in choice.frame_slices():
+            for frame in frames:
+                info = codec.frame_info(frame)
+                loc = self.packs.add(frame)
+                staged.frames.append((offset, info.raw_size, info.codec, loc))
+                staged.stored_size += len(frame)
+                offset += info.raw_size
+                progress(info.raw_size)
+        if staged.frames and sum(f[1] for f in staged.frames) != len(data):
+            raise AssertionError(f"codec produced frames for {sum(f[1] for f in staged.frames)} of {len(data)} bytes")
+        self.objects[digest] = staged
+        return digest
+
+    # -- landing ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make every staged frame durable (before the catalog transaction)."""
+        self.pack_ids = self.packs.flush()
+
+    def abort(self) -> None:
+        self.packs.abort()
+
+    def land(self, session) -> dict[str, int]:
+        """Write staged objects and files in ``session``; return file sha256 -> file id."""
+        claim_packs(session, list(self.pack_ids.values()))
+        object_ids = self._land_objects(session)
+        file_ids: dict[str, int] = {}
+        for sha, staged in self.files.items():
+            existing = session.scalar(select(File.id).where(File.sha256 == sha))
+            if existing is not None:
+                file_ids[sha] = existing
+                continue
+            if staged.segments is None:
+                raise StaleReference(f"file {sha[:12]} was removed while this ingest ran; run it again")
+            row = File(sha256=sha, git_sha1=staged.digest.git_sha1, size=staged.digest.size, format=staged.format)
+            session.add(row)
+            session.flush()
+            for seq, seg in enumerate(staged.segments):
+                session.add(Segment(
+                    file_id=row.id, seq=seq, offset=seg.offset, length=seg.length, name=seg.name,
+                    inline=seg.inline, object_id=object_ids[seg.object_digest] if seg.object_digest else None,
+                ))
+            file_ids[sha] = row.id
+        session.flush()
+        return file_ids
+
+    def _land_objects(self, session) -> dict[str, int]:
+        needed = {seg.object_digest for f in self.files.values() if f.segments for seg in f.segments if seg.object_digest}
+        ids = dict(session.execute(select(Object.digest, Object.id).where(Object.digest.in_(list(needed)))).all()) if needed else {}
+        # Bases first, so that a delta's base_id resolves.
+        for staged in sorted(self.objects.values(), key=lambda o: o.choice.depth):
+            if staged.digest in ids:
+                continue  # a concurrent ingest stored it first: ours stays unreferenced for gc
+            base_id = None
+            if staged.choice.base_digest:
+                base_id = ids.get(staged.choice.base_digest) or session.scalar(
+                    select(Object.id).where(Object.digest == staged.choice.base_digest))
+                if base_id is None:
+                    raise StaleReference("a base tensor was removed while this ingest ran; run it again")
+            row = Object(
+                digest=staged.digest, kind=staged.kind, dtype=staged.dtype,
+                shape=json.dumps(staged.shape) if staged.shape is not None else None,
+                raw_size=staged.raw_size, stored_size=staged.stored_size, codec=staged.choice.codec,
+                base_id=base_id, depth=staged.choice.depth, reason=staged.choice.reason,
+            )
+            session.add(row)
+            session.flush()
+            for seq, (raw_offset, raw_size, codec_name, loc) in enumerate(staged.frames):
+                session.add(Frame(object_id=row.id, seq=seq, raw_offset=raw_offset, raw_size=raw_size,
+                                  codec=codec_name, pack_id=self.pack_ids[loc.pack], pack_offset=loc.offset,
+                                  size=loc.size))
+            ids[staged.digest] = row.id
+        missing = needed - ids.keys()
+        if missing:
+            raise StaleReference(f"{len(missing)} tensors were removed while this ingest ran; run it again")
+        return ids
+
+    @property
+    def new_stored_bytes(self) -> int:
+        return sum(o.stored_size for o in self.objects.values())

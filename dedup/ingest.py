@@ -1,0 +1,108 @@
+"""Ingest a model repository folder: walk, hash, dedup, code, and commit it as one revision."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from weightvault.store import Vault
+from weightvault.store.models import IngestEvent
+
+from . import families, series
+from .commits import get_or_create_repo, retrying, write_commit
+from .content import ContentWriter
+from .names import InvalidName, check_path, check_repo_name, check_revision
+from .reader import Reader
+
+#: Folders a repo checkout may carry that are not part of the repo.
+SKIPPED_DIRS = {".git", ".cache", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    repo: str
+    revision: str
+    commit: str
+    family: str
+    base: str | None
+    family_reason: str
+    files: int
+    raw_bytes: int
+    new_stored_bytes: int
+
+
+def walk_repo(root: Path) -> list[tuple[str, Path]]:
+    """Every regular file under ``root`` as (repo path, real path), refusing anything that escapes it."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise InvalidName(f"{root} is not a folder")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+        for d in dirnames:
+            _inside(root, Path(dirpath) / d)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            real = _inside(root, path)
+            if not real.is_file():
+                raise InvalidName(f"{path} is not a regular file")
+            found.append((check_path(path.relative_to(root).as_posix()), real))
+    return found
+
+
+def _inside(root: Path, path: Path) -> Path:
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise InvalidName(f"{path} is a link that leads outside the repo folder ({real})")
+    return real
+
+
+def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main", *, message: str | None = None,
+                  kind: str = "model", progress: Callable[[int], None] = lambda n: None,
+                  on_file: Callable[[str], None] = lambda p: None, previous: str | None = None,
+                  keyframe_every: int = series.DEFAULT_KEYFRAME_EVERY) -> IngestResult:
+    """``previous`` names the checkpoint this one continues (coded with the checkpoint codec against it);
+    otherwise the repo's family decides the base its tensors are delta-coded against. A folder of
+    ``checkpoint-<step>/`` sub-folders is a series: each checkpoint is coded against the previous one."""
+    check_repo_name(repo)
+    check_revision(revision)
+    files = series.order_files(walk_repo(Path(folder)))
+    profile = families.profile_folder(files)
+    matcher = families.FamilyMatcher(vault, Reader(vault))
+    if previous is not None:
+        check_repo_name(previous)
+        decision = families.Decision(previous, previous, f"checkpoint following {previous}")
+        with vault.catalog.read_session() as s:
+            decision.family = families.family_of(s, previous)
+        base_for = matcher.base_for(previous, codec="ckpt")
+    elif series.is_series(files):
+        decision = families.Decision(repo, None, "checkpoint series: each checkpoint coded against the previous")
+        base_for = series.SeriesBases(Path(folder), files, keyframe_every)
+    else:
+        decision = matcher.decide(repo, profile)
+        base_for = matcher.base_for(decision.base_repo)
+    writer = ContentWriter(vault, base_for=base_for)
+    staged: dict[str, str] = {}
+    try:
+        for rel, real in files:
+            on_file(rel)
+            staged[rel] = writer.add_path(real, rel, progress).digest.sha256
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
+
+    def land(session):
+        file_ids = writer.land(session)
+        repo_row = get_or_create_repo(session, repo, kind)
+        families.record(session, repo_row, decision, profile)
+        commit = write_commit(session, repo_row, revision, {p: file_ids[sha] for p, sha in staged.items()},
+                              message or f"Ingest {Path(folder).name}")
+        session.add(IngestEvent(repo_id=repo_row.id, repo_name=repo, commit_oid=commit.oid,
+                                raw_bytes=writer.raw_bytes, new_stored_bytes=writer.new_stored_bytes))
+        return commit.oid
+
+    oid = retrying(vault.catalog, land)
+    return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, len(files),
+                        writer.raw_bytes, writer.new_stored_bytes)

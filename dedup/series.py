@@ -1,0 +1,71 @@
+"""Training checkpoint series: each checkpoint coded against the one before it.
+
+A folder holding Trainer-style ``checkpoint-<step>/`` sub-folders is a series.
+Every tensor of ``checkpoint-<n>/F`` is predicted by the same tensor of the
+previous checkpoint's ``F`` and coded with the checkpoint codec; every
+``keyframe_every``-th checkpoint is coded alone, so a restore never follows
+more than ``keyframe_every - 1`` base references.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import safetensors
+from .choice import BaseCandidate
+from .hashing import object_digest
+
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+DEFAULT_KEYFRAME_EVERY = 5
+
+
+def checkpoint_step(rel: str) -> int | None:
+    m = CHECKPOINT_DIR.match(rel.split("/", 1)[0]) if "/" in rel else None
+    return int(m.group(1)) if m else None
+
+
+def order_files(files: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Checkpoints in step order (a checkpoint's base must be staged before it), other files first."""
+    return sorted(files, key=lambda f: (checkpoint_step(f[0]) is not None, checkpoint_step(f[0]) or 0, f[0]))
+
+
+def is_series(files: list[tuple[str, Path]]) -> bool:
+    return len({checkpoint_step(rel) for rel, _ in files} - {None}) >= 2
+
+
+class SeriesBases:
+    """The ingest's base callback for a series: (path, tensor, dtype, shape, data) -> BaseCandidate."""
+
+    def __init__(self, root: Path, files: list[tuple[str, Path]], keyframe_every: int = DEFAULT_KEYFRAME_EVERY):
+        self.root = root
+        self.steps = sorted({s for s in (checkpoint_step(rel) for rel, _ in files) if s is not None})
+        self.paths = dict(files)
+        self.keyframe_every = max(1, keyframe_every)
+        self._layouts: dict[str, dict[str, safetensors.TensorSpan]] = {}
+
+    def __call__(self, rel: str, name: str | None, dtype: str | None, shape, data) -> BaseCandidate | None:
+        step = checkpoint_step(rel)
+        if step is None or name is None or dtype not in ("F32", "BF16", "F16"):
+            return None
+        index = self.steps.index(step)
+        if index % self.keyframe_every == 0:
+            return None  # a keyframe
+        prev_rel = f"checkpoint-{self.steps[index - 1]}/{rel.split('/', 1)[1]}"
+        span = self._tensors(prev_rel).get(name)
+        if span is None or span.dtype != dtype or span.end - span.start != len(data):
+            return None
+        with open(self.paths[prev_rel], "rb") as f:
+            f.seek(span.start)
+            prev = f.read(span.end - span.start)
+        return BaseCandidate(object_digest(prev), dtype, index % self.keyframe_every - 1, memoryview(prev),
+                             "ckpt", f"{prev_rel}:{name}")
+
+    def _tensors(self, rel: str) -> dict[str, safetensors.TensorSpan]:
+        if rel not in self._layouts:
+            found = {}
+            path = self.paths.get(rel)
+            if path is not None and safetensors.looks_like_safetensors(rel):
+                data = path.read_bytes()
+                found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
+            self._layouts[rel] = found
+        return self._layouts[rel]

@@ -1,0 +1,156 @@
+"""Object backends: where pack files live. One interface, a local folder or S3.
+
+Both give the same guarantees to the pack layer: ``put_file`` is atomic (a
+reader sees the whole object or nothing) and durable when it returns, and
+``read`` fetches a byte range without reading the rest of the object.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+
+class ObjectMissing(KeyError):
+    """The backend has no object of that name."""
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    name: str
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class ObjectBackend(Protocol):
+    def put_file(self, name: str, path: Path) -> None: ...
+    def read(self, name: str, offset: int, length: int) -> bytes: ...
+    def size(self, name: str) -> int: ...
+    def delete(self, name: str) -> None: ...
+    def list(self, prefix: str = "") -> Iterator[ObjectStat]: ...
+    def describe(self) -> str: ...
+
+
+class LocalBackend:
+    """Objects as files under a root folder; writes go through fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"invalid object name {name!r}")
+        return self.root / name
+
+    def put_file(self, name: str, path: Path) -> None:
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                while block := src.read(8 << 20):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(name), "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        except FileNotFoundError:
+            raise ObjectMissing(name) from None
+        if len(data) != length:
+            raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is shorter")
+        return data
+
+    def size(self, name: str) -> int:
+        try:
+            return self._path(name).stat().st_size
+        except FileNotFoundError:
+            raise ObjectMissing(name) from None
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectStat]:
+        base = self.root
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                name = path.relative_to(base).as_posix()
+                if name.startswith(prefix):
+                    st = path.stat()
+                    yield ObjectStat(name, st.st_size, st.st_mtime)
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+
+class S3Backend:
+    """Objects in an S3-compatible bucket through boto3 (a PUT is atomic by S3's contract)."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = boto3.client(
+            "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 5, "mode": "standard"})
+        )
+        self.endpoint_url = endpoint_url
+
+    def _key(self, name: str) -> str:
+        return self.prefix + name
+
+    def put_file(self, name: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.bucket, self._key(name))
+
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}"
+            )
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectMissing(name) from None
+        data = resp["Body"].read()
+        if len(data) != length:
+            raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    def size(self, name: str) -> int:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(name) from None
+            raise
+
+    def delete(self, name: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectStat]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield ObjectStat(item["Key"][len(self.prefix):], item["Size"], item["LastModified"].timestamp())
+
+    def describe(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"

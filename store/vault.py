@@ -1,0 +1,43 @@
+"""An opened store: the catalog plus the object backend, as configured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backends import LocalBackend, ObjectBackend, S3Backend
+from .config import Settings
+from .db import Catalog
+from .packs import PackWriter
+
+
+class Vault:
+    """Everything a process needs to read and write the store. Stateless beyond its settings:
+    any number of processes may open the same database and bucket at once."""
+
+    def __init__(self, settings: Settings, *, upgrade: bool = True) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.database_url)
+        if upgrade:
+            self.catalog.ensure_schema()
+        self.backend: ObjectBackend = (
+            S3Backend(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url)
+            if settings.s3_bucket
+            else LocalBackend(settings.data_dir / "objects")
+        )
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None, **kw) -> "Vault":
+        return cls(Settings.from_env(data_dir), **kw)
+
+    def pack_writer(self) -> PackWriter:
+        return PackWriter(self.catalog, self.backend, self.settings.data_dir / "spool", self.settings.pack_target_bytes)
+
+    def read(self, pack: str, offset: int, size: int) -> bytes:
+        return self.backend.read(pack, offset, size)
+
+    def describe(self) -> str:
+        db = self.catalog.engine.url.render_as_string(hide_password=True)
+        return f"catalog {db}; objects in {self.backend.describe()}"
+
+    def close(self) -> None:
+        self.catalog.dispose()

@@ -1,0 +1,167 @@
+"""Shared fixtures: the real model repos, and the real servers the store runs against.
+
+PostgreSQL is a throwaway cluster made with Debian's ``initdb``/``pg_ctl``;
+S3 is moto's server mode over HTTP on 127.0.0.1. Nothing is mocked in-process.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", ROOT.parent / "shared"))
+REPO_CACHE = Path(os.environ.get("WEIGHTVAULT_TEST_REPOS", ROOT / ".cache" / "shared-repos"))
+
+SHARED_REPOS = [
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "mirror-org/all-MiniLM-L6-v2",
+    "acme/all-MiniLM-L6-v2-bf16",
+    "acme/minilm-codesearch-bf16",
+    "acme/minilm-frozen-bf16",
+    "lab/minilm-codesearch-fp32",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def shared_repos() -> Path:
+    """The six real repos from ../shared/data, materialized once (about 410 MB)."""
+    done = REPO_CACHE / ".complete"
+    if not done.exists():
+        script = SHARED / "data" / "materialize.py"
+        if not script.exists():
+            pytest.skip(f"shared data not found at {SHARED}")
+        if REPO_CACHE.exists():
+            shutil.rmtree(REPO_CACHE)
+        subprocess.run([sys.executable, str(script), str(REPO_CACHE)], check=True, stdout=subprocess.DEVNULL)
+        done.touch()
+    return REPO_CACHE
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
+    if not found[-1]:
+        pytest.skip(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
+    return found[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields a URL prefix without the database name."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    data = tmp_path_factory.mktemp("pg") / "cluster"
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        data.parent.chmod(0o777)
+    subprocess.run(as_user + [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
+                   stdout=subprocess.DEVNULL)
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(as_user + [pg_ctl, "-D", str(data), "-o", opts, "-l", str(data / "log"), "-w", "start"],
+                   check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's cluster."""
+    import psycopg
+
+    name = "wv_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto in server mode: a real S3-compatible HTTP endpoint on 127.0.0.1."""
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    import boto3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    bucket = "wv-" + uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return bucket
+
+
+BACKENDS = ["sqlite-local", "postgres-local", "sqlite-s3"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_env(request, tmp_path, monkeypatch) -> dict[str, str]:
+    """Environment naming a fresh store on each backend combination; also applied to this process."""
+    env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store")}
+    if request.param.startswith("postgres"):
+        env["WEIGHTVAULT_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    if request.param.endswith("s3"):
+        env["WEIGHTVAULT_S3_BUCKET"] = request.getfixturevalue("s3_bucket")
+        env["WEIGHTVAULT_S3_ENDPOINT_URL"] = request.getfixturevalue("s3_server")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture
+def vault(tmp_path, monkeypatch):
+    """An embedded (SQLite + folder) store for unit tests."""
+    from weightvault.store import Vault
+
+    for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WEIGHTVAULT_DATA_DIR", str(tmp_path / "store"))
+    v = Vault.open(tmp_path / "store")
+    yield v
+    v.close()
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """The real command line, in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "weightvault.api.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"weightvault {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

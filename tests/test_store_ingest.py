@@ -1,0 +1,145 @@
+"""Ingest and restore on the embedded store with small synthetic repos."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from helpers import make_repo, safetensors_bytes, small_model, tree_sha256
+from weightvault.dedup.ingest import ingest_folder
+from weightvault.dedup.names import InvalidName
+from weightvault.dedup.report import build_report
+from weightvault.dedup.restore import restore
+from weightvault.dedup.safetensors import SafetensorsError
+from weightvault.dedup.verify import verify
+from weightvault.store.gc import collect
+from weightvault.store.models import File, Object, Pack
+
+
+def repo_files(seed=0):
+    return {
+        "config.json": json.dumps({"hidden_size": 96, "seed": seed}).encode(),
+        "README.md": b"---\nlicense: mit\n---\n# tiny\n",
+        "tokenizer/vocab.txt": "\n".join(f"tok{i}" for i in range(500)).encode(),
+        "model.safetensors": small_model(seed),
+        "empty.txt": b"",
+    }
+
+
+def test_round_trip_is_bit_exact(vault, tmp_path):
+    src = make_repo(tmp_path / "src", repo_files())
+    result = ingest_folder(vault, src, "org/tiny")
+    assert len(result.commit) == 40
+    restore(vault, "org/tiny", "main", tmp_path / "out")
+    assert tree_sha256(tmp_path / "out") == tree_sha256(src)
+    assert verify(vault).ok
+
+
+def test_duplicate_repo_adds_no_objects(vault, tmp_path):
+    src = make_repo(tmp_path / "a", repo_files())
+    ingest_folder(vault, src, "org/a")
+    with vault.catalog.read_session() as s:
+        before = s.scalar(select(func.count(Object.id)))
+    copy = make_repo(tmp_path / "b", {**repo_files(), "README.md": b"# another card\n"})
+    result = ingest_folder(vault, copy, "other/b")
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(func.count(Object.id))) == before + 1  # only the new card
+        rep = build_report(s)
+    b = next(r for r in rep.repos if r.name == "other/b")
+    assert b.savings.file_dedup >= len(small_model(0))
+    assert result.new_stored_bytes < 100
+
+
+def test_tensor_dedup_across_different_files(vault, tmp_path):
+    rng = np.random.default_rng(1)
+    shared = rng.standard_normal((128, 128)).astype(np.float32)
+    one = safetensors_bytes({"a": ("F32", shared), "b": ("F32", rng.standard_normal(10).astype(np.float32))})
+    two = safetensors_bytes({"a": ("F32", shared), "c": ("F32", rng.standard_normal(12).astype(np.float32))})
+    ingest_folder(vault, make_repo(tmp_path / "1", {"model.safetensors": one}), "org/one")
+    ingest_folder(vault, make_repo(tmp_path / "2", {"model.safetensors": two}), "org/two")
+    with vault.catalog.read_session() as s:
+        rep = build_report(s)
+    assert next(r for r in rep.repos if r.name == "org/two").savings.tensor_dedup == shared.nbytes
+    restore(vault, "org/two", "main", tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == two
+
+
+def test_revisions_and_commit_ids(vault, tmp_path):
+    first = ingest_folder(vault, make_repo(tmp_path / "v1", repo_files(1)), "org/m")
+    second = ingest_folder(vault, make_repo(tmp_path / "v2", repo_files(2)), "org/m")
+    dev = ingest_folder(vault, make_repo(tmp_path / "v3", repo_files(3)), "org/m", "dev/v1")
+    assert len({first.commit, second.commit, dev.commit}) == 3
+    restore(vault, "org/m", first.commit, tmp_path / "o1")
+    assert tree_sha256(tmp_path / "o1") == tree_sha256(tmp_path / "v1")
+    restore(vault, "org/m", first.commit[:10], tmp_path / "o1b")
+    restore(vault, "org/m", "dev/v1", tmp_path / "o3")
+    assert tree_sha256(tmp_path / "o3") == tree_sha256(tmp_path / "v3")
+
+
+@pytest.mark.parametrize("name", ["noslash", "a/b/c", "../etc", "org/..", "org/name/", "/abs", "org/na me", ""])
+def test_bad_repo_names_rejected(vault, tmp_path, name):
+    src = make_repo(tmp_path / "src", repo_files())
+    with pytest.raises(InvalidName):
+        ingest_folder(vault, src, name)
+
+
+def _store_is_empty(vault):
+    with vault.catalog.read_session() as s:
+        return s.scalar(select(func.count(File.id))) == 0 and s.scalar(select(func.count(Object.id))) == 0
+
+
+def test_truncated_safetensors_rejected(vault, tmp_path):
+    data = small_model()
+    src = make_repo(tmp_path / "src", {"model.safetensors": data[: len(data) - 100], "config.json": b"{}"})
+    with pytest.raises(SafetensorsError, match="data section"):
+        ingest_folder(vault, src, "org/bad")
+    assert _store_is_empty(vault)
+
+
+def test_header_larger_than_file_rejected(vault, tmp_path):
+    data = bytearray(small_model())
+    data[:8] = (10**6).to_bytes(8, "little")
+    src = make_repo(tmp_path / "src", {"model.safetensors": bytes(data)})
+    with pytest.raises(SafetensorsError, match="header claims"):
+        ingest_folder(vault, src, "org/bad")
+    assert _store_is_empty(vault)
+
+
+def test_overlapping_tensors_and_bad_dtype_rejected(vault, tmp_path):
+    import struct
+
+    for header in (
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        {"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}},
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+    ):
+        h = json.dumps(header).encode()
+        src = make_repo(tmp_path / "src", {"model.safetensors": struct.pack("<Q", len(h)) + h + bytes(16)})
+        with pytest.raises(SafetensorsError):
+            ingest_folder(vault, src, "org/bad")
+    assert _store_is_empty(vault)
+
+
+def test_symlink_escaping_repo_rejected(vault, tmp_path):
+    (tmp_path / "secret.txt").write_text("secret")
+    src = make_repo(tmp_path / "src", repo_files())
+    (src / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(InvalidName, match="outside"):
+        ingest_folder(vault, src, "org/leaky")
+    assert _store_is_empty(vault)
+
+
+def test_rm_and_gc_reclaim_only_unreferenced(vault, tmp_path):
+    ingest_folder(vault, make_repo(tmp_path / "a", repo_files(1)), "org/a")
+    ingest_folder(vault, make_repo(tmp_path / "b", repo_files(2)), "org/b")
+    from weightvault.dedup.commits import delete_repo
+    with vault.catalog.write_session() as s:
+        delete_repo(s, "org/a")
+    from datetime import timedelta
+    first = collect(vault.catalog, vault.backend, timedelta(0))
+    assert first.files > 0 and first.objects > 0
+    restore(vault, "org/b", "main", tmp_path / "out")
+    assert tree_sha256(tmp_path / "out") == tree_sha256(tmp_path / "b")
+    assert verify(vault).ok
