@@ -35,3 +35,4 @@ void wv_merge(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *con
 void wv_split_ref(const uint8_t *src, size_t n_el, unsigned k, int rot, uint8_t *const *planes);
 void wv_merge_ref(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *const *planes);
 uint32_t wv_crc32c_scalar(uint32_t crc, const void *buf, size_t len);
+int wv_rans_select_kernel(int kernel);

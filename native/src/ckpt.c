@@ -24,48 +24,75 @@
  * Models are reset per frame, so every frame decodes on its own.
  */
 #include "ckpt.h"
+#include <stddef.h>
 
 /* 12-bit probabilities, adaptation rate 1/32 (LZMA's choice; measured below). */
 #define PROB_BITS 12
 #define PROB_ONE (1u << PROB_BITS)
 #define ADAPT 5
-/* Bits under the leading one coded with a model; the rest are raw.  On FP32
- * weights each modeled level saved ~0.15 bit/element for the first three. */
-#define TOP_BITS 3
-#define TOP_NODES (1u << TOP_BITS)
+/* Bits under the leading one coded with a model; the rest are raw.  With XOR
+ * the first three pay (exp_avg 0.8373 -> 0.8324 from 1 to 3 bits); with MAG
+ * they are uniform (FP32 weights 0.7464 with 1 bit, 0.7465 with 3). */
+#ifndef TOP_BITS_MAG
+#define TOP_BITS_MAG 0
+#endif
+#define TOP_BITS_XOR 3
+#define TOP_NODES 8
 #define RC_TOP (1u << 24)
-#define HDR 5
+#define HDR 9
 
 typedef uint16_t prob;
 
+/* nb is binarised around an adaptive centre per context (the running mean of
+ * nb there): "equal?", "above?", then the distance in truncated unary.  On the
+ * default make_checkpoints.py run that takes 2.9 decisions per element where
+ * a 5-level tree takes 5, at the same size. */
+#define NB_CTX 512           /* pred exponent (8 bits) * 2 + flip */
+#define DIST_CTX 8
+#ifndef CEN_RATE
+#define CEN_RATE 6
+#endif
+
 typedef struct {
     prob flip[256];
-    prob nb[512][32];        /* [pred exponent * 2 + flip][tree node] */
+    prob eq[NB_CTX], up[NB_CTX];
+    prob dist[NB_CTX][2][DIST_CTX];
     prob neg[2][32];         /* [flip][nb] */
     prob top[32][TOP_NODES]; /* [nb][tree node] */
+    uint16_t avg[NB_CTX];    /* running mean of nb, 1/16 units */
+    uint8_t seen[NB_CTX];    /* log2 of the mean's weight so far, up to CEN_RATE */
 } models;
 
 typedef struct {
     unsigned width;    /* 32 or 16 */
     unsigned mant;     /* mantissa bits */
-    unsigned levels;   /* levels of the nb tree: log2(width) */
 } fmt;
 
 static int get_fmt(unsigned dtype, fmt *f)
 {
     switch (dtype) {
-    case WV_DT_F32: f->width = 32; f->mant = 23; f->levels = 5; return 1;
-    case WV_DT_BF16: f->width = 16; f->mant = 7; f->levels = 4; return 1;
-    case WV_DT_F16: f->width = 16; f->mant = 10; f->levels = 4; return 1;
+    case WV_DT_F32: f->width = 32; f->mant = 23; return 1;
+    case WV_DT_BF16: f->width = 16; f->mant = 7; return 1;
+    case WV_DT_F16: f->width = 16; f->mant = 10; return 1;
     default: return 0;
     }
 }
 
-static void models_init(models *m)
+static void models_init(models *m, unsigned width)
 {
     prob *p = (prob *)m;
-    size_t k = sizeof *m / sizeof(prob);
+    size_t k = offsetof(models, avg) / sizeof(prob);
     for (size_t i = 0; i < k; i++) p[i] = PROB_ONE / 2;
+    for (size_t i = 0; i < NB_CTX; i++) { m->avg[i] = (uint16_t)(16 * (width * 2 / 3)); m->seen[i] = 0; }
+}
+
+/* EMA of nb with rate 1/8: tracks a context's level within ~10 elements. */
+static inline unsigned nb_center(const models *m, unsigned ctx) { return (m->avg[ctx] + 8u) >> 4; }
+static inline void nb_update(models *m, unsigned ctx, unsigned nb)
+{
+    unsigned s = m->seen[ctx];
+    m->avg[ctx] = (uint16_t)((m->avg[ctx] * ((1u << s) - 1) + nb * 16u + ((1u << s) >> 1)) >> s);
+    m->seen[ctx] = (uint8_t)(s + (s < CEN_RATE));
 }
 
 static inline unsigned bitlen32(uint32_t a) { return a ? 32u - (unsigned)__builtin_clz(a) : 0u; }
@@ -124,26 +151,36 @@ typedef struct {
     size_t over;
 } rc_dec;
 
-static inline uint8_t rcd_byte(rc_dec *d)
-{
-    if (d->in < d->end) return *d->in++;
-    d->over++;
-    return 0;
-}
+static const uint8_t zero_byte = 0;
 
 static void rcd_init(rc_dec *d, const uint8_t *in, const uint8_t *end)
 {
     d->in = in; d->end = end; d->over = 0; d->range = 0xFFFFFFFFu; d->code = 0;
-    for (int i = 0; i < 5; i++) d->code = (d->code << 8) | rcd_byte(d);
+    for (int i = 0; i < 5; i++) {
+        uint8_t b = 0;
+        if (d->in < d->end) b = *d->in++;
+        else d->over++;
+        d->code = (d->code << 8) | b;
+    }
 }
 
-static inline unsigned rcd_bit(rc_dec *d, prob *p)
+/* Branch-free, renormalisation included: most decisions here are close to
+ * coin flips (the sign of an update, the distance of nb from its centre) and
+ * renormalisation falls every few decisions at no fixed rhythm, so branches
+ * would mispredict often; the selects compile to cmov and the byte is read
+ * from a zero byte once the input is exhausted (counted in over). */
+static inline unsigned rcd_bit(rc_dec *d, prob *pp)
 {
-    uint32_t bound = (d->range >> PROB_BITS) * *p;
-    unsigned bit;
-    if (d->code < bound) { d->range = bound; *p += (PROB_ONE - *p) >> ADAPT; bit = 0; }
-    else { d->code -= bound; d->range -= bound; *p -= *p >> ADAPT; bit = 1; }
-    if (d->range < RC_TOP) { d->range <<= 8; d->code = (d->code << 8) | rcd_byte(d); }
+    uint32_t p = *pp;
+    uint32_t bound = (d->range >> PROB_BITS) * p;
+    unsigned bit = d->code >= bound;
+    uint32_t mask = 0u - (uint32_t)bit;
+    uint32_t code = d->code - (bound & mask);
+    uint32_t range = (bound & ~mask) | ((d->range - bound) & mask);
+    uint32_t p0 = p + ((PROB_ONE - p) >> ADAPT), p1 = p - (p >> ADAPT);
+    *pp = (prob)((p0 & ~mask) | (p1 & mask));
+    d->range = range; d->code = code;
+    if (range < RC_TOP) { uint8_t by = 0; if (d->in < d->end) by = *d->in++; else d->over++; d->range <<= 8; d->code = (d->code << 8) | by; }
     return bit;
 }
 
@@ -184,6 +221,8 @@ typedef struct {
     size_t over;
 } bit_r;
 
+/* Keeps at least 56 bits buffered; called once per element so the check
+ * never branches on data (the slow path runs only in the last 8 bytes). */
 static inline void br_refill(bit_r *r)
 {
     if (r->end - r->in >= 8) {
@@ -204,9 +243,8 @@ static inline void br_refill(bit_r *r)
     }
 }
 
-static inline uint32_t br_get(bit_r *r, unsigned n)   /* n <= 31 */
+static inline uint32_t br_get(bit_r *r, unsigned n)   /* n <= 31, after br_refill */
 {
-    if (r->cnt < n) br_refill(r);
     uint32_t v = (uint32_t)(r->buf & ((1ull << n) - 1));
     r->buf >>= n;
     r->cnt -= n;
@@ -242,6 +280,130 @@ static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t coun
     return sm <= sx ? WV_CKPT_MAG : WV_CKPT_XOR;
 }
 
+/* Per-frame constants of one dtype and mode. */
+typedef struct {
+    unsigned W, M;     /* width and mantissa bits */
+    int is_mag;
+    unsigned top_bits;
+} params;
+
+#if defined(__GNUC__)
+#define WV_INLINE static inline __attribute__((always_inline))
+#else
+#define WV_INLINE static inline
+#endif
+
+WV_INLINE void enc_one(rc_enc *rc, models *m, bit_w *bw, uint32_t c, uint32_t p, const params P)
+{
+    const unsigned W = P.W, sh = W - 1;
+    const uint32_t mmask = (1u << sh) - 1;
+    unsigned flip = (c ^ p) >> sh;
+    uint32_t mc = c & mmask, mp = p & mmask;
+    unsigned pe = mp >> P.M;
+    rce_bit(rc, &m->flip[pe], flip);
+    uint32_t a;
+    unsigned neg = 0;
+    if (P.is_mag) { neg = mc < mp; a = neg ? mp - mc : mc - mp; }
+    else a = mc ^ mp;
+    unsigned nb = bitlen32(a);
+    unsigned ctx = pe * 2 + flip, c0 = nb_center(m, ctx);
+    rce_bit(rc, &m->eq[ctx], nb != c0);
+    if (nb != c0) {
+        unsigned up = nb > c0;
+        if (c0 > 0 && c0 < W - 1) rce_bit(rc, &m->up[ctx], up);
+        unsigned dist = up ? nb - c0 - 1 : c0 - nb - 1;
+        unsigned dmax = up ? W - 2 - c0 : c0 - 1;
+        prob *dp = m->dist[ctx][up];
+        for (unsigned j = 0; j < dist; j++) rce_bit(rc, &dp[j < DIST_CTX ? j : DIST_CTX - 1], 1);
+        if (dist < dmax) rce_bit(rc, &dp[dist < DIST_CTX ? dist : DIST_CTX - 1], 0);
+    }
+    nb_update(m, ctx, nb);
+    if (nb == 0) return;
+    if (P.is_mag) rce_bit(rc, &m->neg[flip][nb], neg);
+    unsigned below = nb - 1;
+    unsigned kk = below < P.top_bits ? below : P.top_bits;
+    prob *tp = m->top[nb];
+    unsigned node = 1;
+    for (unsigned j = 0; j < kk; j++) {
+        unsigned b = (a >> (below - 1 - j)) & 1;
+        rce_bit(rc, &tp[node], b);
+        node = 2 * node + b;
+    }
+    unsigned nraw = below - kk;
+    if (nraw) bw_put(bw, a & ((1u << nraw) - 1), nraw);
+}
+
+WV_INLINE uint32_t dec_one(rc_dec *rc, models *m, bit_r *br, uint32_t p, const params P)
+{
+    const unsigned W = P.W, sh = W - 1;
+    const uint32_t mmask = (1u << sh) - 1;
+    uint32_t mp = p & mmask;
+    unsigned pe = mp >> P.M;
+    unsigned flip = rcd_bit(rc, &m->flip[pe]);
+    unsigned ctx = pe * 2 + flip, nb = nb_center(m, ctx);
+    if (rcd_bit(rc, &m->eq[ctx])) {
+        unsigned c0 = nb, up = c0 == 0 ? 1 : c0 == W - 1 ? 0 : rcd_bit(rc, &m->up[ctx]);
+        unsigned dmax = up ? W - 2 - c0 : c0 - 1, dist = 0;
+        prob *dp = m->dist[ctx][up];
+        while (dist < dmax && rcd_bit(rc, &dp[dist < DIST_CTX ? dist : DIST_CTX - 1])) dist++;
+        nb = up ? c0 + 1 + dist : c0 - 1 - dist;
+    }
+    nb_update(m, ctx, nb);
+    uint32_t mc = mp;
+    if (nb) {
+        unsigned neg = P.is_mag ? rcd_bit(rc, &m->neg[flip][nb]) : 0;
+        unsigned below = nb - 1;
+        unsigned kk = below < P.top_bits ? below : P.top_bits;
+        prob *tp = m->top[nb];
+        unsigned node = 1;
+        for (unsigned j = 0; j < kk; j++) node = 2 * node + rcd_bit(rc, &tp[node]);
+        unsigned nraw = below - kk;
+        /* node = 1 followed by the kk top bits: the leading one comes free */
+        br_refill(br);
+        uint32_t a = ((uint32_t)node << nraw) | br_get(br, nraw);
+        if (P.is_mag) mc = neg ? mp - a : mp + a;
+        else mc = mp ^ a;
+        mc &= mmask;   /* hostile input only: keeps the value a W-bit pattern */
+    }
+    return ((p ^ ((uint32_t)flip << sh)) & ~mmask) | mc;
+}
+
+/* Elements alternate between two range coders (even -> 0, odd -> 1) sharing
+ * one set of models: the two decoders' dependency chains are independent, so
+ * the CPU overlaps them.  Payload: mode | raw_len | ac0_len | raw | ac0 | ac1. */
+WV_INLINE void enc_loop(rc_enc *rc, models *m, bit_w *bw, const uint8_t *src, const uint8_t *base,
+                        size_t count, const params P)
+{
+    size_t i = 0;
+    for (; i + 1 < count; i += 2) {
+        enc_one(&rc[0], m, bw, load_el(src, i, P.W), load_el(base, i, P.W), P);
+        enc_one(&rc[1], m, bw, load_el(src, i + 1, P.W), load_el(base, i + 1, P.W), P);
+    }
+    if (i < count) enc_one(&rc[0], m, bw, load_el(src, i, P.W), load_el(base, i, P.W), P);
+}
+
+WV_INLINE void dec_loop(rc_dec *rc, models *m, bit_r *br, uint8_t *dst, const uint8_t *base, size_t count,
+                        const params P)
+{
+    size_t i = 0;
+    for (; i + 1 < count; i += 2) {
+        store_el(dst, i, P.W, dec_one(&rc[0], m, br, load_el(base, i, P.W), P));
+        store_el(dst, i + 1, P.W, dec_one(&rc[1], m, br, load_el(base, i + 1, P.W), P));
+    }
+    if (i < count) store_el(dst, i, P.W, dec_one(&rc[0], m, br, load_el(base, i, P.W), P));
+}
+
+/* One specialised copy per (width, mode): the constants fold into the loop. */
+#define WV_CKPT_DISPATCH(LOOP, f, mode, ...)                                                  \
+    do {                                                                                     \
+        int mag_ = (mode) == WV_CKPT_MAG;                                                    \
+        unsigned tb_ = mag_ ? TOP_BITS_MAG : TOP_BITS_XOR;                                   \
+        if ((f).width == 32 && mag_) LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG});  \
+        else if ((f).width == 32) LOOP(__VA_ARGS__, (params){32, 23, 0, TOP_BITS_XOR});     \
+        else if (mag_) LOOP(__VA_ARGS__, (params){16, (f).mant, 1, tb_});                    \
+        else LOOP(__VA_ARGS__, (params){16, (f).mant, 0, tb_});                              \
+    } while (0)
+
 size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_t *base, size_t n,
                       unsigned dtype, unsigned mode)
 {
@@ -249,64 +411,35 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
     WV_RETURN_ERROR_IF(!get_fmt(dtype, &f), WV_ERR_BAD_DTYPE);
     size_t k = f.width / 8;
     WV_RETURN_ERROR_IF(n % k || n > WV_MAX_RAW, WV_ERR_BAD_SIZE);
-    WV_RETURN_ERROR_IF(cap < HDR + n + 16, WV_ERR_DST_TOO_SMALL);
+    WV_RETURN_ERROR_IF(cap < HDR + n + 64, WV_ERR_DST_TOO_SMALL);
     size_t count = n / k;
     if (mode == WV_CKPT_AUTO) mode = choose_mode(src, base, count, &f);
     WV_RETURN_ERROR_IF(mode != WV_CKPT_XOR && mode != WV_CKPT_MAG, WV_ERR_GENERIC);
 
     models m;
-    models_init(&m);
+    models_init(&m, f.width);
     /* Raw bits take at most width-2 bits per element (< n bytes), so they go
-     * at HDR and the coder's bytes after HDR + n; the coder's part moves down
-     * at the end. */
+     * at HDR; the coders' bytes go after HDR + n, half the rest each, and
+     * move down at the end. */
+    uint8_t *ac = dst + HDR + n;
+    size_t half = (cap - HDR - n) / 2;
     bit_w bw = {0, 0, dst + HDR, dst + HDR + n, 0};
-    rc_enc rc;
-    rce_init(&rc, dst + HDR + n, dst + cap);
-
-    const unsigned W = f.width, L = f.levels, sh = W - 1, M = f.mant;
-    const uint32_t mmask = (1u << sh) - 1;
-    const int is_mag = mode == WV_CKPT_MAG;
-    for (size_t i = 0; i < count; i++) {
-        uint32_t c = load_el(src, i, W), p = load_el(base, i, W);
-        unsigned flip = (c ^ p) >> sh;
-        uint32_t mc = c & mmask, mp = p & mmask;
-        unsigned pe = mp >> M;
-        rce_bit(&rc, &m.flip[pe], flip);
-        uint32_t a;
-        unsigned neg = 0;
-        if (is_mag) { neg = mc < mp; a = neg ? mp - mc : mc - mp; }
-        else a = mc ^ mp;
-        unsigned nb = bitlen32(a);
-        prob *t = m.nb[pe * 2 + flip];
-        unsigned node = 1;
-        for (int l = (int)L - 1; l >= 0; l--) {
-            unsigned b = (nb >> l) & 1;
-            rce_bit(&rc, &t[node], b);
-            node = 2 * node + b;
-        }
-        if (nb == 0) continue;
-        if (is_mag) rce_bit(&rc, &m.neg[flip][nb], neg);
-        unsigned below = nb - 1;
-        unsigned kk = below < TOP_BITS ? below : TOP_BITS;
-        prob *tp = m.top[nb];
-        node = 1;
-        for (unsigned j = 0; j < kk; j++) {
-            unsigned b = (a >> (below - 1 - j)) & 1;
-            rce_bit(&rc, &tp[node], b);
-            node = 2 * node + b;
-        }
-        unsigned nraw = below - kk;
-        if (nraw) bw_put(&bw, a & ((1u << nraw) - 1), nraw);
-    }
+    rc_enc rc[2];
+    rce_init(&rc[0], ac, ac + half);
+    rce_init(&rc[1], ac + half, ac + 2 * half);
+    WV_CKPT_DISPATCH(enc_loop, f, mode, rc, &m, &bw, src, base, count);
     bw_flush(&bw);
-    rce_flush(&rc);
-    if (rc.overflow || bw.overflow) return WV_ERROR(WV_ERR_NOT_COMPRESSIBLE);
+    rce_flush(&rc[0]);
+    rce_flush(&rc[1]);
+    if (rc[0].overflow || rc[1].overflow || bw.overflow) return WV_ERROR(WV_ERR_NOT_COMPRESSIBLE);
     size_t raw_len = (size_t)(bw.out - (dst + HDR));
-    size_t ac_len = (size_t)(rc.out - (dst + HDR + n));
-    memmove(dst + HDR + raw_len, dst + HDR + n, ac_len);
+    size_t l0 = (size_t)(rc[0].out - ac), l1 = (size_t)(rc[1].out - (ac + half));
+    memmove(dst + HDR + raw_len, ac, l0);
+    memmove(dst + HDR + raw_len + l0, ac + half, l1);
     dst[0] = (uint8_t)mode;
     wv_wr32(dst + 1, (uint32_t)raw_len);
-    return HDR + raw_len + ac_len;
+    wv_wr32(dst + 5, (uint32_t)l0);
+    return HDR + raw_len + l0 + l1;
 }
 
 size_t wv_ckpt_payload_mode(const uint8_t *src, size_t src_size)
@@ -325,50 +458,24 @@ size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_siz
     WV_RETURN_ERROR_IF(n % k || n > WV_MAX_RAW, WV_ERR_BAD_SIZE);
     WV_FORWARD_IF_ERROR(wv_ckpt_payload_mode(src, src_size));
     unsigned mode = src[0];
-    size_t raw_len = wv_rd32(src + 1);
-    WV_RETURN_ERROR_IF(raw_len > src_size - HDR, WV_ERR_CORRUPT);
+    size_t raw_len = wv_rd32(src + 1), l0 = wv_rd32(src + 5);
+    WV_RETURN_ERROR_IF(raw_len > src_size - HDR || l0 > src_size - HDR - raw_len, WV_ERR_CORRUPT);
+    const uint8_t *ac0 = src + HDR + raw_len, *ac1 = ac0 + l0;
     size_t count = n / k;
 
     models m;
-    models_init(&m);
-    bit_r br = {0, 0, src + HDR, src + HDR + raw_len, 0};
-    rc_dec rc;
-    rcd_init(&rc, src + HDR + raw_len, src + src_size);
-
-    const unsigned W = f.width, L = f.levels, sh = W - 1, M = f.mant;
-    const uint32_t mmask = (1u << sh) - 1;
-    const int is_mag = mode == WV_CKPT_MAG;
-    for (size_t i = 0; i < count; i++) {
-        uint32_t p = load_el(base, i, W);
-        uint32_t mp = p & mmask;
-        unsigned pe = mp >> M;
-        unsigned flip = rcd_bit(&rc, &m.flip[pe]);
-        prob *t = m.nb[pe * 2 + flip];
-        unsigned node = 1;
-        for (unsigned l = 0; l < L; l++) node = 2 * node + rcd_bit(&rc, &t[node]);
-        unsigned nb = node - (1u << L);
-        uint32_t mc = mp;
-        if (nb) {
-            unsigned neg = is_mag ? rcd_bit(&rc, &m.neg[flip][nb]) : 0;
-            unsigned below = nb - 1;
-            unsigned kk = below < TOP_BITS ? below : TOP_BITS;
-            prob *tp = m.top[nb];
-            node = 1;
-            for (unsigned j = 0; j < kk; j++) node = 2 * node + rcd_bit(&rc, &tp[node]);
-            unsigned nraw = below - kk;
-            /* node = 1 followed by the kk top bits: the leading one comes free */
-            uint32_t a = ((uint32_t)node << nraw) | (nraw ? br_get(&br, nraw) : 0);
-            if (is_mag) mc = neg ? mp - a : mp + a;
-            else mc = mp ^ a;
-            mc &= mmask;   /* hostile input only: keeps the value a W-bit pattern */
-        }
-        store_el(dst, i, W, ((p ^ ((uint32_t)flip << sh)) & ~mmask) | mc);
-    }
-    /* Every byte the encoder wrote is consumed exactly: the coder reads 5 bytes
-     * ahead of its flush, so it ends at the end; the bit stream ends within its last byte. */
+    models_init(&m, f.width);
+    bit_r br = {0, 0, src + HDR, ac0, 0};
+    rc_dec rc[2];
+    rcd_init(&rc[0], ac0, ac1);
+    rcd_init(&rc[1], ac1, src + src_size);
+    WV_CKPT_DISPATCH(dec_loop, f, mode, rc, &m, &br, dst, base, count);
+    /* Every byte the encoder wrote is consumed exactly: each coder reads 5
+     * bytes ahead of its flush, so it ends at its end; the bit stream ends
+     * within its last byte. */
     size_t bits_used = ((size_t)(br.in - (src + HDR)) + br.over) * 8 - br.cnt;
-    WV_RETURN_ERROR_IF(br.over && bits_used > raw_len * 8, WV_ERR_CORRUPT);
     WV_RETURN_ERROR_IF((bits_used + 7) / 8 != raw_len, WV_ERR_CORRUPT);
-    WV_RETURN_ERROR_IF(rc.over || rc.in != rc.end, WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(rc[0].over || rc[0].in != rc[0].end, WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(rc[1].over || rc[1].in != rc[1].end, WV_ERR_CORRUPT);
     return n;
 }

@@ -1,5 +1,6 @@
 /* rANS tables, encoder and scalar decoder (see rans.h for the parameters). */
 #include "rans.h"
+#include <immintrin.h>
 #include <math.h>
 
 static float cost_tab[WV_RANS_M + 1]; /* cost_tab[f] = 12 - log2(f) bits */
@@ -151,18 +152,18 @@ void wv_rans_build_etab(const uint16_t freq[256], wv_rans_esym etab[256])
         if (!f) continue;
         /* ryg_rans reciprocal division, exact for x < 2^31 */
         e->x_max = ((WV_RANS_L >> WV_RANS_PROB_BITS) << 16) * f;
-        e->cmpl_freq = (uint16_t)(WV_RANS_M - f);
+        uint32_t rcp_shift = 0;
         if (f < 2) {
             e->rcp_freq = ~0u;
-            e->rcp_shift = 0;
             e->bias = cum + WV_RANS_M - 1;
         } else {
             uint32_t shift = 0;
             while (f > (1u << shift)) shift++;
             e->rcp_freq = (uint32_t)(((1ull << (shift + 31)) + f - 1) / f);
-            e->rcp_shift = (uint16_t)(shift - 1);
+            rcp_shift = shift - 1;
             e->bias = cum;
         }
+        e->packed = e->bias | f << 13 | rcp_shift << 25;
         cum += f;
     }
 }
@@ -180,32 +181,129 @@ void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M])
 
 static inline __attribute__((always_inline)) void enc_put(uint32_t *st, uint16_t **pp, const wv_rans_esym *e)
 {
+    /* branchless: the renorm is taken every few symbols at random, a branch
+     * mispredicts; the caller guarantees (*pp)[-1] is writable */
     uint32_t x = *st;
-    if (x >= e->x_max) { *--(*pp) = (uint16_t)x; x >>= 16; }
-    uint32_t q = (uint32_t)(((uint64_t)x * e->rcp_freq) >> 32) >> e->rcp_shift;
-    *st = x + e->bias + q * e->cmpl_freq;
+    uint32_t emit = x >= e->x_max;
+    (*pp)[-1] = (uint16_t)x;
+    *pp -= emit;
+    x >>= emit << 4;
+    uint32_t q = (uint32_t)(((uint64_t)x * e->rcp_freq) >> 32) >> (e->packed >> 25);
+    *st = x + e->bias + q * (WV_RANS_M - ((e->packed >> 13) & 0xfff));
 }
 
-static inline __attribute__((always_inline)) size_t encode_body(uint8_t *dst, size_t cap, const uint8_t *src,
-                                                                size_t n, const uint8_t *cx,
-                                                                const wv_rans_esym *etabs, uint8_t *scratch)
+/* Scalar blocks, last to first; returns how many symbols remain (a multiple of 32
+ * unless the budget ran out: then NOT_COMPRESSIBLE is decided by the caller). */
+static inline __attribute__((always_inline)) size_t enc_blocks_scalar(uint32_t *st, uint16_t **pp,
+                                                                      const uint16_t *stop, const uint8_t *src,
+                                                                      size_t i, const uint8_t *cx,
+                                                                      const wv_rans_esym *etabs)
+{
+    uint16_t *p = *pp;
+    while (i > 0 && p >= stop) {
+        i -= WV_RANS_LANES;
+        for (int l = WV_RANS_LANES - 1; l >= 0; l--)
+            enc_put(&st[l], &p, &etabs[(cx ? cx[i + l] * 256u : 0u) + src[i + l]]);
+    }
+    *pp = p;
+    return i;
+}
+
+/* AVX2 encoder: lanes 8g..8g+7 at once; the words of the lanes that renormalise are
+ * compacted (compress_idx) so they land in lane order right below p, exactly where
+ * the scalar loop (lanes 7..0, writing downwards) would have put them. */
+static uint32_t compress_idx[256][8] __attribute__((aligned(32)));
+
+__attribute__((constructor)) static void rans_enc_simd_init(void)
+{
+    for (unsigned m = 0; m < 256; m++) {
+        unsigned c = (unsigned)__builtin_popcount(m), k = 8 - c;
+        for (unsigned j = 0; j < 8; j++) compress_idx[m][j] = 0;
+        for (unsigned j = 0; j < 8; j++)
+            if ((m >> j) & 1) compress_idx[m][k++] = j;
+    }
+}
+
+static inline __attribute__((always_inline, target("avx2"))) size_t enc_blocks_avx2_body(
+    uint32_t *st, uint16_t **pp, const uint16_t *stop, const uint8_t *src, size_t i, const uint8_t *cx,
+    const wv_rans_esym *etabs)
+{
+    uint16_t *p = *pp;
+    const int *rcp_base = (const int *)&etabs[0].rcp_freq, *packed_base = (const int *)&etabs[0].packed;
+    const __m256i m12 = _mm256_set1_epi32(0xfff), m13 = _mm256_set1_epi32(0x1fff);
+    const __m256i m16 = _mm256_set1_epi32(0xffff), big = _mm256_set1_epi32(WV_RANS_M);
+    const __m256i hi32 = _mm256_set1_epi64x((long long)0xffffffff00000000ull);
+    __m256i x[4];
+    for (int g = 0; g < 4; g++) x[g] = _mm256_loadu_si256((const __m256i *)(st + 8 * g));
+    /* stop leaves room for one block of 32 words plus the 8-word store overshoot */
+    while (i > 0 && p >= stop) {
+        i -= WV_RANS_LANES;
+        for (int g = 3; g >= 0; g--) {
+            __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i + 8 * g)));
+            if (cx) {
+                __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cx + i + 8 * g)));
+                idx = _mm256_add_epi32(idx, _mm256_slli_epi32(c, 8));
+            }
+            idx = _mm256_slli_epi32(idx, 2); /* 16-byte entries, gathered with scale 4 */
+            __m256i packed = _mm256_i32gather_epi32(packed_base, idx, 4);
+            __m256i rcp = _mm256_i32gather_epi32(rcp_base, idx, 4);
+            __m256i freq = _mm256_and_si256(_mm256_srli_epi32(packed, 13), m12);
+            __m256i xmax = _mm256_slli_epi32(freq, 19);
+            __m256i emit = _mm256_xor_si256(_mm256_cmpgt_epi32(xmax, x[g]), _mm256_set1_epi32(-1));
+            unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(emit));
+            __m256i w = _mm256_permutevar8x32_epi32(x[g], _mm256_load_si256((const __m256i *)compress_idx[mask]));
+            w = _mm256_and_si256(w, m16);
+            w = _mm256_permute4x64_epi64(_mm256_packus_epi32(w, w), 0x08);
+            _mm_storeu_si128((__m128i *)(p - 8), _mm256_castsi256_si128(w));
+            p -= __builtin_popcount(mask);
+            __m256i xs = _mm256_blendv_epi8(x[g], _mm256_srli_epi32(x[g], 16), emit);
+            __m256i q_even = _mm256_srli_epi64(_mm256_mul_epu32(xs, rcp), 32);
+            __m256i q_odd = _mm256_and_si256(_mm256_mul_epu32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(rcp, 32)), hi32);
+            __m256i q = _mm256_srlv_epi32(_mm256_or_si256(q_even, q_odd), _mm256_srli_epi32(packed, 25));
+            __m256i add = _mm256_add_epi32(_mm256_and_si256(packed, m13),
+                                           _mm256_mullo_epi32(q, _mm256_sub_epi32(big, freq)));
+            x[g] = _mm256_add_epi32(xs, add);
+        }
+    }
+    for (int g = 0; g < 4; g++) _mm256_storeu_si256((__m256i *)(st + 8 * g), x[g]);
+    *pp = p;
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t enc_blocks_avx2(uint32_t *st, uint16_t **pp, const uint16_t *stop,
+                                                              const uint8_t *src, size_t i, const uint8_t *cx,
+                                                              const wv_rans_esym *etabs)
+{
+    return cx ? enc_blocks_avx2_body(st, pp, stop, src, i, cx, etabs)
+              : enc_blocks_avx2_body(st, pp, stop, src, i, NULL, etabs);
+}
+
+static size_t enc_blocks_scalar_any(uint32_t *st, uint16_t **pp, const uint16_t *stop, const uint8_t *src,
+                                    size_t i, const uint8_t *cx, const wv_rans_esym *etabs)
+{
+    return cx ? enc_blocks_scalar(st, pp, stop, src, i, cx, etabs)
+              : enc_blocks_scalar(st, pp, stop, src, i, NULL, etabs);
+}
+
+typedef size_t (*enc_blocks_fn)(uint32_t *, uint16_t **, const uint16_t *, const uint8_t *, size_t,
+                                const uint8_t *, const wv_rans_esym *);
+static enc_blocks_fn enc_blocks = enc_blocks_scalar_any;
+
+size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
+                      const wv_rans_esym *etabs, uint8_t *scratch)
 {
     uint32_t st[WV_RANS_LANES];
     for (int l = 0; l < WV_RANS_LANES; l++) st[l] = WV_RANS_L;
-    WV_RETURN_ERROR_IF(cap < WV_RANS_STATE_BYTES + 2 * WV_RANS_LANES, WV_ERR_NOT_COMPRESSIBLE);
+    WV_RETURN_ERROR_IF(cap < WV_RANS_STATE_BYTES + 4 * WV_RANS_LANES + 16, WV_ERR_NOT_COMPRESSIBLE);
     uint16_t *end = (uint16_t *)(scratch + (cap & ~(size_t)1)), *p = end;
-    const uint16_t *stop = (const uint16_t *)(scratch + WV_RANS_STATE_BYTES + 2 * WV_RANS_LANES);
+    /* a block emits <= 32 words and the SIMD store reaches 8 words below p */
+    const uint16_t *stop = (const uint16_t *)(scratch + WV_RANS_STATE_BYTES + 2 * WV_RANS_LANES + 16);
     size_t i = n, full = n & ~(size_t)(WV_RANS_LANES - 1);
     while (i > full) {
         i--;
         enc_put(&st[i % WV_RANS_LANES], &p, &etabs[(cx ? cx[i] * 256u : 0u) + src[i]]);
     }
-    while (i > 0) {
-        if (p < stop) return WV_ERROR(WV_ERR_NOT_COMPRESSIBLE); /* a block emits <= 32 words */
-        i -= WV_RANS_LANES;
-        for (int l = WV_RANS_LANES - 1; l >= 0; l--)
-            enc_put(&st[l], &p, &etabs[(cx ? cx[i + l] * 256u : 0u) + src[i + l]]);
-    }
+    if (enc_blocks(st, &p, stop, src, i, cx, etabs) > 0) return WV_ERROR(WV_ERR_NOT_COMPRESSIBLE);
     size_t words = (size_t)(end - p);
     WV_RETURN_ERROR_IF(WV_RANS_STATE_BYTES + 2 * words > cap, WV_ERR_NOT_COMPRESSIBLE);
     for (int l = 0; l < WV_RANS_LANES; l++) wv_wr32(dst + 4 * l, st[l]);
@@ -213,28 +311,140 @@ static inline __attribute__((always_inline)) size_t encode_body(uint8_t *dst, si
     return WV_RANS_STATE_BYTES + 2 * words;
 }
 
-size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
-                      const wv_rans_esym *etabs, uint8_t *scratch)
-{
-    return cx ? encode_body(dst, cap, src, n, cx, etabs, scratch)
-              : encode_body(dst, cap, src, n, NULL, etabs, scratch);
-}
-
 /* ---- decoder ---- */
 
-#define DEC_STEP(l, idx, READ)                                                  \
+/* Fast step: branchless renorm (cmov), the caller guarantees 2 readable bytes. */
+#define DEC_STEP(l, idx)                                                        \
     do {                                                                        \
         uint32_t x_ = st[l];                                                    \
         uint32_t e_ = tab[(cx ? cx[idx] * WV_RANS_M : 0u) + (x_ & (WV_RANS_M - 1))]; \
         dst[idx] = (uint8_t)e_;                                                 \
         x_ = ((e_ >> 8) & 0xfff) * (x_ >> WV_RANS_PROB_BITS) + (e_ >> 20);      \
-        if (x_ < WV_RANS_L) { READ; x_ = (x_ << 16) | wv_rd16(p); p += 2; }     \
+        uint32_t w_ = wv_rd16(p);                                               \
+        uint32_t need_ = x_ < WV_RANS_L; /* arithmetic, gcc turns ?: into a jump */ \
+        x_ = (x_ << (need_ << 4)) | (w_ & (0u - need_));                        \
+        p += 2 * need_;                                                         \
+        st[l] = x_;                                                             \
+    } while (0)
+/* Checked step for the tail. */
+#define DEC_STEP_CHECKED(l, idx)                                                \
+    do {                                                                        \
+        uint32_t x_ = st[l];                                                    \
+        uint32_t e_ = tab[(cx ? cx[idx] * WV_RANS_M : 0u) + (x_ & (WV_RANS_M - 1))]; \
+        dst[idx] = (uint8_t)e_;                                                 \
+        x_ = ((e_ >> 8) & 0xfff) * (x_ >> WV_RANS_PROB_BITS) + (e_ >> 20);      \
+        if (x_ < WV_RANS_L) {                                                   \
+            if (end - p < 2) return WV_ERROR(WV_ERR_CORRUPT);                   \
+            x_ = (x_ << 16) | wv_rd16(p);                                       \
+            p += 2;                                                             \
+        }                                                                       \
         st[l] = x_;                                                             \
     } while (0)
 
-static inline __attribute__((always_inline)) size_t decode_body(uint8_t *dst, size_t n, const uint8_t *src,
-                                                                size_t size, const uint8_t *cx,
-                                                                const uint32_t *tab)
+/* Scalar fast blocks: 32 symbols read at most 32 words, so bounds are checked once
+ * per block.  Returns the number of symbols decoded. */
+static inline __attribute__((always_inline)) size_t blocks_scalar(uint32_t *st, const uint8_t **pp,
+                                                                  const uint8_t *end, uint8_t *dst, size_t n,
+                                                                  const uint8_t *cx, const uint32_t *tab)
+{
+    const uint8_t *p = *pp;
+    size_t i = 0;
+    while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
+        for (int l = 0; l < WV_RANS_LANES; l++) DEC_STEP(l, i + l);
+        i += WV_RANS_LANES;
+    }
+    *pp = p;
+    return i;
+}
+
+/* AVX2: lanes 8g..8g+7 in one register.  Lanes needing a word take consecutive
+ * words in lane order: load 8 words, widen, permute with expand[mask]. */
+static uint32_t expand_idx[256][8] __attribute__((aligned(32)));
+
+__attribute__((constructor)) static void rans_simd_init(void)
+{
+    for (unsigned m = 0; m < 256; m++) {
+        unsigned k = 0;
+        for (unsigned j = 0; j < 8; j++) expand_idx[m][j] = (m >> j) & 1 ? k++ : 0;
+    }
+}
+
+static inline __attribute__((always_inline, target("avx2"))) size_t blocks_avx2_body(
+    uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n, const uint8_t *cx,
+    const uint32_t *tab)
+{
+    const uint8_t *p = *pp;
+    size_t i = 0;
+    const __m256i m12 = _mm256_set1_epi32(WV_RANS_M - 1), m8 = _mm256_set1_epi32(0xff);
+    const __m256i lim = _mm256_set1_epi32(WV_RANS_L);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i x[4], sym[4];
+    for (int g = 0; g < 4; g++) x[g] = _mm256_loadu_si256((const __m256i *)(st + 8 * g));
+    while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
+        for (int g = 0; g < 4; g++) {
+            __m256i slot = _mm256_and_si256(x[g], m12);
+            if (cx) {
+                __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cx + i + 8 * g)));
+                slot = _mm256_add_epi32(slot, _mm256_slli_epi32(c, WV_RANS_PROB_BITS));
+            }
+            __m256i e = _mm256_i32gather_epi32((const int *)tab, slot, 4);
+            sym[g] = _mm256_and_si256(e, m8);
+            __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, 8), m12);
+            __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], WV_RANS_PROB_BITS)),
+                                          _mm256_srli_epi32(e, 20));
+            __m256i need = _mm256_cmpgt_epi32(lim, xn);
+            unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(need));
+            __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+            __m256i w = _mm256_permutevar8x32_epi32(words, _mm256_load_si256((const __m256i *)expand_idx[mask]));
+            x[g] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
+            p += 2 * __builtin_popcount(mask);
+        }
+        __m256i a = _mm256_packs_epi32(sym[0], sym[1]), b = _mm256_packs_epi32(sym[2], sym[3]);
+        __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
+        _mm256_storeu_si256((__m256i *)(dst + i), bytes);
+        i += WV_RANS_LANES;
+    }
+    for (int g = 0; g < 4; g++) _mm256_storeu_si256((__m256i *)(st + 8 * g), x[g]);
+    *pp = p;
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t blocks_avx2(uint32_t *st, const uint8_t **pp, const uint8_t *end,
+                                                          uint8_t *dst, size_t n, const uint8_t *cx,
+                                                          const uint32_t *tab)
+{
+    return cx ? blocks_avx2_body(st, pp, end, dst, n, cx, tab) : blocks_avx2_body(st, pp, end, dst, n, NULL, tab);
+}
+
+static size_t blocks_scalar_any(uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n,
+                                const uint8_t *cx, const uint32_t *tab)
+{
+    return cx ? blocks_scalar(st, pp, end, dst, n, cx, tab) : blocks_scalar(st, pp, end, dst, n, NULL, tab);
+}
+
+typedef size_t (*blocks_fn)(uint32_t *, const uint8_t **, const uint8_t *, uint8_t *, size_t, const uint8_t *,
+                            const uint32_t *);
+static blocks_fn dec_blocks = blocks_scalar_any;
+
+/* Kernel 0 = scalar reference, 1 = AVX2; -1 = the best this CPU has.  Returns the
+ * kernel in use, or -1 if the one demanded is not supported here.  Measured on the
+ * MiniLM BF16 exponent plane (2.6 GHz Zen 4, one 128 Ki-symbol plane): decode
+ * scalar ~400 MB/s, AVX2 ~1100 MB/s; encode scalar ~350 MB/s, AVX2 see bench/. */
+int wv_rans_select_kernel(int kernel)
+{
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") != 0;
+    if (kernel < 0) kernel = avx2;
+    if (kernel > 1 || (kernel == 1 && !avx2)) return -1;
+    dec_blocks = kernel == 1 ? blocks_avx2 : blocks_scalar_any;
+    enc_blocks = kernel == 1 ? enc_blocks_avx2 : enc_blocks_scalar_any;
+    return kernel;
+}
+
+__attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_select_kernel(-1); }
+
+size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
+                      const uint32_t *tab)
 {
     uint32_t st[WV_RANS_LANES];
     WV_RETURN_ERROR_IF(size < WV_RANS_STATE_BYTES || (size - WV_RANS_STATE_BYTES) % 2, WV_ERR_CORRUPT);
@@ -243,22 +453,10 @@ static inline __attribute__((always_inline)) size_t decode_body(uint8_t *dst, si
         WV_RETURN_ERROR_IF(st[l] < WV_RANS_L || st[l] >= (1u << 31), WV_ERR_CORRUPT);
     }
     const uint8_t *p = src + WV_RANS_STATE_BYTES, *end = src + size;
-    size_t i = 0;
-    /* fast blocks: 32 symbols read at most 32 words, so check once per block */
-    while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
-        for (int l = 0; l < WV_RANS_LANES; l++) DEC_STEP(l, i + l, (void)0);
-        i += WV_RANS_LANES;
-    }
-    for (; i < n; i++)
-        DEC_STEP(i % WV_RANS_LANES, i, if (p + 2 > end) return WV_ERROR(WV_ERR_CORRUPT));
+    size_t i = dec_blocks(st, &p, end, dst, n, cx, tab);
+    for (; i < n; i++) DEC_STEP_CHECKED(i % WV_RANS_LANES, i);
     /* the encoder started every lane at L and used every word */
     for (int l = 0; l < WV_RANS_LANES; l++) WV_RETURN_ERROR_IF(st[l] != WV_RANS_L, WV_ERR_CORRUPT);
     WV_RETURN_ERROR_IF(p != end, WV_ERR_CORRUPT);
     return n;
-}
-
-size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
-                      const uint32_t *dtabs)
-{
-    return cx ? decode_body(dst, n, src, size, cx, dtabs) : decode_body(dst, n, src, size, NULL, dtabs);
 }

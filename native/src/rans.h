@@ -28,9 +28,10 @@
 #define WV_RANS_MAX_TABLES 16
 #define WV_RANS_TABLE_MAX_BYTES (2 + 32 + 2 * 256)
 
+/* packed = bias | freq << 13 | rcp_shift << 25: what the AVX2 encoder gathers
+ * (two gathers per 8 symbols instead of four). */
 typedef struct {
-    uint32_t x_max, rcp_freq, bias;
-    uint16_t cmpl_freq, rcp_shift;
+    uint32_t x_max, rcp_freq, bias, packed;
 } wv_rans_esym;
 
 void wv_hist(const uint8_t *src, size_t n, uint32_t count[256]);
@@ -51,4 +52,5 @@ size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, co
 /* Never reads outside src[0..size) nor writes outside dst[0..n); cx values must be < ntables. */
 size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
                       const uint32_t *dtabs);
+int wv_rans_select_kernel(int kernel);
 #endif
