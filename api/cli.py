@@ -22,6 +22,8 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
 db_app = typer.Typer(help="Catalog database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 out = Console()
 
@@ -289,6 +291,24 @@ def families(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOut):
         for i, m in enumerate(fam["members"]):
             table.add_row(fam["family"] if i == 0 else "", m["repo"], m["coded_against"] or "(base)", m["why"] or "")
     out.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    scope: str = typer.Option("read", "--scope", help="read (downloads) or write (uploads, deletes; implies read)."),
+    name: str = typer.Option("", "--name", help="A note to remember what the token is for."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Create a bearer token and print it (only its hash is kept: copy it now)."""
+    from weightvault.dedup.tokens import create_token
+
+    vault = open_vault(data_dir)
+    try:
+        with vault.catalog.write_session() as s:
+            secret = create_token(s, scope, name)
+    except ValueError as exc:
+        fail(str(exc))
+    out.print(secret)
 
 
 @db_app.command("upgrade")

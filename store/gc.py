@@ -32,9 +32,11 @@ class GcResult:
 
 def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT_GRACE) -> GcResult:
     result = GcResult()
+    cutoff = utcnow() - grace
     with catalog.write_session() as s:
-        result.files = s.execute(
-            delete(File).where(~exists().where(TreeEntry.file_id == File.id))).rowcount or 0
+        # Young files are spared: an upload stores its file before the commit that names it.
+        result.files = s.execute(delete(File).where(
+            ~exists().where(TreeEntry.file_id == File.id), File.created_at <= cutoff)).rowcount or 0
         base = Object.__table__.alias("dependent")
         while True:  # a removed member may free its base: repeat until nothing more goes
             n = s.execute(delete(Object).where(

@@ -1,0 +1,107 @@
+"""Content arriving over HTTP: files stored ahead of the commit that names them, and commits.
+
+The hub protocol uploads large files first (LFS) and commits paths later, so
+an uploaded file is stored as a ``File`` with no tree entry; ``gc`` spares
+young files for that reason. ``commit_changes`` then edits a branch's tree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from weightvault.store import Vault
+from weightvault.store.models import File, IngestEvent, Repo
+
+from . import families
+from .commits import find_repo, get_or_create_repo, retrying, tree_of, write_commit, resolve, RevisionNotFound
+from .content import ContentWriter
+from .names import check_path, check_repo_name
+from .reader import Reader
+
+
+@dataclass
+class Changes:
+    """A commit's edits: paths to add (sha256 of stored files, or bytes), paths and folders to delete."""
+
+    add_stored: dict[str, str] = field(default_factory=dict)  # path -> sha256 of an already-stored File
+    add_bytes: dict[str, bytes] = field(default_factory=dict)
+    delete_files: set[str] = field(default_factory=set)
+    delete_folders: set[str] = field(default_factory=set)
+
+
+def has_file(vault: Vault, sha256: str) -> bool:
+    with vault.catalog.read_session() as s:
+        return s.scalar(select(File.id).where(File.sha256 == sha256)) is not None
+
+
+def _base_for(vault: Vault, repo_name: str, rel: str, path: Path | None):
+    """Coding base for a file uploaded into ``repo_name``: the repo's recorded base, else a family match."""
+    matcher = families.FamilyMatcher(vault, Reader(vault))
+    with vault.catalog.read_session() as s:
+        repo = s.scalar(select(Repo).where(Repo.name == repo_name))
+        if repo is not None and repo.base_repo_id:
+            return matcher.base_for(s.get(Repo, repo.base_repo_id).name)
+    if path is None:
+        return None
+    decision = matcher.decide(repo_name, families.profile_folder([(rel, path)]))
+    return matcher.base_for(decision.base_repo)
+
+
+def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin") -> str:
+    """Store one uploaded file's content (deduplicated and coded); returns its sha256."""
+    check_repo_name(repo_name)
+    writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, rel, path))
+    try:
+        sha = writer.add_path(path, rel).digest.sha256
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
+    retrying(vault.catalog, writer.land)
+    return sha
+
+
+def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes, message: str, *,
+                   kind: str = "model", expected_parent: str | None = None, create_repo: bool = False) -> str:
+    """Apply ``changes`` to the branch's tree as one new commit; returns the commit id."""
+    for path in [*changes.add_stored, *changes.add_bytes, *changes.delete_files]:
+        check_path(path)
+    writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, "", None))
+    try:
+        small = {p: writer.add_bytes(data, p).digest.sha256 for p, data in changes.add_bytes.items()}
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
+
+    def land(session) -> str:
+        file_ids = writer.land(session)
+        repo = get_or_create_repo(session, repo_name, kind) if create_repo else find_repo(session, repo_name, kind)
+        try:
+            tree = {p: f.id for p, f in tree_of(session, resolve(session, repo_name, revision, kind).commit).items()}
+        except RevisionNotFound:
+            tree = {}
+        for path in changes.delete_files:
+            tree.pop(path, None)
+        for folder in changes.delete_folders:
+            prefix = folder.rstrip("/") + "/"
+            for path in [p for p in tree if p.startswith(prefix)]:
+                del tree[path]
+        raw = 0
+        for path, sha in changes.add_stored.items():
+            row = session.scalar(select(File).where(File.sha256 == sha))
+            if row is None:
+                raise FileNotFoundError(f"{path}: no uploaded content with sha256 {sha}")
+            tree[path] = row.id
+            raw += row.size
+        for path, sha in small.items():
+            tree[path] = file_ids[sha]
+            raw += len(changes.add_bytes[path])
+        commit = write_commit(session, repo, revision, tree, message, expected_parent)
+        session.add(IngestEvent(repo_id=repo.id, repo_name=repo_name, commit_oid=commit.oid, raw_bytes=raw,
+                                new_stored_bytes=writer.new_stored_bytes))
+        return commit.oid
+
+    return retrying(vault.catalog, land)
