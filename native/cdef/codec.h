@@ -18,12 +18,22 @@ size_t wv_frame_bound(size_t raw_size);
 typedef struct wv_ctx wv_ctx;
 wv_ctx *wv_ctx_create(void);
 void wv_ctx_free(wv_ctx *ctx);
+void wv_ctx_set_contexts(wv_ctx *ctx, int on);
 
 /* codec: 0 raw, 2 planes, 3 xor (falls back to planes, then raw, per frame) */
 size_t wv_encode_frame(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
                        unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype);
 size_t wv_decode_frame(wv_ctx *ctx, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
                        const uint8_t *base, size_t base_size);
+/* many frames per call (GIL released once); codec 0/2/3 only */
+size_t wv_encode_many(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                      unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype,
+                      size_t frame_size, uint32_t *frame_sizes);
+size_t wv_scan_frames(const uint8_t *src, size_t size, uint64_t *offsets, uint32_t *raw_sizes, size_t max_frames,
+                      uint32_t *native_only);
+size_t wv_decode_many(wv_ctx *ctx, const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end,
+                      uint8_t *dst, size_t dst_size, uint64_t raw_start, const uint8_t *base, size_t base_size,
+                      uint64_t *failed);
 /* estimated payload bytes of planes (base NULL) or xor coding, without coding */
 size_t wv_payload_estimate(wv_ctx *ctx, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
                            unsigned base_dtype);

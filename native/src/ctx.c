@@ -6,6 +6,7 @@
 wv_ctx *wv_ctx_create(void)
 {
     wv_ctx *c = calloc(1, sizeof *c);
+    if (c) c->use_contexts = 1;
     if (c && wv_isError(wv_ctx_reserve(c, 1u << 18))) { wv_ctx_free(c); return NULL; }
     return c;
 }
@@ -31,3 +32,5 @@ size_t wv_ctx_reserve(wv_ctx *c, size_t raw)
     c->cap = raw;
     return 0;
 }
+
+void wv_ctx_set_contexts(wv_ctx *c, int on) { c->use_contexts = on != 0; }

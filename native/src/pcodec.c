@@ -142,7 +142,7 @@ size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src
         src = c->delta;
         unsigned sh, mask;
         int bias;
-        if (exp_layout(dtype, &sh, &mask, &bias)) {
+        if (c->use_contexts && exp_layout(dtype, &sh, &mask, &bias)) {
             exp_contexts(c->cx, pred, n_el, dtype);
             cx = c->cx;
             flags |= WV_PF_CTX_EXP;

@@ -19,6 +19,7 @@ enum { WV_PLANE_RAW = 0, WV_PLANE_CONST = 1, WV_PLANE_RANS = 2 };
 typedef struct wv_ctx wv_ctx;
 struct wv_ctx {
     size_t cap;                 /* raw bytes the scratch buffers hold */
+    int use_contexts;           /* xor: allow base-exponent contexts (bench/ compares) */
     uint8_t *planes, *delta, *pred, *cx, *stream, *alt;
     uint32_t hist[WV_RANS_MAX_TABLES][256];
     uint16_t freq[WV_RANS_MAX_TABLES][256];
@@ -27,6 +28,7 @@ struct wv_ctx {
 };
 
 wv_ctx *wv_ctx_create(void);
+void wv_ctx_set_contexts(wv_ctx *ctx, int on);
 void wv_ctx_free(wv_ctx *ctx);
 size_t wv_ctx_reserve(wv_ctx *ctx, size_t raw_size);
 size_t wv_payload_bound(size_t raw_size);
@@ -42,4 +44,13 @@ size_t wv_encode_frame(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, co
                        unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype);
 size_t wv_decode_frame(wv_ctx *ctx, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
                        const uint8_t *base, size_t base_size);
+/* batches (batch.c) */
+size_t wv_encode_many(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                      unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype,
+                      size_t frame_size, uint32_t *frame_sizes);
+size_t wv_scan_frames(const uint8_t *src, size_t size, uint64_t *offsets, uint32_t *raw_sizes, size_t max_frames,
+                      uint32_t *native_only);
+size_t wv_decode_many(wv_ctx *ctx, const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end,
+                      uint8_t *dst, size_t dst_size, uint64_t raw_start, const uint8_t *base, size_t base_size,
+                      uint64_t *failed);
 #endif

@@ -1,0 +1,73 @@
+/* Many frames per call: a tensor's frames coded or decoded back to back with the
+ * GIL released once, so Python's per-frame cost (~15 us, 10% of a 256 KiB frame)
+ * disappears from bulk paths and two threads each take one half of the frames.
+ * Only codecs implemented in C (raw, planes, xor); Python falls back per frame. */
+#include "frame.h"
+#include "pcodec.h"
+
+size_t wv_encode_many(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
+                      unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype,
+                      size_t frame_size, uint32_t *frame_sizes)
+{
+    size_t k = wv_dtype_size(dtype), bk = base ? wv_dtype_size(base_dtype) : 0;
+    WV_RETURN_ERROR_IF(k == 0 || (base && bk == 0), WV_ERR_BAD_DTYPE);
+    WV_RETURN_ERROR_IF(frame_size == 0 || frame_size % k || n % k, WV_ERR_BAD_SIZE);
+    WV_RETURN_ERROR_IF(base && base_size != n / k * bk, WV_ERR_BAD_SIZE);
+    size_t o = 0, f = 0;
+    for (size_t off = 0; off < n; off += frame_size, f++) {
+        size_t len = n - off < frame_size ? n - off : frame_size;
+        const uint8_t *b = base ? base + off / k * bk : NULL;
+        size_t r = wv_encode_frame(c, codec, dst + o, cap - o, src + off, len, dtype, b, len / k * bk, base_dtype);
+        WV_FORWARD_IF_ERROR(r);
+        frame_sizes[f] = (uint32_t)r;
+        o += r;
+    }
+    return o;
+}
+
+size_t wv_scan_frames(const uint8_t *src, size_t size, uint64_t *offsets, uint32_t *raw_sizes, size_t max_frames,
+                      uint32_t *native_only)
+{
+    size_t pos = 0, count = 0;
+    *native_only = 1;
+    while (pos < size) {
+        wv_frame_header h;
+        size_t fs = wv_frame_parse(src + pos, size - pos, &h);
+        WV_FORWARD_IF_ERROR(fs);
+        if (h.codec != WV_CODEC_RAW && h.codec != WV_CODEC_PLANES && h.codec != WV_CODEC_XOR) *native_only = 0;
+        if (count < max_frames) { offsets[count] = pos; raw_sizes[count] = h.raw_size; } /* else: retry */
+        count++;
+        pos += fs;
+    }
+    return count;
+}
+
+size_t wv_decode_many(wv_ctx *c, const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end,
+                      uint8_t *dst, size_t dst_size, uint64_t raw_start, const uint8_t *base, size_t base_size,
+                      uint64_t *failed)
+{
+    size_t o = 0, bo;
+    for (size_t f = 0; f < count; f++) {
+        *failed = f;
+        size_t end = f + 1 < count ? offsets[f + 1] : src_end;
+        WV_RETURN_ERROR_IF(end < offsets[f] || end > src_end, WV_ERR_CORRUPT);
+        wv_frame_header h;
+        WV_FORWARD_IF_ERROR(wv_frame_parse(src + offsets[f], end - offsets[f], &h));
+        WV_RETURN_ERROR_IF(h.raw_size > dst_size - o, WV_ERR_DST_TOO_SMALL);
+        const uint8_t *b = NULL;
+        size_t blen = 0;
+        if (h.flags & WV_FLAG_NEEDS_BASE) {
+            size_t k = wv_dtype_size(h.dtype), bk = wv_dtype_size(h.base_dtype);
+            WV_RETURN_ERROR_IF(!base || bk == 0, WV_ERR_GENERIC);
+            WV_RETURN_ERROR_IF((raw_start + o) % k, WV_ERR_BAD_SIZE);
+            blen = h.raw_size / k * bk;
+            bo = (raw_start + o) / k * bk; /* frames hold whole elements, so this is exact */
+            WV_RETURN_ERROR_IF(blen > base_size || bo > base_size - blen, WV_ERR_BAD_SIZE);
+            b = base + bo;
+        }
+        WV_FORWARD_IF_ERROR(wv_decode_frame(c, src + offsets[f], end - offsets[f], dst + o, h.raw_size, b, blen));
+        o += h.raw_size;
+    }
+    WV_RETURN_ERROR_IF(o != dst_size, WV_ERR_DST_TOO_SMALL);
+    return o;
+}
