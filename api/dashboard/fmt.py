@@ -1,0 +1,38 @@
+"""Human-readable figures for the pages.
+
+Sizes use the same decimal units and precision as the ``weightvault report``
+table, so a number read off the page matches the terminal. Exact integers go
+into ``data-*`` attributes beside the text; these helpers are for people.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as the CLI prints them)."""
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit in UNITS:
+        if n < 1000 or unit == UNITS[-1]:
+            return f"{sign}{int(n)} B" if unit == "B" else f"{sign}{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable: the last unit always returns")
+
+
+def percent(part: float, whole: float) -> str:
+    """A share of ``whole`` as '12.3%'; '—' when there is nothing to share."""
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+def ratio(stored: int, raw: int) -> str:
+    """stored/raw to three places, as the CLI table's 'stored/raw' column."""
+    return f"{stored / raw:.3f}" if raw else "—"
+
+
+def when(at: datetime | str) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM' UTC-as-stored, short enough for a table cell."""
+    text = at.isoformat() if isinstance(at, datetime) else at
+    return text[:16].replace("T", " ")

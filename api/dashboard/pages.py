@@ -1,0 +1,208 @@
+"""The dashboard's routes: overview at ``/``, then a page per family, repo and file under ``/ui/``.
+
+Every figure about savings comes from ``dedup.report.build_report`` — the same
+call behind ``weightvault report`` and ``/api/v1/report`` — so the three never
+disagree. Drill-down detail (trees, revisions, tensors) comes from
+``dedup.report_detail``. Pages are plain HTML with inline SVG charts and one
+local stylesheet: nothing is loaded from the internet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Callable, Coroutine
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
+from weightvault.dedup.report import build_report
+from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, repo_detail
+from weightvault.store.models import Repo
+
+from ..auth import Access
+from . import charts, fmt
+from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of
+from .tree import tree_prefixes
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE.parent / "static"
+templates = Jinja2Templates(directory=HERE.parent / "templates")
+templates.env.filters.update(size=fmt.human_bytes, when=fmt.when)
+templates.env.globals.update(percent=fmt.percent, ratio=fmt.ratio, mini_bar=charts.mini_bar, PARTS=charts.PARTS)
+
+#: A year: the login cookie lives as long as the token does (deleting the token revokes it).
+COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+class PageRoute(APIRoute):
+    """Turns the access outcomes into what a browser needs: a login form or a cookie-setting redirect."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except TokenInQuery as moved:
+                response = RedirectResponse(moved.clean_url, status_code=303)
+                set_token_cookie(response, request, moved.token)
+                return response
+            except LoginRequired as need:
+                return login_page(request, need.invalid, str(request.url.path) +
+                                  (f"?{request.url.query}" if request.url.query else ""))
+            except (RepoNotFound, RevisionNotFound, FamilyNotFound, FileNotFoundError) as missing:
+                return page(request, "missing.html", {"message": str(missing)}, status_code=404)
+
+        return guarded
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+PageAccess = Annotated[Access, Depends(page_access)]
+
+
+def page(request: Request, name: str, context: dict, status_code: int = 200) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def set_token_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https")
+
+
+def login_page(request: Request, invalid: bool, next_url: str) -> HTMLResponse:
+    return page(request, "login.html", {"invalid": invalid, "next": safe_next(next_url)}, status_code=401)
+
+
+def visible_report(request: Request, access: Access) -> dict:
+    """The report as JSON-ready figures, without private repos' rows for a caller who cannot read them.
+
+    Totals stay store-wide: they are what the disk holds, whoever is looking.
+    """
+    vault = request.app.state.vault
+    with vault.catalog.read_session() as s:
+        report = build_report(s).as_dict()
+        if not access.can_read:
+            hidden = private_repos(s)
+            report["repos"] = [r for r in report["repos"] if r["name"] not in hidden]
+            for fam in report["families"]:
+                fam["members"] = [m for m in fam["members"] if m not in hidden]
+    return report
+
+
+def private_repos(session) -> set[str]:
+    return set(session.scalars(select(Repo.name).where(Repo.private.is_(True))))
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, access: PageAccess) -> HTMLResponse:
+    report = visible_report(request, access)
+    overall = report["overall"]
+    return page(request, "overview.html", {
+        "report": report,
+        "overall": overall,
+        "saved": overall["raw_bytes"] - overall["stored_bytes"],
+        "bar": charts.stacked_bar(overall),
+        "parts": charts.parts_of(overall),
+        "timeline": charts.timeline_chart(report["timeline"]),
+        "access": access,
+    })
+
+
+@router.get("/ui/families/{name}", response_class=HTMLResponse)
+def family(request: Request, name: str, access: PageAccess) -> HTMLResponse:
+    report = visible_report(request, access)
+    fam = next((f for f in report["families"] if f["name"] == name), None)
+    if fam is None:
+        raise FamilyNotFound(f"family {name!r} not found")
+    with request.app.state.vault.catalog.read_session() as s:
+        detail = family_detail(s, name)
+    shown = set(fam["members"])
+    members = [m for m in detail.members if m.name in shown]
+    by_name = {r["name"]: r for r in report["repos"]}
+    return page(request, "family.html", {
+        "family": fam,
+        "detail": detail,
+        "rows": list(zip(members, tree_prefixes([m.depth for m in members]))),
+        "figures": by_name,
+        "bar": charts.stacked_bar(fam),
+        "parts": charts.parts_of(fam),
+        "access": access,
+    })
+
+
+@router.get("/ui/repos/{org}/{name}", response_class=HTMLResponse)
+def repo(request: Request, org: str, name: str, access: PageAccess,
+         rev: Annotated[str, Query(description="Branch or commit id")] = "main",
+         kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> HTMLResponse:
+    full = f"{org}/{name}"
+    with request.app.state.vault.catalog.read_session() as s:
+        if find_repo(s, full, kind).private and not access.can_read:
+            raise RepoNotFound(f"repository {full!r} not found")
+        detail = repo_detail(s, full, rev, kind)
+    report = visible_report(request, access)
+    figures = next(r for r in report["repos"] if r["name"] == full and r["kind"] == kind)
+    endpoint = str(request.base_url).rstrip("/")
+    return page(request, "repo.html", {
+        "repo": detail,
+        "figures": figures,
+        "bar": charts.stacked_bar(figures),
+        "parts": charts.parts_of(figures),
+        "endpoint": endpoint,
+        "download_prefix": f"/{'' if kind == 'model' else kind + 's/'}{full}/resolve/{detail.commit}/",
+        "needs_token": not request.app.state.settings.anonymous_reads or detail.private,
+        "access": access,
+    })
+
+
+@router.get("/ui/files/{org}/{name}", response_class=HTMLResponse)
+def file(request: Request, org: str, name: str, access: PageAccess,
+         path: Annotated[str, Query(description="Path of the file in the repo")],
+         rev: Annotated[str, Query(description="Branch or commit id")] = "main",
+         kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> HTMLResponse:
+    full = f"{org}/{name}"
+    with request.app.state.vault.catalog.read_session() as s:
+        if find_repo(s, full, kind).private and not access.can_read:
+            raise RepoNotFound(f"repository {full!r} not found")
+        detail = file_detail(s, full, rev, path, kind)
+    by_codec: dict[str, list[int]] = {}
+    for seg in detail.segments:
+        totals = by_codec.setdefault(seg.codec or "inline", [0, 0, 0])
+        totals[0] += 1
+        totals[1] += seg.raw_bytes
+        totals[2] += seg.stored_bytes
+    rows = [(codec, *totals) for codec, totals in sorted(by_codec.items())]
+    return page(request, "file.html", {"file": detail, "kind": kind, "by_codec": rows,
+                                       "access": access})
+
+
+@router.get("/ui/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return page(request, "login.html", {"invalid": False, "next": safe_next(next)})
+
+
+@router.post("/ui/login", response_model=None)
+def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
+    if scope_of(request, token.strip()) is None:
+        return login_page(request, True, next)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    set_token_cookie(response, request, token.strip())
+    return response
+
+
+@router.post("/ui/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/ui/static/{name}")
+def static(name: str) -> FileResponse:
+    # Only the files shipped beside the templates; a name with a slash or dot-dot never matches.
+    shipped = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+    if name not in shipped:
+        raise FileNotFoundError(f"no static file {name!r}")
+    return FileResponse(shipped[name], headers={"Cache-Control": "public, max-age=3600"})

@@ -1,0 +1,200 @@
+"""Catalog detail behind the savings report: family trees, revisions, files and tensors.
+
+``report.build_report`` stays the one source of savings figures (who is charged
+for which byte); this module only adds what a person drills into — which repo
+is coded against which, what a revision holds, and how each tensor was coded
+and why. Sizes here are per object as coded, not charged-once: a file's
+``stored_bytes`` counts an object it shares with another file in full.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from weightvault.store.models import Commit, Family, File, Object, Ref, Repo, Segment, TreeEntry
+
+from .commits import resolve, tree_of
+
+
+class FamilyNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    """A family member placed in the tree under the repo its tensors are coded against."""
+
+    name: str
+    kind: str
+    depth: int
+    coded_against: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class FamilyDetail:
+    name: str
+    base: str | None
+    #: Depth-first, base first: each member follows the repo it is coded against.
+    members: list[Member]
+
+
+def family_detail(session: Session, name: str) -> FamilyDetail:
+    fam = session.scalar(select(Family).where(Family.name == name))
+    if fam is None:
+        raise FamilyNotFound(f"family {name!r} not found")
+    rows = session.execute(select(Repo.id, Repo.name, Repo.kind, Repo.base_repo_id, Repo.family_reason)
+                           .where(Repo.family_id == fam.id).order_by(Repo.id)).all()
+    ids = {r.id for r in rows}
+    names = {r.id: r.name for r in rows}
+    if fam.base_repo_id is not None and fam.base_repo_id not in names:
+        names[fam.base_repo_id] = session.scalar(select(Repo.name).where(Repo.id == fam.base_repo_id))
+    children: dict[int | None, list] = {}
+    for r in rows:
+        # A member coded against a repo outside the family (or nothing) is a root of the tree.
+        children.setdefault(r.base_repo_id if r.base_repo_id in ids else None, []).append(r)
+    # The family base leads; other roots (exact duplicates, members coded alone) follow in ingest order.
+    roots = sorted(children.get(None, []), key=lambda r: (r.id != fam.base_repo_id, r.id))
+    members: list[Member] = []
+    stack = [(r, 0) for r in reversed(roots)]
+    while stack:
+        r, depth = stack.pop()
+        members.append(Member(r.name, r.kind, depth, names.get(r.base_repo_id) if r.base_repo_id else None,
+                              r.family_reason))
+        stack.extend((c, depth + 1) for c in reversed(children.get(r.id, [])))
+    return FamilyDetail(fam.name, names.get(fam.base_repo_id), members)
+
+
+@dataclass(frozen=True)
+class Revision:
+    oid: str
+    parent_oid: str | None
+    message: str
+    created_at: datetime
+    #: Branches pointing at this commit.
+    refs: list[str]
+
+
+@dataclass(frozen=True)
+class FileRow:
+    path: str
+    size: int
+    stored_bytes: int
+    format: str
+    sha256: str
+    tensors: int
+
+
+@dataclass(frozen=True)
+class RepoDetail:
+    name: str
+    kind: str
+    private: bool
+    family: str | None
+    coded_against: str | None
+    family_reason: str | None
+    #: The revision shown: the branch or commit asked for, resolved.
+    revision: str
+    commit: str
+    refs: dict[str, str]
+    #: Newest first.
+    history: list[Revision]
+    files: list[FileRow] = field(default_factory=list)
+
+
+def repo_detail(session: Session, name: str, revision: str = "main", kind: str = "model") -> RepoDetail:
+    """A repo's branches, commit history and the files of ``revision`` with raw and coded sizes."""
+    resolved = resolve(session, name, revision, kind)
+    repo = resolved.repo
+    refs = dict(session.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
+                                .where(Ref.repo_id == repo.id).order_by(Ref.name)).all())
+    by_oid: dict[str, list[str]] = {}
+    for ref, oid in refs.items():
+        by_oid.setdefault(oid, []).append(ref)
+    history = [Revision(c.oid, c.parent_oid, c.message, c.created_at, by_oid.get(c.oid, []))
+               for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id).order_by(Commit.id.desc()))]
+    tree = tree_of(session, resolved.commit)
+    coded = _coded_sizes(session, [f.id for f in tree.values()])
+    files = [FileRow(path, f.size, coded.get(f.id, (0, 0))[0], f.format, f.sha256, coded.get(f.id, (0, 0))[1])
+             for path, f in sorted(tree.items())]
+    family = session.scalar(select(Family.name).where(Family.id == repo.family_id)) if repo.family_id else None
+    base = session.scalar(select(Repo.name).where(Repo.id == repo.base_repo_id)) if repo.base_repo_id else None
+    return RepoDetail(repo.name, repo.kind, repo.private, family, base, repo.family_reason, resolved.revision,
+                      resolved.commit.oid, refs, history, files)
+
+
+def _coded_sizes(session: Session, file_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """file id -> (bytes its segments take as coded, number of tensor segments)."""
+    out: dict[int, tuple[int, int]] = {}
+    if not file_ids:
+        return out
+    rows = session.execute(
+        select(Segment.file_id, Segment.length, Segment.inline.is_not(None), Object.stored_size, Object.kind)
+        .outerjoin(Object, Object.id == Segment.object_id).where(Segment.file_id.in_(file_ids)))
+    for file_id, length, inline, stored, kind in rows:
+        size, tensors = out.get(file_id, (0, 0))
+        out[file_id] = (size + (length if inline else stored or 0), tensors + (kind == "tensor"))
+    return out
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    """One segment of a file: inline bytes (a header) or an object, with how it was coded and why."""
+
+    name: str | None
+    offset: int
+    raw_bytes: int
+    stored_bytes: int
+    kind: str  # inline | tensor | blob
+    dtype: str | None
+    shape: list[int] | None
+    codec: str | None
+    #: The tensor this one is delta-coded against, by name, if any.
+    base: str | None
+    depth: int
+    reason: str | None
+    digest: str | None
+
+
+@dataclass(frozen=True)
+class FileDetail:
+    repo: str
+    revision: str
+    commit: str
+    path: str
+    size: int
+    sha256: str
+    format: str
+    segments: list[TensorRow]
+
+
+def file_detail(session: Session, name: str, revision: str, path: str, kind: str = "model") -> FileDetail:
+    resolved = resolve(session, name, revision, kind)
+    f = session.scalar(select(File).join(TreeEntry, TreeEntry.file_id == File.id)
+                       .where(TreeEntry.commit_id == resolved.commit.id, TreeEntry.path == path))
+    if f is None:
+        raise FileNotFoundError(f"{path!r} is not in {name}@{revision}")
+    rows = session.execute(
+        select(Segment.seq, Segment.offset, Segment.length, Segment.name, Segment.inline.is_not(None), Object)
+        .outerjoin(Object, Object.id == Segment.object_id).where(Segment.file_id == f.id).order_by(Segment.seq)).all()
+    base_ids = {o.base_id for *_, o in rows if o is not None and o.base_id is not None}
+    base_names: dict[int, str | None] = {}
+    if base_ids:
+        # Any segment naming the base object will do: the same bytes under the same tensor name, in practice.
+        for object_id, seg_name in session.execute(select(Segment.object_id, func.min(Segment.name))
+                                                   .where(Segment.object_id.in_(base_ids)).group_by(Segment.object_id)):
+            base_names[object_id] = seg_name
+    segments = []
+    for _seq, offset, length, seg_name, inline, o in rows:
+        if inline or o is None:
+            segments.append(TensorRow(seg_name or "(header)", offset, length, length, "inline", None, None, None, None,
+                                      0, "kept verbatim: a header is tiny and needed to rebuild the file", None))
+            continue
+        segments.append(TensorRow(seg_name, offset, o.raw_size, o.stored_size, o.kind, o.dtype,
+                                  json.loads(o.shape) if o.shape else None, o.codec,
+                                  base_names.get(o.base_id) if o.base_id else None, o.depth, o.reason, o.digest))
+    return FileDetail(resolved.repo.name, revision, resolved.commit.oid, path, f.size, f.sha256, f.format, segments)
