@@ -24,6 +24,7 @@
  * Models are reset per frame, so every frame decodes on its own.
  */
 #include "ckpt.h"
+#include "cast.h"
 #include <stddef.h>
 
 /* The decode loop is specialised per dtype and mode; gcc stops inlining the
@@ -283,7 +284,8 @@ size_t wv_ckpt_bound(size_t n) { return HDR + n + n / 2 + 64; }
  * the kind whose residuals have the smaller total bit length wins.  Under MAG
  * the sign of the difference is a coin flip on weights (49.9% negative on the
  * default run) but not on Adam's second moment (mostly decaying): when the
- * sample is within 2% of even it goes raw, one decision fewer per element. */
+ * sample is within 5% of even it goes raw, one decision fewer per element, for
+ * at most 0.007 bit (|p - 0.5| = 0.05 codes to 0.9928 bit). */
 static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t count, const fmt *f)
 {
     uint32_t mmask = (f->width == 32) ? 0x7FFFFFFFu : 0x7FFFu;
@@ -297,7 +299,7 @@ static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t coun
         nneg += c < p;
     }
     if (sm > sx) return WV_CKPT_XOR;
-    int even = nz >= 256 && nneg * 100 >= nz * 48 && nneg * 100 <= nz * 52;
+    int even = nz >= 256 && nneg * 100 >= nz * 45 && nneg * 100 <= nz * 55;
     return WV_CKPT_MAG | (even ? WV_CKPT_NEG_RAW : 0u);
 }
 
@@ -457,21 +459,41 @@ WV_INLINE void dec_loop(rc_dec *rc, models *m, bit_r *br, uint8_t *dst, const ui
             LOOP(__VA_ARGS__, (params){16, (f).mant, 0, TOP_BITS_XOR, 0});                     \
     } while (0)
 
+/* A base of another dtype (an F32 base for a BF16 checkpoint, or back) is cast
+ * to the member's dtype as the xor codec does (cast.c), a block at a time into
+ * this stack buffer: no allocation, and the cast stays in L1. */
+#define CAST_BLOCK 2048   /* elements; even, so the two coders keep alternating */
+
+static int base_ok(unsigned dtype, unsigned base_dtype)
+{
+    return base_dtype == dtype || wv_cast_supported(dtype, base_dtype);
+}
+
 size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_t *base, size_t n,
-                      unsigned dtype, unsigned mode)
+                      unsigned dtype, unsigned base_dtype, unsigned mode)
 {
     fmt f;
     WV_RETURN_ERROR_IF(!get_fmt(dtype, &f), WV_ERR_BAD_DTYPE);
-    size_t k = f.width / 8;
+    WV_RETURN_ERROR_IF(!base_ok(dtype, base_dtype), WV_ERR_UNSUPPORTED_CAST);
+    size_t k = f.width / 8, bk = wv_dtype_size(base_dtype);
     WV_RETURN_ERROR_IF(n % k || n > WV_MAX_RAW, WV_ERR_BAD_SIZE);
     WV_RETURN_ERROR_IF(cap < HDR + n + 64, WV_ERR_DST_TOO_SMALL);
     size_t count = n / k;
-    if (mode == WV_CKPT_AUTO) mode = choose_mode(src, base, count, &f);
+    uint8_t cast[CAST_BLOCK * 4];
+    if (mode == WV_CKPT_AUTO) {
+        if (base_dtype == dtype) {
+            mode = choose_mode(src, base, count, &f);
+        } else {
+            size_t c = count < CAST_BLOCK ? count : CAST_BLOCK;
+            wv_cast(cast, dtype, base, base_dtype, c);
+            mode = choose_mode(src, cast, c, &f);
+        }
+    }
     WV_RETURN_ERROR_IF(!mode_valid(mode), WV_ERR_GENERIC);
 
     models m;
     models_init(&m, f.width);
-    /* Raw bits take at most width-2 bits per element (< n bytes), so they go
+    /* Raw bits take at most width-1 bits per element (< n bytes), so they go
      * at HDR; the coders' bytes go after HDR + n, half the rest each, and
      * move down at the end. */
     uint8_t *ac = dst + HDR + n;
@@ -480,7 +502,15 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
     rc_enc rc[2];
     rce_init(&rc[0], ac, ac + half);
     rce_init(&rc[1], ac + half, ac + 2 * half);
-    WV_CKPT_DISPATCH(enc_loop, f, mode, rc, &m, &bw, src, base, count);
+    if (base_dtype == dtype) {
+        WV_CKPT_DISPATCH(enc_loop, f, mode, rc, &m, &bw, src, base, count);
+    } else {
+        for (size_t i = 0; i < count; i += CAST_BLOCK) {
+            size_t c = count - i < CAST_BLOCK ? count - i : CAST_BLOCK;
+            wv_cast(cast, dtype, base + i * bk, base_dtype, c);
+            WV_CKPT_DISPATCH(enc_loop, f, mode, rc, &m, &bw, src + i * k, cast, c);
+        }
+    }
     bw_flush(&bw);
     rce_flush(&rc[0]);
     rce_flush(&rc[1]);
@@ -503,11 +533,12 @@ size_t wv_ckpt_payload_mode(const uint8_t *src, size_t src_size)
 }
 
 size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_size, const uint8_t *base,
-                      unsigned dtype)
+                      unsigned dtype, unsigned base_dtype)
 {
     fmt f;
     WV_RETURN_ERROR_IF(!get_fmt(dtype, &f), WV_ERR_BAD_DTYPE);
-    size_t k = f.width / 8;
+    WV_RETURN_ERROR_IF(!base_ok(dtype, base_dtype), WV_ERR_UNSUPPORTED_CAST);
+    size_t k = f.width / 8, bk = wv_dtype_size(base_dtype);
     WV_RETURN_ERROR_IF(n % k || n > WV_MAX_RAW, WV_ERR_BAD_SIZE);
     WV_FORWARD_IF_ERROR(wv_ckpt_payload_mode(src, src_size));
     unsigned mode = src[0];
@@ -522,7 +553,16 @@ size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_siz
     rc_dec rc[2];
     rcd_init(&rc[0], ac0, ac1);
     rcd_init(&rc[1], ac1, src + src_size);
-    WV_CKPT_DISPATCH(dec_loop, f, mode, rc, &m, &br, dst, base, count);
+    if (base_dtype == dtype) {
+        WV_CKPT_DISPATCH(dec_loop, f, mode, rc, &m, &br, dst, base, count);
+    } else {
+        uint8_t cast[CAST_BLOCK * 4];
+        for (size_t i = 0; i < count; i += CAST_BLOCK) {
+            size_t c = count - i < CAST_BLOCK ? count - i : CAST_BLOCK;
+            wv_cast(cast, dtype, base + i * bk, base_dtype, c);
+            WV_CKPT_DISPATCH(dec_loop, f, mode, rc, &m, &br, dst + i * k, cast, c);
+        }
+    }
     /* Every byte the encoder wrote is consumed exactly: each coder reads 5
      * bytes ahead of its flush, so it ends at its end; the bit stream ends
      * within its last byte. */

@@ -14,15 +14,16 @@
 
 /* Largest payload wv_ckpt_encode can write for n raw bytes. */
 size_t wv_ckpt_bound(size_t n);
-/* Codes n bytes of src (dtype F32, BF16 or F16) against base (n bytes, same
- * dtype).  Returns the payload size, or an error (wv_isError).  Allocates
+/* Codes n bytes of src (dtype F32, BF16 or F16) against base, the same
+ * elements of the previous checkpoint in base_dtype (the same dtype, or one
+ * wv_cast_supported casts from, e.g. an F32 base for a BF16 member).  Returns the payload size, or an error (wv_isError).  Allocates
  * nothing: the models live on the stack (about 45 KiB). */
 size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_t *base, size_t n,
-                      unsigned dtype, unsigned mode);
+                      unsigned dtype, unsigned base_dtype, unsigned mode);
 /* Decodes a payload into exactly n bytes of dst.  Hostile input cannot make it
  * read or write out of bounds; inconsistent payloads give WV_ERR_CORRUPT. */
 size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_size, const uint8_t *base,
-                      unsigned dtype);
+                      unsigned dtype, unsigned base_dtype);
 /* Mode a payload was coded with (1, 2 or 6), or an error. */
 size_t wv_ckpt_payload_mode(const uint8_t *src, size_t src_size);
 #endif
