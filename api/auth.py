@@ -1,0 +1,126 @@
+"""Who may do what: bearer tokens (read or write scope) and self-authenticating upload URLs.
+
+Use ``ReadAccess`` / ``WriteAccess`` as route dependencies (the dashboard can too).
+The LFS protocol PUTs file bytes with no ``Authorization`` header, so an upload
+URL carries its own credential: an HMAC over what it may upload, keyed with the
+issuing token's stored digest. Every node finds that key in the shared catalog,
+and deleting the token revokes its URLs.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+
+from weightvault.dedup.tokens import token_scope
+from weightvault.store import Vault
+from weightvault.store.models import Repo, Token
+
+from .errors import ApiError, repo_not_found
+from .settings import ServerSettings
+
+
+@dataclass(frozen=True)
+class Access:
+    """The caller's rights: ``scope`` is None for an anonymous caller."""
+
+    scope: str | None
+    token: str | None = None
+
+    @property
+    def can_read(self) -> bool:
+        return self.scope in ("read", "write")
+
+    def check_visible(self, repo: Repo) -> None:
+        """Private repos look missing to anonymous callers, as on the hub."""
+        if repo.private and not self.can_read:
+            raise repo_not_found(repo.name)
+
+
+def get_vault(request: Request) -> Vault:
+    return request.app.state.vault
+
+
+def get_settings(request: Request) -> ServerSettings:
+    return request.app.state.settings
+
+
+VaultDep = Annotated[Vault, Depends(get_vault)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    kind, _, secret = header.partition(" ")
+    return secret.strip() if kind.lower() == "bearer" and secret.strip() else None
+
+
+def _access(request: Request) -> Access:
+    secret = bearer(request)
+    if secret is None:
+        return Access(None)
+    with request.app.state.vault.catalog.read_session() as s:
+        scope = token_scope(s, secret)
+    if scope is None:
+        raise ApiError(401, "Unauthorized", "Invalid credentials in Authorization header")
+    return Access(scope, secret)
+
+
+def require_read(request: Request) -> Access:
+    access = _access(request)
+    if access.scope is None and not request.app.state.settings.anonymous_reads:
+        raise ApiError(401, "Unauthorized", "A read token is required: Authorization: Bearer <token>")
+    return access
+
+
+def require_write(request: Request) -> Access:
+    access = _access(request)
+    if access.scope != "write":
+        raise ApiError(401 if access.scope is None else 403, "Unauthorized" if access.scope is None else "Forbidden",
+                       "A write token is required for this operation")
+    return access
+
+
+ReadAccess = Annotated[Access, Depends(require_read)]
+WriteAccess = Annotated[Access, Depends(require_write)]
+
+
+# -- signed upload URLs ---------------------------------------------------------------
+
+def _key(session, token_id: int) -> bytes | None:
+    digest = session.scalar(select(Token.digest).where(Token.id == token_id, Token.scope == "write"))
+    return digest.encode() if digest else None
+
+
+def _message(target: str, oid: str, size: int, expires: int) -> bytes:
+    return f"{target}\n{oid}\n{size}\n{expires}".encode()
+
+
+def sign_upload(vault: Vault, access: Access, target: str, oid: str, size: int, ttl: int) -> dict[str, str]:
+    """Query parameters that let an unauthenticated PUT store ``oid`` (``size`` bytes) for ``target``."""
+    digest = hashlib.sha256((access.token or "").encode()).hexdigest()
+    with vault.catalog.read_session() as s:
+        token_id = s.scalar(select(Token.id).where(Token.digest == digest))
+    expires = int(time.time()) + ttl
+    sig = hmac.new(digest.encode(), _message(target, oid, size, expires), hashlib.sha256).hexdigest()
+    return {"size": str(size), "expires": str(expires), "token": str(token_id), "sig": sig}
+
+
+def check_upload(vault: Vault, target: str, oid: str, params: dict[str, str]) -> int:
+    """The size a signed upload URL allows, or ApiError 403 if the signature is wrong or expired."""
+    try:
+        size, expires, token_id = int(params["size"]), int(params["expires"]), int(params["token"])
+        sig = params["sig"]
+    except (KeyError, ValueError):
+        raise ApiError(403, "Forbidden", "upload URL is not signed") from None
+    with vault.catalog.read_session() as s:
+        key = _key(s, token_id)
+    want = hmac.new(key or b"", _message(target, oid, size, expires), hashlib.sha256).hexdigest()
+    if key is None or not hmac.compare_digest(want, sig) or expires < time.time():
+        raise ApiError(403, "Forbidden", "upload URL signature is invalid or expired")
+    return size

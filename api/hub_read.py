@@ -1,0 +1,171 @@
+"""Hub-compatible read routes: repo info, tree, paths-info, refs, and ``/resolve`` downloads.
+
+Only what huggingface_hub (0.36 to 2.x) reads is produced; see
+/work/shared/docs/hub-protocol.md section 1a. No response ever carries Xet
+metadata (``X-Xet-*`` headers, ``xetHash``), so clients download over plain
+HTTP even with ``hf_xet`` installed.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from weightvault.dedup.commits import RepoNotFound, find_repo
+from weightvault.dedup.names import check_path
+from weightvault.store.models import Commit, Ref
+
+from . import entries
+from .auth import ReadAccess, VaultDep
+from .errors import ApiError, entry_not_found
+from .lookup import kind_of, raw_segments, snapshot
+from .streaming import file_response
+
+router = APIRouter(tags=["hub"])
+
+# Index of the revision in the raw path segments ("" first, for the leading slash).
+_API_REV = 6  # /api/{t}/{ns}/{name}/<verb>/{rev}/...
+
+
+def _info(request: Request, access, t: str, ns: str, name: str, revision: str) -> dict:
+    kind = kind_of(t)
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
+    repo, commit = snap.repo, snap.commit
+    return {
+        "_id": f"{kind}-{repo.id}",
+        "id": repo.name,
+        **({"modelId": repo.name} if kind == "model" else {}),
+        "author": ns,
+        "sha": commit.oid,
+        "lastModified": entries.iso(commit.created_at),
+        "createdAt": entries.iso(repo.created_at),
+        "private": repo.private,
+        "disabled": False,
+        "gated": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [],
+        "siblings": [entries.sibling(p, f) for p, f in sorted(snap.tree.items())],
+        "usedStorage": sum(f.size for f in snap.tree.values()),
+    }
+
+
+@router.get("/api/{t}/{ns}/{name}", summary="Repo info at the default branch (model_info, dataset_info)")
+def repo_info(request: Request, access: ReadAccess, t: str, ns: str, name: str) -> dict:
+    return _info(request, access, t, ns, name, "main")
+
+
+@router.get("/api/{t}/{ns}/{name}/revision/{rest:path}", summary="Repo info at a revision")
+def repo_info_at(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> dict:
+    return _info(request, access, t, ns, name, "/".join(raw_segments(request)[_API_REV:]))
+
+
+@router.get("/api/{t}/{ns}/{name}/tree/{rest:path}", summary="List files and folders (paginated, Link header)")
+def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str, recursive: str = "false",
+         cursor: int = 0) -> Response:
+    segs = raw_segments(request)
+    revision, prefix = segs[_API_REV], "/".join(segs[_API_REV + 1:]).strip("/")
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind_of(t))
+    if prefix:
+        check_path(prefix)
+        if not any(p.startswith(prefix + "/") for p in snap.tree):
+            raise entry_not_found(prefix, snap.commit.oid)
+    items = entries.listing(snap.tree, prefix, recursive.lower() == "true")
+    page = request.app.state.settings.tree_page_size
+    body, headers = items[cursor:cursor + page], {}
+    if cursor + page < len(items):
+        query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"),
+                           ("cursor", str(cursor + page))])
+        raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{raw}?{query}>; rel="next"'
+    return JSONResponse(body, headers=headers)
+
+
+@router.post("/api/{t}/{ns}/{name}/paths-info/{rest:path}", summary="Entries for a list of paths")
+async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
+    # Clients send form-urlencoded ``paths=a&paths=b``; a JSON ``{"paths": [...]}`` body is accepted too.
+    if request.headers.get("content-type", "").startswith("application/json"):
+        paths = list((await request.json()).get("paths", []))
+    else:
+        paths = [v for k, v in parse_qsl((await request.body()).decode()) if k == "paths"]
+    revision = "/".join(raw_segments(request)[_API_REV:])
+    snap = await run_in_threadpool(snapshot, request, access, f"{ns}/{name}", revision, kind_of(t))
+    found = []
+    for path in paths:
+        path = path.strip("/")
+        if path in snap.tree:
+            found.append(entries.file_entry(path, snap.tree[path]))
+        elif any(p.startswith(path + "/") for p in snap.tree):
+            found.append(entries.dir_entry(path, [p for p in snap.tree if p.startswith(path + "/")]))
+    return found
+
+
+@router.get("/api/{t}/{ns}/{name}/refs", summary="Branches and pull-request refs")
+def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str, name: str) -> dict:
+    kind, repo_name = kind_of(t), f"{ns}/{name}"
+
+    def read() -> list[tuple[str, str]]:
+        with vault.catalog.read_session() as s:
+            repo = find_repo(s, repo_name, kind)
+            access.check_visible(repo)
+            return s.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
+                             .where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+
+    try:
+        rows = read()
+    except RepoNotFound:
+        mirror = request.app.state.mirror
+        if mirror is None or not mirror.fetch(kind, repo_name, "main"):
+            raise
+        rows = read()
+    branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in rows
+                if not n.startswith("refs/")]
+    prs = [{"name": n, "ref": n, "targetCommit": oid} for n, oid in rows if n.startswith("refs/pr/")]
+    return {"branches": branches, "converts": [], "tags": [], "pullRequests": prs}
+
+
+def _resolve_file(request: Request, vault, access, kind: str, ns: str, name: str, rev_index: int) -> Response:
+    segs = raw_segments(request)
+    if len(segs) <= rev_index + 1:
+        raise ApiError(400, "BadRequest", "expected /resolve/{revision}/{path}")
+    revision, path = segs[rev_index], "/".join(segs[rev_index + 1:])
+    check_path(path)
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
+    file = snap.tree.get(path)
+    if file is None:
+        raise entry_not_found(path, snap.commit.oid)
+    tag = entries.etag(path, file)
+    headers = {"X-Repo-Commit": snap.commit.oid, "ETag": f'"{tag}"', "X-Linked-Etag": f'"{tag}"',
+               "X-Linked-Size": str(file.size), "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"'}
+    return file_response(request, vault, file, headers)
+
+
+@router.api_route("/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"], summary="Download a model file")
+def resolve_model(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str, rest: str) -> Response:
+    return _resolve_file(request, vault, access, "model", ns, name, 4)
+
+
+@router.api_route("/datasets/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"],
+                  summary="Download a dataset file")
+def resolve_dataset(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str,
+                    rest: str) -> Response:
+    return _resolve_file(request, vault, access, "dataset", ns, name, 5)
+
+
+@router.api_route("/spaces/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def resolve_space(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str, rest: str) -> Response:
+    return _resolve_file(request, vault, access, "space", ns, name, 5)
+
+
+@router.get("/api/whoami-v2", summary="Who the bearer token belongs to")
+def whoami(access: ReadAccess) -> dict:
+    return {"type": "user", "name": "weightvault", "auth": {"accessToken": {"role": access.scope or "anonymous"}}}
+
+
+@router.get("/api/agent-harnesses", include_in_schema=False)
+def agent_harnesses() -> dict:
+    # The ``hf`` CLI asks once a day; this answer stops it from asking again.
+    return {"standardEnvVars": [], "harnesses": {}}

@@ -1,0 +1,71 @@
+"""Finding what a request names: repo kinds, revisions taken from the raw path, and snapshots.
+
+Hub clients send revisions as ``quote(rev, safe="")`` (``refs/pr/1`` arrives as
+``refs%2Fpr%2F1``) while Starlette hands routes an already-decoded path, where
+``resolve/dev/v1/config.json`` is ambiguous. Routes therefore match on the
+decoded path only to pick a handler, and take revision and file path from
+``scope["raw_path"]``, unquoting each segment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from fastapi import Request
+
+from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
+from weightvault.store.models import Commit, File, Repo
+
+from .auth import Access
+from .errors import ApiError
+
+#: API path segment -> catalog kind, and the URL prefix of each kind on file and git URLs.
+KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+def kind_of(plural: str) -> str:
+    try:
+        return KINDS[plural]
+    except KeyError:
+        raise ApiError(404, "NotFound", f"unknown repo type {plural!r}") from None
+
+
+def raw_segments(request: Request) -> list[str]:
+    """The request path split on '/', each segment percent-decoded on its own."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    return [unquote(s) for s in raw.decode("latin-1").split("/")]
+
+
+def repo_url(request: Request, kind: str, name: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}/{URL_PREFIX[kind]}{name}"
+
+
+@dataclass
+class Snapshot:
+    """A resolved revision, detached from its session: the repo, the commit and (optionally) its tree."""
+
+    repo: Repo
+    commit: Commit
+    revision: str
+    tree: dict[str, File]
+
+
+def snapshot(request: Request, access: Access, name: str, revision: str, kind: str, *, with_tree: bool = True,
+             fetch: bool = True) -> Snapshot:
+    """Resolve ``name@revision``; on a miss, a pull-through server fetches it upstream once and retries."""
+    vault = request.app.state.vault
+    try:
+        return _resolve(vault, access, name, revision, kind, with_tree)
+    except (RepoNotFound, RevisionNotFound):
+        mirror = request.app.state.mirror
+        if not fetch or mirror is None or not mirror.fetch(kind, name, revision):
+            raise
+    return _resolve(vault, access, name, revision, kind, with_tree)
+
+
+def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tree: bool) -> Snapshot:
+    with vault.catalog.read_session() as s:
+        r = resolve(s, name, revision, kind)
+        access.check_visible(r.repo)
+        return Snapshot(r.repo, r.commit, revision, tree_of(s, r.commit) if with_tree else {})
