@@ -39,30 +39,32 @@ def parts_of(figures: dict) -> list[Segment]:
     return [Segment(key, label, color, int(figures[key])) for key, label, color in PARTS]
 
 
-def stacked_bar(figures: dict, *, height: int = 56, label: str = "raw bytes by where they went") -> Markup:
+def stacked_bar(figures: dict, *, height: int = 44, label: str = "raw bytes by where they went") -> Markup:
     """One horizontal bar as long as the raw bytes: stored, then each mechanism's savings.
 
-    A mechanism can come out slightly negative (framing overhead on incompressible data);
-    it is drawn as zero width, while the tables beside the chart give the exact figure.
+    Positions are percentages rather than a stretched viewBox, so the bar fills
+    any width while its labels keep their shape. A mechanism can come out
+    slightly negative (framing overhead on incompressible data); it is drawn
+    as zero width, while the legend table beside the chart gives the exact figure.
     """
     segments = parts_of(figures)
     total = sum(max(s.value, 0) for s in segments)
-    width = 1000
-    out = [f'<svg class="chart stacked" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" '
+    out = [f'<svg class="chart stacked" width="100%" height="{height}" role="img" '
            f'aria-label="{escape(label)}" data-raw-bytes="{int(figures["raw_bytes"])}">']
     if not total:
-        out.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#e5e8ec"/>')
+        out.append('<rect x="0" y="0" width="100%" height="100%" fill="#e5e8ec"/>')
     x = 0.0
     for s in segments:
         if s.value <= 0 or not total:
             continue
-        w = width * s.value / total
-        title = f"{s.label}: {human_bytes(s.value)} ({percent(s.value, figures['raw_bytes'])} of raw)"
-        out.append(f'<rect x="{x:.2f}" y="0" width="{w:.2f}" height="{height}" fill="{s.color}" '
+        w = 100 * s.value / total
+        share = percent(s.value, figures["raw_bytes"])
+        title = f"{s.label}: {human_bytes(s.value)} ({share} of raw)"
+        out.append(f'<rect x="{x:.3f}%" y="0" width="{w:.3f}%" height="100%" fill="{s.color}" '
                    f'data-part="{s.key}"><title>{escape(title)}</title></rect>')
-        if w >= 56:  # a label only where it fits; the legend table always has every figure
-            out.append(f'<text x="{x + w / 2:.2f}" y="{height / 2 + 5:.1f}" text-anchor="middle" '
-                       f'class="seg">{percent(s.value, figures["raw_bytes"])}</text>')
+        if w >= 6:  # a label only where it fits; the legend table always has every figure
+            out.append(f'<text x="{x + w / 2:.3f}%" y="{height / 2 + 5}" text-anchor="middle" class="seg">'
+                       f'{share}</text>')
         x += w
     out.append("</svg>")
     return Markup("".join(out))

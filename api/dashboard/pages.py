@@ -8,6 +8,7 @@ local stylesheet: nothing is loaded from the internet.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Callable, Coroutine
 
@@ -23,6 +24,9 @@ from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_
 from weightvault.store.models import Repo
 
 from ..auth import Access
+from ..errors import ApiError
+from ..lookup import snapshot
+from ..streaming import file_response
 from . import charts, fmt
 from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of
 from .tree import tree_prefixes
@@ -31,7 +35,15 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "static"
 templates = Jinja2Templates(directory=HERE.parent / "templates")
 templates.env.filters.update(size=fmt.human_bytes, when=fmt.when)
-templates.env.globals.update(percent=fmt.percent, ratio=fmt.ratio, mini_bar=charts.mini_bar, PARTS=charts.PARTS)
+
+
+def asset(name: str) -> str:
+    """A shipped static file's URL, versioned by its content so a browser never keeps a stale copy."""
+    return f"/ui/static/{name}?v={hashlib.sha1((STATIC / name).read_bytes()).hexdigest()[:10]}"
+
+
+templates.env.globals.update(percent=fmt.percent, ratio=fmt.ratio, mini_bar=charts.mini_bar,
+                             stylesheet=asset("dashboard.css"))
 
 #: A year: the login cookie lives as long as the token does (deleting the token revokes it).
 COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -53,6 +65,8 @@ class PageRoute(APIRoute):
             except LoginRequired as need:
                 return login_page(request, need.invalid, str(request.url.path) +
                                   (f"?{request.url.query}" if request.url.query else ""))
+            except ApiError as err:  # raised by the API's own visibility checks (private repos look missing)
+                return page(request, "missing.html", {"message": err.message}, status_code=err.status)
             except (RepoNotFound, RevisionNotFound, FamilyNotFound, FileNotFoundError) as missing:
                 return page(request, "missing.html", {"message": str(missing)}, status_code=404)
 
@@ -111,7 +125,7 @@ def overview(request: Request, access: PageAccess) -> HTMLResponse:
     })
 
 
-@router.get("/ui/families/{name}", response_class=HTMLResponse)
+@router.get("/ui/families/{name:path}", response_class=HTMLResponse)
 def family(request: Request, name: str, access: PageAccess) -> HTMLResponse:
     report = visible_report(request, access)
     fam = next((f for f in report["families"] if f["name"] == name), None)
@@ -139,8 +153,7 @@ def repo(request: Request, org: str, name: str, access: PageAccess,
          kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> HTMLResponse:
     full = f"{org}/{name}"
     with request.app.state.vault.catalog.read_session() as s:
-        if find_repo(s, full, kind).private and not access.can_read:
-            raise RepoNotFound(f"repository {full!r} not found")
+        access.check_visible(find_repo(s, full, kind))
         detail = repo_detail(s, full, rev, kind)
     report = visible_report(request, access)
     figures = next(r for r in report["repos"] if r["name"] == full and r["kind"] == kind)
@@ -151,7 +164,7 @@ def repo(request: Request, org: str, name: str, access: PageAccess,
         "bar": charts.stacked_bar(figures),
         "parts": charts.parts_of(figures),
         "endpoint": endpoint,
-        "download_prefix": f"/{'' if kind == 'model' else kind + 's/'}{full}/resolve/{detail.commit}/",
+        "download_prefix": f"/ui/download/{full}/{detail.commit}/",
         "needs_token": not request.app.state.settings.anonymous_reads or detail.private,
         "access": access,
     })
@@ -164,8 +177,7 @@ def file(request: Request, org: str, name: str, access: PageAccess,
          kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> HTMLResponse:
     full = f"{org}/{name}"
     with request.app.state.vault.catalog.read_session() as s:
-        if find_repo(s, full, kind).private and not access.can_read:
-            raise RepoNotFound(f"repository {full!r} not found")
+        access.check_visible(find_repo(s, full, kind))
         detail = file_detail(s, full, rev, path, kind)
     by_codec: dict[str, list[int]] = {}
     for seg in detail.segments:
@@ -176,6 +188,20 @@ def file(request: Request, org: str, name: str, access: PageAccess,
     rows = [(codec, *totals) for codec, totals in sorted(by_codec.items())]
     return page(request, "file.html", {"file": detail, "kind": kind, "by_codec": rows,
                                        "access": access})
+
+
+@router.api_route("/ui/download/{org}/{name}/{rev}/{path:path}", methods=["GET", "HEAD"], response_model=None)
+def download(request: Request, org: str, name: str, rev: str, path: str, access: PageAccess,
+             kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> Response:
+    """A file of a revision, for a browser: the hub's ``/resolve`` route wants an Authorization
+    header, which a link cannot send, so this one takes the page's cookie instead."""
+    snap = snapshot(request, access, f"{org}/{name}", rev, kind, fetch=False)
+    found = snap.tree.get(path)
+    if found is None:
+        raise FileNotFoundError(f"{path!r} is not in {org}/{name}@{rev}")
+    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    return file_response(request, request.app.state.vault, found,
+                         {"X-Repo-Commit": snap.commit.oid, "Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("/ui/login", response_class=HTMLResponse)

@@ -1,0 +1,236 @@
+"""The dashboard end to end: a real server holding the six shared repos, pages loaded in headless Chromium.
+
+Figures are compared as exact integers, read from the ``data-*`` attributes of
+the DOM Chromium built, against ``/api/v1/report``. Screenshots land in
+``<tmp_path>/screens`` (run with ``--basetemp`` to keep them somewhere known).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from conftest import SHARED_REPOS, free_port, run_cli, wait_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
+                                    "(apt-get install chromium, or scripts/setup.sh as root)")
+
+#: Savings fields as the report names them, and as the pages' data attributes spell them.
+FIELDS = ("raw_bytes", "stored_bytes", "file_dedup", "tensor_dedup", "family_delta", "checkpoint_delta",
+          "plane_coding", "files")
+
+
+class Browser:
+    """Headless Chromium on the command line: one fresh process per page, nothing fetched but our server."""
+
+    def __init__(self, profile: Path) -> None:
+        self.profile = profile
+
+    def _run(self, *args: str) -> str:
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={self.profile}", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+
+    def dom(self, url: str) -> str:
+        return self._run("--dump-dom", url)
+
+    def screenshot(self, url: str, path: Path, height: int = 2000) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._run(f"--screenshot={path}", f"--window-size=1280,{height}", url)
+        assert path.stat().st_size > 10_000, f"screenshot of {url} looks empty"
+        return path
+
+
+class Elements(HTMLParser):
+    """Every element's tag and attributes, plus the text of <pre> blocks (the pull snippet)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.items: list[tuple[str, dict[str, str]]] = []
+        self.pre: list[str] = []
+        self._in_pre = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.items.append((tag, {k: v or "" for k, v in attrs}))
+        if tag == "pre":
+            self._in_pre = True
+            self.pre.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "pre":
+            self._in_pre = False
+
+    def handle_data(self, data):
+        if self._in_pre:
+            self.pre[-1] += data
+
+    def having(self, attr: str, tag: str | None = None) -> list[dict[str, str]]:
+        return [a for t, a in self.items if attr in a and (tag is None or t == tag)]
+
+    def by_id(self, id_: str) -> dict[str, str]:
+        return next(a for _, a in self.items if a.get("id") == id_)
+
+
+def figures(attrs: dict[str, str]) -> dict[str, int]:
+    return {f: int(attrs["data-" + f.replace("_", "-")]) for f in FIELDS}
+
+
+@pytest.fixture(scope="module")
+def store_env(shared_repos, tmp_path_factory) -> dict[str, str]:
+    """An embedded store holding the six repos, ingested with the CLI in the order a hub would get them."""
+    env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path_factory.mktemp("dash") / "store"),
+           "WEIGHTVAULT_DATABASE_URL": "", "WEIGHTVAULT_S3_BUCKET": ""}
+    for name in SHARED_REPOS:
+        run_cli("ingest", str(shared_repos / name), "--repo", name, "--json", env=env)
+    return env
+
+
+@contextmanager
+def serving(env: dict[str, str], *options: str) -> Iterator[str]:
+    """``weightvault serve`` on a free port, stopped on exit; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "weightvault.api.cli", "serve", "--port", str(port), *options],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(store_env) -> Iterator[str]:
+    with serving(store_env, "--anonymous-reads") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def report(server) -> dict:
+    return httpx.get(f"{server}/api/v1/report").raise_for_status().json()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory) -> Browser:
+    return Browser(tmp_path_factory.mktemp("chromium-profile"))
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screens")
+
+
+@needs_chromium
+def test_overview_matches_json_report(server, report, browser, screens):
+    page = Elements(browser.dom(server + "/"))
+    assert figures(page.by_id("overall")) == {f: report["overall"][f] for f in FIELDS}
+    rows = {a["data-repo"]: figures(a) for a in page.having("data-repo", "tr")}
+    assert rows == {r["name"]: {f: r[f] for f in FIELDS} for r in report["repos"]}
+    assert sorted(rows) == sorted(SHARED_REPOS)
+    fams = {a["data-family"]: figures(a) for a in page.having("data-family", "tr")}
+    assert fams == {f["name"]: {k: f[k] for k in FIELDS} for f in report["families"]}
+    # The stacked bar's parts are the report's, and together they are the raw bytes.
+    parts = {a["data-part"]: int(a["data-value"]) for a in page.having("data-value", "tr")}
+    assert parts == {k: report["overall"][k] for k in parts} and len(parts) == 6
+    assert sum(parts.values()) == report["overall"]["raw_bytes"]
+    chart = next(a for a in page.having("data-events", "svg"))
+    assert int(chart["data-events"]) == len(report["timeline"]) == len(SHARED_REPOS)
+    assert int(chart["data-raw-bytes"]) == sum(e["raw_bytes"] for e in report["timeline"])
+    assert int(chart["data-stored-bytes"]) == sum(e["new_stored_bytes"] for e in report["timeline"])
+    browser.screenshot(server + "/", screens / "overview.png", 2000)
+
+
+@needs_chromium
+def test_family_page_tree_and_figures(server, report, browser, screens):
+    fam = report["families"][0]
+    url = f"{server}/ui/families/{fam['name']}"
+    page = Elements(browser.dom(url))
+    assert figures(page.by_id("family")) == {f: fam[f] for f in FIELDS}
+    members = page.having("data-depth", "tr")
+    assert [m["data-repo"] for m in members][0] == fam["base"]
+    assert int(members[0]["data-depth"]) == 0 and all(int(m["data-depth"]) >= 1 for m in members[1:])
+    assert sorted(m["data-repo"] for m in members) == sorted(fam["members"])
+    by_repo = {r["name"]: r for r in report["repos"]}
+    for m in members:
+        assert figures(m) == {f: by_repo[m["data-repo"]][f] for f in FIELDS}
+    browser.screenshot(url, screens / "family.png", 1200)
+
+
+@needs_chromium
+def test_repo_page_files_download_and_snippet(server, report, browser, screens, shared_repos, tmp_path):
+    name = "acme/all-MiniLM-L6-v2-bf16"  # the smallest of the six: the snippet downloads it for real
+    url = f"{server}/ui/repos/{name}"
+    page = Elements(browser.dom(url))
+    assert figures(page.by_id("repo")) == {f: next(r for r in report["repos"] if r["name"] == name)[f]
+                                           for f in FIELDS}
+    src = shared_repos / name
+    on_disk = {p.relative_to(src).as_posix(): p.stat().st_size for p in src.rglob("*") if p.is_file()}
+    assert {a["data-path"]: int(a["data-size"]) for a in page.having("data-path", "tr")} == on_disk
+    assert len(page.having("data-commit", "tr")) == 1
+
+    # Every download link serves the file's exact bytes.
+    links = [a["href"] for a in page.having("download", "a")]
+    assert len(links) == len(on_disk)
+    for href in links:
+        path = re.sub(r"^/ui/download/[^/]+/[^/]+/[0-9a-f]{40}/", "", href)
+        body = httpx.get(server + href).raise_for_status().content
+        assert hashlib.sha256(body).digest() == hashlib.sha256((src / path).read_bytes()).digest(), href
+
+    # The pull snippet, run as shown, fetches the repo bit-exactly through huggingface_hub.
+    snippet = page.pre[0]
+    assert f"export HF_ENDPOINT={server}" in snippet and "HF_TOKEN" not in snippet
+    script = snippet.split("<<'EOF'\n", 1)[1].rsplit("EOF", 1)[0]
+    env = {**os.environ, "HF_ENDPOINT": server, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = Path(out.stdout.strip().splitlines()[-1])
+    assert {p.relative_to(got).as_posix(): p.stat().st_size for p in got.rglob("*") if p.is_file()} == on_disk
+    browser.screenshot(url, screens / "repo.png", 1900)
+
+
+@needs_chromium
+def test_file_page_tensor_detail(server, browser, screens, shared_repos):
+    name, path = "lab/minilm-codesearch-fp32", "model-00002-of-00002.safetensors"
+    url = f"{server}/ui/files/{name}?path={path}"
+    page = Elements(browser.dom(url))
+    rows = page.having("data-tensor", "tr")
+    # The segments rebuild the file: their raw sizes add up to it exactly.
+    assert sum(int(r["data-raw-bytes"]) for r in rows) == (shared_repos / name / path).stat().st_size
+    # A fine-tune of the stored base: its weights are coded as deltas against it.
+    assert any(r["data-codec"] == "xor" for r in rows)
+    browser.screenshot(url, screens / "file.png", 1600)
+
+
+@pytest.fixture(scope="module")
+def private_server(store_env) -> Iterator[tuple[str, str]]:
+    """A second server on the same store with anonymous reads off, and a read token for it."""
+    token = run_cli("token", "create", "--scope", "read", env=store_env).stdout.strip()
+    with serving(store_env) as url:
+        yield url, token
+
+
+@needs_chromium
+def test_pages_ask_for_a_token_when_reads_are_private(private_server, report, browser, screens):
+    url, token = private_server
+    asked = Elements(browser.dom(url + "/"))
+    assert any(a.get("name") == "token" for a in asked.having("name", "input"))
+    assert not asked.having("data-raw-bytes")
+    browser.screenshot(url + "/", screens / "login.png", 700)
+    # ?token= is accepted once, moved to a cookie, and the page then shows the same figures.
+    page = Elements(browser.dom(f"{url}/?token={token}"))
+    assert figures(page.by_id("overall")) == {f: report["overall"][f] for f in FIELDS}
