@@ -14,15 +14,15 @@ from markupsafe import Markup
 
 from .fmt import human_bytes, percent, when
 
-#: The parts a repo's raw bytes split into: what is stored, then what each mechanism saved.
-#: Colours are picked to stay distinct for the common kinds of colour blindness.
-PARTS: tuple[tuple[str, str, str], ...] = (
-    ("stored_bytes", "stored", "#34495e"),
-    ("file_dedup", "file dedup", "#4e79a7"),
-    ("tensor_dedup", "tensor dedup", "#76b7b2"),
-    ("family_delta", "family delta", "#f28e2b"),
-    ("checkpoint_delta", "checkpoint delta", "#e15759"),
-    ("plane_coding", "plane coding", "#59a14f"),
+#: The parts a repo's raw bytes split into: what is stored, then what each mechanism saved, and what
+#: that mechanism is. Colours are picked to stay distinct for the common kinds of colour blindness.
+PARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("stored_bytes", "stored", "#34495e", "what the packs hold for these repos, after coding"),
+    ("file_dedup", "file dedup", "#4e79a7", "whole files already stored by an earlier repo"),
+    ("tensor_dedup", "tensor dedup", "#76b7b2", "single tensors already stored, in files that differ"),
+    ("family_delta", "family delta", "#f28e2b", "tensors coded as a difference from the family base"),
+    ("checkpoint_delta", "checkpoint delta", "#e15759", "checkpoints coded against the previous one"),
+    ("plane_coding", "plane coding", "#59a14f", "tensors coded on their own: byte planes with rANS, or zstd"),
 )
 
 
@@ -31,12 +31,13 @@ class Segment:
     key: str
     label: str
     color: str
+    meaning: str
     value: int
 
 
 def parts_of(figures: dict) -> list[Segment]:
     """A Savings dict (from ``Report.as_dict``) as the bar's segments, stored first."""
-    return [Segment(key, label, color, int(figures[key])) for key, label, color in PARTS]
+    return [Segment(key, label, color, meaning, int(figures[key])) for key, label, color, meaning in PARTS]
 
 
 def stacked_bar(figures: dict, *, height: int = 44, label: str = "raw bytes by where they went") -> Markup:
