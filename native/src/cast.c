@@ -4,14 +4,18 @@
 
 uint16_t wv_f32_to_bf16(uint32_t x)
 {
-    if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; /* torch: any NaN -> 0x7FC0 */
+    /* torch 2.x CPU (vectorised path) turns every NaN into 0xFFFF; its scalar
+     * c10::BFloat16 gives 0x7FC0.  Either way this is only a prediction. */
+    if ((x & 0x7fffffffu) > 0x7f800000u) return 0xffff;
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
 uint16_t wv_f32_to_f16(uint32_t x)
 {
     uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
-    if (a >= 0x7f800000u) return (uint16_t)(sign | (a > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    /* NaN: quiet, sign and top payload bits kept (what torch produces) */
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a & 0x7fffffu) >> 13));
+    if (a == 0x7f800000u) return (uint16_t)(sign | 0x7c00u);
     if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to infinity */
     if (a < 0x38800000u) {                                    /* F16 subnormal or zero */
         uint32_t e = a >> 23;

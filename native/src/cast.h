@@ -1,6 +1,6 @@
 /* Predicting a member tensor from its base when the dtypes differ: the base is
- * cast to the member's dtype exactly as torch does (round to nearest even, NaN
- * -> canonical quiet NaN), so a pure cast repo XORs to all zeros. */
+ * cast to the member's dtype exactly as torch 2.x on CPU does (round to nearest
+ * even; NaN handling measured), so a pure cast repo XORs to all zeros. */
 #ifndef WV_CAST_H
 #define WV_CAST_H
 #include "wv_base.h"

@@ -1,0 +1,183 @@
+/* Decoder fuzz target and sanitizer test driver for native/src.
+ *
+ * Property: no input makes the decoder crash, hang, or touch memory outside the
+ * buffers it was given; a frame that decodes returns exactly raw_size bytes.
+ *
+ * The input's first byte picks a mode:
+ *   even: the rest is a whole frame, decoded as is (header, CRCs, payload);
+ *   odd:  byte 1 = dtype, byte 2 = codec, byte 3 = base dtype, bytes 4-5 = element
+ *         count, rest = a payload; a header with a correct payload CRC is put in
+ *         front, so mutated payloads reach the plane and rANS decoders instead of
+ *         stopping at the checksum.
+ *
+ * libFuzzer:   clang -O1 -g -fsanitize=fuzzer,address,undefined -Inative/src \
+ *                native/src/*.c tests/fuzz/fuzz_decode.c -lm -o fuzz_decode
+ * Standalone (what tests/test_native_sanitizers.py builds with gcc):
+ *              gcc -DWV_STANDALONE -fsanitize=address,undefined ... -o driver && ./driver ITER
+ *   round-trips generated tensors through every codec, dtype and rANS kernel, then
+ *   feeds ITER mutations of the valid frames through the target.
+ */
+#include "wv.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+static wv_ctx *ctx;
+
+static void decode_one(const uint8_t *frame, size_t size)
+{
+    wv_frame_header h;
+    if (wv_isError(wv_frame_parse(frame, size, &h))) {
+        (void)wv_decode_frame(ctx, frame, size, NULL, 0, NULL, 0); /* must fail cleanly too */
+        return;
+    }
+    uint8_t *dst = malloc(h.raw_size ? h.raw_size : 1), *base = NULL;
+    size_t blen = 0;
+    if ((h.flags & WV_FLAG_NEEDS_BASE) && wv_dtype_size(h.base_dtype)) {
+        blen = h.raw_size / wv_dtype_size(h.dtype) * wv_dtype_size(h.base_dtype);
+        base = malloc(blen ? blen : 1);
+        for (size_t i = 0; i < blen; i++) base[i] = (uint8_t)(i * 131 + 7);
+    }
+    size_t r = wv_decode_frame(ctx, frame, size, dst, h.raw_size, base, blen);
+    if (!wv_isError(r) && r != h.raw_size) abort();
+    free(dst);
+    free(base);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!ctx) ctx = wv_ctx_create();
+    if (size < 1) return 0;
+    if (!(data[0] & 1)) { decode_one(data + 1, size - 1); return 0; }
+    if (size < 6) return 0;
+    unsigned dtype = data[1] % WV_DT_COUNT, codec = data[2] % 4, bdt = data[3] % WV_DT_COUNT;
+    size_t n_el = (size_t)data[4] | (size_t)data[5] << 8, plen = size - 6;
+    uint8_t *frame = malloc(WV_FRAME_HEADER_SIZE + plen);
+    memcpy(frame + WV_FRAME_HEADER_SIZE, data + 6, plen);
+    wv_frame_header h = {codec, dtype, codec == 3 ? WV_FLAG_NEEDS_BASE : 0, codec == 3 ? bdt : 0,
+                         (uint32_t)(n_el * wv_dtype_size(dtype)), (uint32_t)plen, 0,
+                         wv_crc32c(0, data + 6, plen)};
+    wv_frame_write_header(frame, &h);
+    decode_one(frame, WV_FRAME_HEADER_SIZE + plen);
+    free(frame);
+    return 0;
+}
+
+#ifdef WV_STANDALONE
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+/* weights-like values: a float32 with a narrow exponent range, some specials */
+static uint32_t weight_bits(void)
+{
+    uint32_t r = rnd(), e = 118 + r % 9;
+    uint32_t v = (r & 0x80000000u) | e << 23 | (rnd() & 0x7fffff);
+    switch (rnd() % 64) {
+    case 0: return 0x7fc00001u;          /* NaN with payload */
+    case 1: return 0xff800000u;          /* -inf */
+    case 2: return 0x00000003u;          /* subnormal */
+    case 3: return 0x80000000u;          /* -0 */
+    default: return v;
+    }
+}
+
+static void fill(uint8_t *p, size_t n, unsigned dtype, int kind)
+{
+    unsigned k = wv_dtype_size(dtype);
+    for (size_t i = 0; i + k <= n; i += k) {
+        uint32_t w = kind == 0 ? rnd() : kind == 1 ? 0x3c003c00u : weight_bits();
+        if (k == 2 && kind == 2) w >>= 16;
+        for (unsigned b = 0; b < k; b++) p[i + b] = (uint8_t)(b < 4 ? w >> (8 * b) : rnd());
+    }
+}
+
+static int failures;
+#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); failures++; } } while (0)
+
+int main(int argc, char **argv)
+{
+    long iters = argc > 1 ? atol(argv[1]) : 20000;
+    ctx = wv_ctx_create();
+    static const unsigned dtypes[] = {WV_DT_OPAQUE, WV_DT_F32, WV_DT_F16, WV_DT_BF16, WV_DT_F8_E4M3, WV_DT_I64};
+    static const size_t sizes[] = {0, 1, 8, 96, 1000, 4096, 70000, 262144};
+    uint8_t **frames = calloc(512, sizeof *frames);
+    size_t *fsizes = calloc(512, sizeof *fsizes), nframes = 0;
+    for (int kernel = 0; kernel <= 1; kernel++) {
+        if (wv_rans_select_kernel(kernel) < 0) continue;
+        for (size_t di = 0; di < sizeof dtypes / sizeof *dtypes; di++)
+            for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+                for (int kind = 0; kind < 3; kind++)
+                    for (unsigned codec = 0; codec <= 3; codec++) {
+                        unsigned dt = dtypes[di], k = wv_dtype_size(dt);
+                        if (codec == 1) continue; /* zstd is coded in Python */
+                        size_t n = sizes[si] / k * k;
+                        uint8_t *src = malloc(n + 1), *base = NULL;
+                        fill(src, n, dt, kind);
+                        unsigned bdt = dt == WV_DT_BF16 || dt == WV_DT_F16 ? WV_DT_F32 : dt;
+                        size_t blen = n / k * wv_dtype_size(bdt);
+                        if (codec == 3) {
+                            base = malloc(blen + 1);
+                            fill(base, blen, bdt, kind);
+                            for (size_t i = 0; i < n && kind; i += 7) base[i / k * wv_dtype_size(bdt)] ^= 1;
+                        }
+                        size_t cap = wv_frame_bound(n);
+                        uint8_t *dst = malloc(cap), *back = malloc(n + 1);
+                        size_t r = wv_encode_frame(ctx, codec, dst, cap, src, n, dt, base, blen, bdt);
+                        CHECK(!wv_isError(r), "encode dt=%u n=%zu codec=%u: %s", dt, n, codec, wv_getErrorName(r));
+                        if (!wv_isError(r)) {
+                            size_t d = wv_decode_frame(ctx, dst, r, back, n, base, blen);
+                            CHECK(d == n && !memcmp(back, src, n), "round trip dt=%u n=%zu codec=%u kind=%d k=%d: %s",
+                                  dt, n, codec, kind, kernel, wv_isError(d) ? wv_getErrorName(d) : "mismatch");
+                            if (nframes < 512 && n) {
+                                frames[nframes] = malloc(r);
+                                memcpy(frames[nframes], dst, r);
+                                fsizes[nframes++] = r;
+                            }
+                        }
+                        free(src); free(base); free(dst); free(back);
+                    }
+    }
+    /* mutations: bit flips, byte sets, truncations, in both modes */
+    uint8_t *buf = malloc(300000 + 8);
+    for (long it = 0; it < iters && nframes; it++) {
+        size_t f = rnd() % nframes, size = fsizes[f];
+        if (wv_rans_select_kernel((int)(it & 1)) < 0) wv_rans_select_kernel(0);
+        int payload_mode = rnd() & 1;
+        buf[0] = payload_mode ? 1 : 0;
+        size_t o = 1;
+        if (payload_mode) {
+            const uint8_t *fr = frames[f];
+            uint32_t raw = wv_rd32(fr + 8);
+            size_t k = wv_dtype_size(fr[5]), n_el = raw / (k ? k : 1);
+            if (n_el > 0xffff) continue;
+            buf[1] = fr[5]; buf[2] = fr[4]; buf[3] = fr[7];
+            buf[4] = (uint8_t)n_el; buf[5] = (uint8_t)(n_el >> 8);
+            o = 6;
+            size -= WV_FRAME_HEADER_SIZE;
+            memcpy(buf + o, fr + WV_FRAME_HEADER_SIZE, size);
+        } else {
+            memcpy(buf + o, frames[f], size);
+        }
+        size_t total = o + size, muts = 1 + rnd() % 4;
+        for (size_t m = 0; m < muts && total > o; m++) {
+            size_t at = o + rnd() % (total - o);
+            switch (rnd() % 4) {
+            case 0: buf[at] ^= (uint8_t)(1u << (rnd() % 8)); break;
+            case 1: buf[at] = (uint8_t)rnd(); break;
+            case 2: total = at; break;
+            default: buf[at] = (uint8_t)(buf[at] + 1); break;
+            }
+        }
+        LLVMFuzzerTestOneInput(buf, total);
+    }
+    free(buf);
+    for (size_t f = 0; f < nframes; f++) free(frames[f]);
+    free(frames); free(fsizes);
+    wv_ctx_free(ctx);
+    printf("%s: %zu valid frames, %ld mutations\n", failures ? "FAIL" : "ok", nframes, iters);
+    return failures ? 1 : 0;
+}
+#endif
