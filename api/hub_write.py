@@ -230,3 +230,12 @@ async def create_branch(request: Request, vault: VaultDep, access: WriteAccess, 
     await run_in_threadpool(retrying, vault.catalog, work)
     return {}
 
+
+
+@router.get("/api/{t}/{ns}/{name}/xet-write-token/{rest:path}", include_in_schema=False)
+@router.get("/api/{t}/{ns}/{name}/xet-read-token/{rest:path}", include_in_schema=False)
+def no_xet(t: str, ns: str, name: str, rest: str) -> None:
+    # huggingface_hub >= 1.20 asks for this without negotiating whenever hf_xet is installed;
+    # the message reaches the user in the client's exception.
+    raise ApiError(501, "XetNotSupported", "This server does not speak Xet: upload with HF_HUB_DISABLE_XET=1 "
+                   "(the classic LFS protocol is used then)")
