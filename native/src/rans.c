@@ -66,14 +66,37 @@ double wv_rans_cost_bits(const uint32_t count[256], const uint16_t freq[256])
 }
 
 /* Table: kind byte 0 = empty (context never used), 1 = 32-byte bitmap of present
- * symbols, 2 = count-1 then the symbol list; then each present symbol's
- * frequency in symbol order, 1 byte if < 128 else 2 bytes (0x80 | f >> 8, f & 255). */
+ * symbols, 2 = count-1 then the symbol list, 3 = first symbol and span-1 of a
+ * contiguous range (symbols inside it may be absent: frequency byte 0); then the
+ * frequencies in symbol order, 1 byte if < 128 else 2 bytes (0x80 | f >> 8, f & 255).
+ * Kind 3 exists for exponent planes: ~40 adjacent symbols, where it saves the
+ * 33-byte bitmap (~0.0001 of a BF16 model).  The writer picks the smallest kind. */
+static size_t put_freq(uint8_t *dst, unsigned f)
+{
+    if (f < 128) { dst[0] = (uint8_t)f; return 1; }
+    dst[0] = (uint8_t)(0x80 | (f >> 8));
+    dst[1] = (uint8_t)f;
+    return 2;
+}
+
 size_t wv_rans_write_table(uint8_t *dst, const uint16_t freq[256])
 {
-    unsigned nsym = 0;
-    for (int s = 0; s < 256; s++) nsym += freq[s] != 0;
+    unsigned nsym = 0, lo = 256, hi = 0;
+    for (unsigned s = 0; s < 256; s++) {
+        if (!freq[s]) continue;
+        nsym++;
+        if (lo == 256) lo = s;
+        hi = s;
+    }
     if (nsym == 0) { dst[0] = 0; return 1; }
+    size_t span = hi - lo + 1, list = 2 + nsym, range = 3 + (span - nsym);
     size_t o;
+    if (range <= list && range <= 33) {
+        dst[0] = 3; dst[1] = (uint8_t)lo; dst[2] = (uint8_t)(span - 1);
+        o = 3;
+        for (unsigned s = lo; s <= hi; s++) o += freq[s] ? put_freq(dst + o, freq[s]) : (dst[o] = 0, 1);
+        return o;
+    }
     if (nsym > 32) {
         dst[0] = 1;
         memset(dst + 1, 0, 32);
@@ -87,13 +110,21 @@ size_t wv_rans_write_table(uint8_t *dst, const uint16_t freq[256])
         for (int s = 0; s < 256; s++)
             if (freq[s]) dst[o++] = (uint8_t)s;
     }
-    for (int s = 0; s < 256; s++) {
-        unsigned f = freq[s];
-        if (!f) continue;
-        if (f < 128) dst[o++] = (uint8_t)f;
-        else { dst[o++] = (uint8_t)(0x80 | (f >> 8)); dst[o++] = (uint8_t)f; }
-    }
+    for (int s = 0; s < 256; s++)
+        if (freq[s]) o += put_freq(dst + o, freq[s]);
     return o;
+}
+
+static size_t get_freq(const uint8_t *src, size_t size, size_t *o, unsigned *f)
+{
+    WV_RETURN_ERROR_IF(*o >= size, WV_ERR_CORRUPT);
+    unsigned v = src[(*o)++];
+    if (v & 0x80) {
+        WV_RETURN_ERROR_IF(*o >= size, WV_ERR_CORRUPT);
+        v = ((v & 0x7f) << 8) | src[(*o)++];
+    }
+    *f = v;
+    return 0;
 }
 
 size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256])
@@ -103,11 +134,27 @@ size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256])
     memset(freq, 0, 256 * sizeof freq[0]);
     WV_RETURN_ERROR_IF(size < 1, WV_ERR_CORRUPT);
     size_t o;
+    unsigned sum = 0, nsym = 0;
     if (src[0] == 0) {
         /* unused context: any valid table will do; garbage decodes fail the CRC */
         freq[0] = WV_RANS_M - 1;
         freq[1] = 1;
         return 1;
+    } else if (src[0] == 3) {
+        WV_RETURN_ERROR_IF(size < 3, WV_ERR_CORRUPT);
+        unsigned lo = src[1], span = src[2] + 1u;
+        WV_RETURN_ERROR_IF(lo + span > 256, WV_ERR_CORRUPT);
+        o = 3;
+        for (unsigned s = lo; s < lo + span; s++) {
+            unsigned f;
+            WV_FORWARD_IF_ERROR(get_freq(src, size, &o, &f));
+            WV_RETURN_ERROR_IF(f >= WV_RANS_M, WV_ERR_CORRUPT);
+            freq[s] = (uint16_t)f;
+            sum += f;
+            nsym += f != 0;
+        }
+        WV_RETURN_ERROR_IF(nsym < 2 || sum != WV_RANS_M, WV_ERR_CORRUPT);
+        return o;
     } else if (src[0] == 1) {
         WV_RETURN_ERROR_IF(size < 33, WV_ERR_CORRUPT);
         for (int s = 0; s < 256; s++) present[s] = (src[1 + (s >> 3)] >> (s & 7)) & 1;
@@ -124,15 +171,10 @@ size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256])
     } else {
         return WV_ERROR(WV_ERR_CORRUPT);
     }
-    unsigned sum = 0, nsym = 0;
     for (int s = 0; s < 256; s++) {
         if (!present[s]) continue;
-        WV_RETURN_ERROR_IF(o >= size, WV_ERR_CORRUPT);
-        unsigned f = src[o++];
-        if (f & 0x80) {
-            WV_RETURN_ERROR_IF(o >= size, WV_ERR_CORRUPT);
-            f = ((f & 0x7f) << 8) | src[o++];
-        }
+        unsigned f;
+        WV_FORWARD_IF_ERROR(get_freq(src, size, &o, &f));
         WV_RETURN_ERROR_IF(f == 0 || f >= WV_RANS_M, WV_ERR_CORRUPT);
         freq[s] = (uint16_t)f;
         sum += f;
@@ -289,16 +331,59 @@ typedef size_t (*enc_blocks_fn)(uint32_t *, uint16_t **, const uint16_t *, const
                                 const uint8_t *, const wv_rans_esym *);
 static enc_blocks_fn enc_blocks = enc_blocks_scalar_any;
 
+/* Final states: a 32-bit map (bit l set = lane l takes 4 bytes) then each state in 3
+ * or 4 bytes.  States are spread ~log-uniformly over [2^15, 2^31), so ~9/16 of them
+ * fit 3 bytes: 128 -> ~114 bytes per coded plane. */
+static size_t write_states(uint8_t *dst, const uint32_t *st)
+{
+    uint32_t wide = 0;
+    size_t o = 4;
+    for (int l = 0; l < WV_RANS_LANES; l++) {
+        uint32_t x = st[l];
+        dst[o] = (uint8_t)x; dst[o + 1] = (uint8_t)(x >> 8); dst[o + 2] = (uint8_t)(x >> 16);
+        if (x >> 24) { dst[o + 3] = (uint8_t)(x >> 24); wide |= 1u << l; o += 4; }
+        else o += 3;
+    }
+    wv_wr32(dst, wide);
+    return o;
+}
+
+static size_t read_states(const uint8_t *src, size_t size, uint32_t *st)
+{
+    WV_RETURN_ERROR_IF(size < 4, WV_ERR_CORRUPT);
+    uint32_t wide = wv_rd32(src);
+    size_t o = 4;
+    for (int l = 0; l < WV_RANS_LANES; l++) {
+        size_t w = 3 + ((wide >> l) & 1);
+        WV_RETURN_ERROR_IF(size - o < w, WV_ERR_CORRUPT);
+        uint32_t x = src[o] | (uint32_t)src[o + 1] << 8 | (uint32_t)src[o + 2] << 16;
+        if (w == 4) {
+            x |= (uint32_t)src[o + 3] << 24;
+            WV_RETURN_ERROR_IF(!(x >> 24), WV_ERR_CORRUPT); /* one encoding per state */
+        }
+        WV_RETURN_ERROR_IF(x < WV_RANS_L || x >= (1u << 31), WV_ERR_CORRUPT);
+        st[l] = x;
+        o += w;
+    }
+    return o;
+}
+
+/* The last symbol of each lane is not coded: the encoder starts that lane at
+ * L + symbol, and the decoder reads it back from the final state (which would
+ * otherwise have to equal L and carry no information).  Saves ~1 coded symbol per
+ * lane; corruption is still caught by the raw CRC32C of the frame. */
 size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
                       const wv_rans_esym *etabs, uint8_t *scratch)
 {
     uint32_t st[WV_RANS_LANES];
-    for (int l = 0; l < WV_RANS_LANES; l++) st[l] = WV_RANS_L;
+    size_t kept = n < WV_RANS_LANES ? n : WV_RANS_LANES, coded = n - kept;
+    for (size_t l = 0; l < WV_RANS_LANES; l++) st[l] = WV_RANS_L;
+    for (size_t i = coded; i < n; i++) st[i % WV_RANS_LANES] = WV_RANS_L + src[i];
     WV_RETURN_ERROR_IF(cap < WV_RANS_STATE_BYTES + 4 * WV_RANS_LANES + 16, WV_ERR_NOT_COMPRESSIBLE);
     uint16_t *end = (uint16_t *)(scratch + (cap & ~(size_t)1)), *p = end;
     /* a block emits <= 32 words and the SIMD store reaches 8 words below p */
     const uint16_t *stop = (const uint16_t *)(scratch + WV_RANS_STATE_BYTES + 2 * WV_RANS_LANES + 16);
-    size_t i = n, full = n & ~(size_t)(WV_RANS_LANES - 1);
+    size_t i = coded, full = coded & ~(size_t)(WV_RANS_LANES - 1);
     while (i > full) {
         i--;
         enc_put(&st[i % WV_RANS_LANES], &p, &etabs[(cx ? cx[i] * 256u : 0u) + src[i]]);
@@ -306,9 +391,9 @@ size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, co
     if (enc_blocks(st, &p, stop, src, i, cx, etabs) > 0) return WV_ERROR(WV_ERR_NOT_COMPRESSIBLE);
     size_t words = (size_t)(end - p);
     WV_RETURN_ERROR_IF(WV_RANS_STATE_BYTES + 2 * words > cap, WV_ERR_NOT_COMPRESSIBLE);
-    for (int l = 0; l < WV_RANS_LANES; l++) wv_wr32(dst + 4 * l, st[l]);
-    memcpy(dst + WV_RANS_STATE_BYTES, p, 2 * words);
-    return WV_RANS_STATE_BYTES + 2 * words;
+    size_t o = write_states(dst, st);
+    memcpy(dst + o, p, 2 * words);
+    return o + 2 * words;
 }
 
 /* ---- decoder ---- */
@@ -447,15 +532,19 @@ size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, c
                       const uint32_t *tab)
 {
     uint32_t st[WV_RANS_LANES];
-    WV_RETURN_ERROR_IF(size < WV_RANS_STATE_BYTES || (size - WV_RANS_STATE_BYTES) % 2, WV_ERR_CORRUPT);
-    for (int l = 0; l < WV_RANS_LANES; l++) {
-        st[l] = wv_rd32(src + 4 * l);
-        WV_RETURN_ERROR_IF(st[l] < WV_RANS_L || st[l] >= (1u << 31), WV_ERR_CORRUPT);
+    size_t hdr = read_states(src, size, st);
+    WV_FORWARD_IF_ERROR(hdr);
+    WV_RETURN_ERROR_IF((size - hdr) % 2, WV_ERR_CORRUPT);
+    const uint8_t *p = src + hdr, *end = src + size;
+    size_t kept = n < WV_RANS_LANES ? n : WV_RANS_LANES, coded = n - kept;
+    size_t i = dec_blocks(st, &p, end, dst, coded, cx, tab);
+    for (; i < coded; i++) DEC_STEP_CHECKED(i % WV_RANS_LANES, i);
+    for (; i < n; i++) { /* each lane's last symbol sits in its final state */
+        uint32_t v = st[i % WV_RANS_LANES] - WV_RANS_L;
+        WV_RETURN_ERROR_IF(v > 255, WV_ERR_CORRUPT);
+        dst[i] = (uint8_t)v;
+        st[i % WV_RANS_LANES] = WV_RANS_L;
     }
-    const uint8_t *p = src + WV_RANS_STATE_BYTES, *end = src + size;
-    size_t i = dec_blocks(st, &p, end, dst, n, cx, tab);
-    for (; i < n; i++) DEC_STEP_CHECKED(i % WV_RANS_LANES, i);
-    /* the encoder started every lane at L and used every word */
     for (int l = 0; l < WV_RANS_LANES; l++) WV_RETURN_ERROR_IF(st[l] != WV_RANS_L, WV_ERR_CORRUPT);
     WV_RETURN_ERROR_IF(p != end, WV_ERR_CORRUPT);
     return n;

@@ -12,7 +12,8 @@
  *    multiply/load latency in the scalar loop and exactly 4 AVX2 registers of 8.
  *  - state x in [2^15, 2^31), renormalised 16 bits at a time: at most one word per
  *    symbol (no loop), and x < 2^31 keeps ryg's 32-bit reciprocal division exact.
- * Stream layout: 32 initial states (u32 LE), then u16 LE words in decode order.
+ * Stream layout: the 32 initial states (3 or 4 bytes each, after a 32-bit width map),
+ * then u16 LE words in decode order; each lane's last symbol rides in its state.
  * A lane that needs a word reads the next one; lanes are served in index order,
  * which is what lets a SIMD decoder serve 8 lanes with one load + permute.
  */
@@ -24,9 +25,9 @@
 #define WV_RANS_PROB_BITS 12
 #define WV_RANS_M (1u << WV_RANS_PROB_BITS)
 #define WV_RANS_L (1u << 15)
-#define WV_RANS_STATE_BYTES (4 * WV_RANS_LANES)
+#define WV_RANS_STATE_BYTES (4 + 4 * WV_RANS_LANES) /* upper bound: map + 32 x 4 */
 #define WV_RANS_MAX_TABLES 16
-#define WV_RANS_TABLE_MAX_BYTES (2 + 32 + 2 * 256)
+#define WV_RANS_TABLE_MAX_BYTES (3 + 32 + 2 * 256)
 
 /* packed = bias | freq << 13 | rcp_shift << 25: what the AVX2 encoder gathers
  * (two gathers per 8 symbols instead of four). */
