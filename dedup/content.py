@@ -20,7 +20,7 @@ from weightvault.store import Vault
 from weightvault.store.models import File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
-from . import safetensors
+from . import safetensors, torchzip
 from .choice import CodingChoice, choose_and_encode
 from .hashing import FileDigest, digest_bytes, object_digest
 
@@ -67,6 +67,21 @@ class StagedFile:
     segments: list[StagedSegment] | None  # None: the catalog already holds this file
 
 
+def storage_name(index: int) -> str:
+    """How the n-th tensor storage of a torch zip is named in the catalog (and matched across checkpoints)."""
+    return f"storage{index}"
+
+
+def torch_zip_segments(view: memoryview) -> list[torchzip.Segment] | None:
+    """Segments of a torch.save zip, or None when the file is not one that can be read safely."""
+    if bytes(view[:4]) != b"PK\x03\x04":
+        return None
+    try:
+        return torchzip.parse_torch_zip(view)
+    except ValueError:
+        return None  # stored as opaque bytes: still bit-exact, just not tensor-coded
+
+
 class ContentWriter:
     """Stages files for one ingest or commit; ``land`` writes them to the catalog."""
 
@@ -107,6 +122,8 @@ class ContentWriter:
         elif safetensors.looks_like_safetensors(rel):
             layout = safetensors.parse(view, label=rel)
             staged = StagedFile(digest, "safetensors", self._stage_safetensors(rel, view, layout, progress))
+        elif (segments := torch_zip_segments(view)) is not None:
+            staged = StagedFile(digest, "torch-zip", self._stage_torch_zip(rel, view, segments, progress))
         else:
             staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), None, progress)])
         self.files[digest.sha256] = staged
@@ -126,6 +143,20 @@ class ContentWriter:
         if pos < len(view):
             segments.append(self._stage_run(view, pos, len(view), None, progress))
         return segments
+
+    def _stage_torch_zip(self, rel: str, view: memoryview, segments: list[torchzip.Segment],
+                         progress: Progress) -> list[StagedSegment]:
+        staged, index = [], 0
+        for seg in segments:
+            end = seg.offset + seg.length
+            if seg.kind == "tensor" and seg.dtype is not None:
+                name = storage_name(index)
+                index += 1
+                obj = self._stage_object(rel, view[seg.offset:end], "tensor", name, seg.dtype, None, progress)
+                staged.append(StagedSegment(seg.offset, seg.length, name, object_digest=obj))
+            else:
+                staged.append(self._stage_run(view, seg.offset, end, None, progress))
+        return staged
 
     def _stage_run(self, view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
         if end - start <= INLINE_LIMIT and name is None and start > 0:
@@ -211,6 +242,7 @@ class ContentWriter:
                 digest=staged.digest, kind=staged.kind, dtype=staged.dtype,
                 shape=json.dumps(staged.shape) if staged.shape is not None else None,
                 raw_size=staged.raw_size, stored_size=staged.stored_size, codec=staged.choice.codec,
+                mechanism=staged.choice.mechanism,
                 base_id=base_id, depth=staged.choice.depth, reason=staged.choice.reason,
             )
             session.add(row)

@@ -250,7 +250,8 @@ class FamilyMatcher:
             if t.dtype not in ("F32", "BF16", "F16") or t.raw_size * 8 // safetensors.DTYPE_BITS[t.dtype] != elems:
                 return None
             raw = self.reader.object_range(t.object_id, 0, t.raw_size)
-            return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, f"{base_repo}:{name}")
+            mechanism = "checkpoint_delta" if codec == "ckpt" else "family_delta"
+            return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, f"{base_repo}:{name}", mechanism)
 
         return lookup
 

@@ -90,7 +90,7 @@ def build_report(session) -> Report:
             select(Segment.file_id, Segment.length, Segment.inline.is_not(None), Segment.object_id)):
         segments.setdefault(file_id, []).append((length, inline, object_id))
     objects = {o.id: o for o in session.execute(
-        select(Object.id, Object.raw_size, Object.stored_size, Object.codec, Object.base_id)).all()}
+        select(Object.id, Object.raw_size, Object.stored_size, Object.mechanism)).all()}
 
     report = Report()
     seen_files: set[int] = set()
@@ -116,12 +116,7 @@ def build_report(session) -> Report:
                 o = objects[object_id]
                 s.stored_bytes += o.stored_size
                 saved = o.raw_size - o.stored_size
-                if o.codec == "ckpt":
-                    s.checkpoint_delta += saved
-                elif o.base_id is not None:
-                    s.family_delta += saved
-                else:
-                    s.plane_coding += saved
+                setattr(s, o.mechanism, getattr(s, o.mechanism) + saved)
         fam = families.get(repo.family_id)
         report.repos.append(RepoReport(repo.name, repo.kind, fam.name if fam else None, s))
         report.overall.add(s)

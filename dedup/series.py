@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from . import safetensors
+from .content import storage_name, torch_zip_segments
 from .choice import BaseCandidate
 from .hashing import object_digest
 
@@ -58,14 +59,22 @@ class SeriesBases:
             f.seek(span.start)
             prev = f.read(span.end - span.start)
         return BaseCandidate(object_digest(prev), dtype, index % self.keyframe_every - 1, memoryview(prev),
-                             "ckpt", f"{prev_rel}:{name}")
+                             "ckpt", f"{prev_rel}:{name}", "checkpoint_delta")
 
     def _tensors(self, rel: str) -> dict[str, safetensors.TensorSpan]:
+        """Tensor name -> span in the file at ``rel`` (safetensors tensors, or torch zip storages)."""
         if rel not in self._layouts:
             found = {}
             path = self.paths.get(rel)
-            if path is not None and safetensors.looks_like_safetensors(rel):
+            if path is not None:
                 data = path.read_bytes()
-                found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
+                if safetensors.looks_like_safetensors(rel):
+                    found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
+                else:
+                    storages = [s for s in torch_zip_segments(memoryview(data)) or []
+                                if s.kind == "tensor" and s.dtype is not None]
+                    found = {storage_name(i): safetensors.TensorSpan(storage_name(i), s.dtype, (), s.offset,
+                                                                      s.offset + s.length)
+                             for i, s in enumerate(storages)}
             self._layouts[rel] = found
         return self._layouts[rel]

@@ -129,6 +129,8 @@ class Object(Base):
     raw_size: Mapped[int] = mapped_column(BigInteger)
     stored_size: Mapped[int] = mapped_column(BigInteger)
     codec: Mapped[str] = mapped_column(String(32))  # the coding path chosen (planes, xor, ckpt, zstd, raw)
+    #: What the coding saved is credited to in reports: plane_coding, family_delta or checkpoint_delta.
+    mechanism: Mapped[str] = mapped_column(String(32), default="plane_coding")
     base_id: Mapped[int | None] = mapped_column(ForeignKey("objects.id", ondelete="RESTRICT"), index=True)
     depth: Mapped[int] = mapped_column(Integer, default=0)  # base references followed to restore
     reason: Mapped[str | None] = mapped_column(Text)  # why this codec, for the report

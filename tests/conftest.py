@@ -70,15 +70,22 @@ def _pg_bin(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields a URL prefix without the database name."""
+    import tempfile
+
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    data = tmp_path_factory.mktemp("pg") / "cluster"
+    # Outside pytest's private (0700) tmp tree: the server runs as another user.
+    parent = Path(tempfile.mkdtemp(prefix="wv-pg-"))
+    data = parent / "cluster"
     port = free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
+        import pwd
+
         as_user = ["runuser", "-u", "postgres", "--"]
-        data.parent.chmod(0o777)
+        pw = pwd.getpwnam("postgres")
+        os.chown(parent, pw.pw_uid, pw.pw_gid)
     subprocess.run(as_user + [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
                    stdout=subprocess.DEVNULL)
     opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
@@ -88,6 +95,7 @@ def postgres_server(tmp_path_factory):
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], stdout=subprocess.DEVNULL)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

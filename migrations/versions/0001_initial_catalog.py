@@ -41,6 +41,7 @@ def upgrade() -> None:
     sa.Column('raw_size', sa.BigInteger(), nullable=False),
     sa.Column('stored_size', sa.BigInteger(), nullable=False),
     sa.Column('codec', sa.String(length=32), nullable=False),
+    sa.Column('mechanism', sa.String(length=32), nullable=False),
     sa.Column('base_id', sa.Integer(), nullable=True),
     sa.Column('depth', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
