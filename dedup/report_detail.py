@@ -153,6 +153,8 @@ class TensorRow:
     dtype: str | None
     shape: list[int] | None
     codec: str | None
+    #: What the report credits this object's savings to (plane_coding, family_delta, checkpoint_delta).
+    mechanism: str | None
     #: The tensor this one is delta-coded against, by name, if any.
     base: str | None
     depth: int
@@ -192,9 +194,10 @@ def file_detail(session: Session, name: str, revision: str, path: str, kind: str
     for _seq, offset, length, seg_name, inline, o in rows:
         if inline or o is None:
             segments.append(TensorRow(seg_name or "(header)", offset, length, length, "inline", None, None, None, None,
-                                      0, "kept verbatim: a header is tiny and needed to rebuild the file", None))
+                                      None, 0, "kept verbatim: a header is tiny and needed to rebuild the file",
+                                      None))
             continue
         segments.append(TensorRow(seg_name, offset, o.raw_size, o.stored_size, o.kind, o.dtype,
-                                  json.loads(o.shape) if o.shape else None, o.codec,
+                                  json.loads(o.shape) if o.shape else None, o.codec, o.mechanism,
                                   base_names.get(o.base_id) if o.base_id else None, o.depth, o.reason, o.digest))
     return FileDetail(resolved.repo.name, revision, resolved.commit.oid, path, f.size, f.sha256, f.format, segments)

@@ -15,11 +15,13 @@ from helpers import make_repo, safetensors_bytes
 
 from weightvault.api.app import create_app
 from weightvault.api.cli import human
-from weightvault.api.dashboard import charts
+from weightvault.api.dashboard import charts, listing
 from weightvault.api.dashboard.access import safe_next
 from weightvault.api.dashboard.fmt import human_bytes
+from weightvault.api.dashboard.report_cache import report_dict
 from weightvault.api.dashboard.tree import tree_prefixes
 from weightvault.api.settings import ServerSettings
+from weightvault.dedup.commits import delete_repo
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.report import build_report
 from weightvault.dedup.report_detail import family_detail, file_detail, repo_detail
@@ -75,7 +77,7 @@ def test_repo_and_file_detail_add_up(store):
     assert sum(t.raw_bytes for t in detail.segments) == detail.size == weights_row.size
     assert sum(t.stored_bytes for t in detail.segments) == weights_row.stored_bytes
     weight = next(t for t in detail.segments if t.name == "layer.weight")
-    assert (weight.codec, weight.base, weight.depth, weight.shape) == ("xor", "layer.weight", 1, [128, 256])
+    assert (weight.mechanism, weight.base, weight.depth, weight.shape) == ("family_delta", "layer.weight", 1, [128, 256])
     assert detail.segments[0].kind == "inline"
 
 
@@ -178,3 +180,48 @@ def test_private_repos_are_hidden_from_anonymous_readers(store):
                                              ("https://evil.example/", "/"), ("/\\evil", "/"), (None, "/")])
 def test_login_only_returns_to_this_server(target, expected):
     assert safe_next(target) == expected
+
+
+# -- the overview's repo table and the cached report ---------------------------------------
+
+def rows(*specs: tuple[str, int, int]) -> list[dict]:
+    return [{"name": n, "family": "fam", "raw_bytes": raw, "stored_bytes": stored} for n, raw, stored in specs]
+
+
+def test_repo_table_filters_sorts_and_pages():
+    repos = rows(("a/x", 100, 10), ("b/y", 300, 200), ("c/z", 200, 20), ("c/w", 50, 50))
+    first = listing.page_of(repos, per_page=2)
+    assert [r["name"] for r in first.rows] == ["b/y", "c/w"]  # largest stored first
+    assert (first.matching, first.pages, first.first, first.last) == (4, 2, 1, 2)
+    assert first.url(page=2) == "/?page=2&per_page=2#repos"
+    assert [r["name"] for r in listing.page_of(repos, per_page=2, page=9).rows] == ["c/z", "a/x"]  # clamped
+    assert [r["name"] for r in listing.page_of(repos, sort="ratio").rows] == ["a/x", "c/z", "b/y", "c/w"]
+    assert [r["name"] for r in listing.page_of(repos, query=" C/", sort="name").rows] == ["c/w", "c/z"]
+    assert listing.page_of(repos, query="nothing").rows == []
+
+
+def test_overview_pages_through_repos_over_http(store):
+    http = client(store)
+    page1, page2 = (http.get("/", params={"sort": "name", "per_page": 2, "page": p}).text for p in (1, 2))
+    assert re.findall(r'data-repo="([^"]+)"', page1) == ["org/base", "org/ft"]
+    assert re.findall(r'data-repo="([^"]+)"', page2) == ["org/ft2"]
+    assert "/?sort=name&amp;page=2&amp;per_page=2#repos" in page1
+    assert 'data-family="org/base"' in http.get("/ui/families").text
+
+
+def test_cached_report_follows_every_change_the_report_can_see(store, tmp_path):
+    def fresh() -> dict:
+        with store.catalog.read_session() as s:
+            return build_report(s).as_dict()
+
+    first = report_dict(store.catalog)
+    assert first == fresh() and report_dict(store.catalog) is first  # unchanged catalog: not recomputed
+    folder = make_repo(tmp_path / "new", {"model.safetensors": weights(7, 1e-4), "README.md": card("org/base")})
+    ingest_folder(store, folder, "org/new")
+    assert report_dict(store.catalog) == fresh() != first
+    ingest_folder(store, folder, "org/new", revision="dev")  # a new branch, same content
+    assert report_dict(store.catalog) == fresh()
+    with store.catalog.write_session() as s:
+        delete_repo(s, "org/ft2")
+    assert report_dict(store.catalog) == fresh()
+    assert "org/ft2" not in {r["name"] for r in report_dict(store.catalog)["repos"]}

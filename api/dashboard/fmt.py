@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from markupsafe import Markup, escape
+
 UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
 
@@ -36,3 +38,8 @@ def when(at: datetime | str) -> str:
     """An ISO timestamp as 'YYYY-MM-DD HH:MM' UTC-as-stored, short enough for a table cell."""
     text = at.isoformat() if isinstance(at, datetime) else at
     return text[:16].replace("T", " ")
+
+
+def breakable(name: str) -> Markup:
+    """A dotted or slashed name (a tensor, a path) that may wrap after its separators, never mid-word."""
+    return Markup(str(escape(name)).replace(".", ".<wbr>").replace("/", "/<wbr>"))

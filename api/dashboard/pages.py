@@ -2,7 +2,7 @@
 
 Every figure about savings comes from ``dedup.report.build_report`` — the same
 call behind ``weightvault report`` and ``/api/v1/report`` — so the three never
-disagree. Drill-down detail (trees, revisions, tensors) comes from
+disagree (``report_cache`` only skips recomputing it while the catalog is unchanged). Drill-down detail (trees, revisions, tensors) comes from
 ``dedup.report_detail``. Pages are plain HTML with inline SVG charts and one
 local stylesheet: nothing is loaded from the internet.
 """
@@ -19,7 +19,6 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
-from weightvault.dedup.report import build_report
 from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, repo_detail
 from weightvault.store.models import Repo
 
@@ -27,14 +26,15 @@ from ..auth import Access
 from ..errors import ApiError
 from ..lookup import snapshot
 from ..streaming import file_response
-from . import charts, fmt
+from . import charts, fmt, listing
 from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of
+from .report_cache import report_dict
 from .tree import tree_prefixes
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "static"
 templates = Jinja2Templates(directory=HERE.parent / "templates")
-templates.env.filters.update(size=fmt.human_bytes, when=fmt.when)
+templates.env.filters.update(size=fmt.human_bytes, when=fmt.when, breakable=fmt.breakable)
 
 
 def asset(name: str) -> str:
@@ -45,6 +45,8 @@ def asset(name: str) -> str:
 templates.env.globals.update(percent=fmt.percent, ratio=fmt.ratio, mini_bar=charts.mini_bar,
                              stylesheet=asset("dashboard.css"))
 
+#: Families the overview lists (largest stored first); ``/ui/families`` lists them all.
+TOP_FAMILIES = 25
 #: A year: the login cookie lives as long as the token does (deleting the token revokes it).
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -95,27 +97,31 @@ def visible_report(request: Request, access: Access) -> dict:
 
     Totals stay store-wide: they are what the disk holds, whoever is looking.
     """
-    vault = request.app.state.vault
-    with vault.catalog.read_session() as s:
-        report = build_report(s).as_dict()
-        if not access.can_read:
-            hidden = private_repos(s)
-            report["repos"] = [r for r in report["repos"] if r["name"] not in hidden]
-            for fam in report["families"]:
-                fam["members"] = [m for m in fam["members"] if m not in hidden]
-    return report
-
-
-def private_repos(session) -> set[str]:
-    return set(session.scalars(select(Repo.name).where(Repo.private.is_(True))))
+    catalog = request.app.state.vault.catalog
+    report = report_dict(catalog)
+    if access.can_read:
+        return report
+    with catalog.read_session() as s:
+        hidden = set(s.scalars(select(Repo.name).where(Repo.private.is_(True))))
+    if not hidden:
+        return report
+    # The cached report is shared between requests: filter into new lists, never in place.
+    return {**report, "repos": [r for r in report["repos"] if r["name"] not in hidden],
+            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]]}
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request, access: PageAccess) -> HTMLResponse:
+def overview(request: Request, access: PageAccess,
+             q: Annotated[str, Query(description="Show repos whose name or family contains this")] = "",
+             sort: Annotated[str, Query(description=f"One of {', '.join(listing.SORTS)}")] = listing.DEFAULT_SORT,
+             page_no: Annotated[int, Query(alias="page")] = 1,
+             per_page: Annotated[int, Query()] = listing.PER_PAGE) -> HTMLResponse:
     report = visible_report(request, access)
     overall = report["overall"]
     return page(request, "overview.html", {
         "report": report,
+        "listing": listing.page_of(report["repos"], query=q, sort=sort, page=page_no, per_page=per_page),
+        "top_families": sorted(report["families"], key=lambda f: -f["stored_bytes"])[:TOP_FAMILIES],
         "overall": overall,
         "saved": overall["raw_bytes"] - overall["stored_bytes"],
         "bar": charts.stacked_bar(overall),
@@ -123,6 +129,13 @@ def overview(request: Request, access: PageAccess) -> HTMLResponse:
         "timeline": charts.timeline_chart(report["timeline"]),
         "access": access,
     })
+
+
+@router.get("/ui/families", response_class=HTMLResponse)
+def families(request: Request, access: PageAccess) -> HTMLResponse:
+    report = visible_report(request, access)
+    return page(request, "families.html", {"families": sorted(report["families"], key=lambda f: f["name"]),
+                                           "access": access})
 
 
 @router.get("/ui/families/{name:path}", response_class=HTMLResponse)
@@ -179,14 +192,14 @@ def file(request: Request, org: str, name: str, access: PageAccess,
     with request.app.state.vault.catalog.read_session() as s:
         access.check_visible(find_repo(s, full, kind))
         detail = file_detail(s, full, rev, path, kind)
-    by_codec: dict[str, list[int]] = {}
+    by_coding: dict[tuple[str, str], list[int]] = {}
     for seg in detail.segments:
-        totals = by_codec.setdefault(seg.codec or "inline", [0, 0, 0])
+        totals = by_coding.setdefault((seg.mechanism or "kept verbatim", seg.codec or "inline"), [0, 0, 0])
         totals[0] += 1
         totals[1] += seg.raw_bytes
         totals[2] += seg.stored_bytes
-    rows = [(codec, *totals) for codec, totals in sorted(by_codec.items())]
-    return page(request, "file.html", {"file": detail, "kind": kind, "by_codec": rows,
+    rows = [(*key, *totals) for key, totals in sorted(by_coding.items(), key=lambda kv: -kv[1][1])]
+    return page(request, "file.html", {"file": detail, "kind": kind, "by_coding": rows,
                                        "access": access})
 
 
