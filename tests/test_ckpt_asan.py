@@ -54,6 +54,7 @@ int main(void) {
 """
 
 
+@pytest.mark.slow   # ~15 s of CPU (the sanitized build of the specialised loops is most of it)
 def test_ckpt_decoder_under_asan_ubsan(tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("no gcc")
