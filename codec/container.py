@@ -9,7 +9,6 @@ container needs no index; a store that wants random access keeps its own
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from . import _lib
 from . import frames as _frames
@@ -100,6 +99,5 @@ def decode(data, out=None, *, base=None, base_dtype: str | None = None, threads:
         for u in units:
             run(u)
     else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(run, units))
+        list(_lib.pool(threads).map(run, units))
     return out_view

@@ -7,7 +7,6 @@ frames it touches and any frame can be verified alone.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import _lib
@@ -191,8 +190,7 @@ def encode_frames(data, dtype: str | None = None, *, codec: str = "auto", base=N
     offsets = range(0, len(view), step)
     if threads <= 1 or len(offsets) <= 1:
         return [f for o in offsets for f in unit(o)]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return [f for frames in pool.map(unit, offsets) for f in frames]
+    return [f for frames in _lib.pool(threads).map(unit, offsets) for f in frames]
 
 
 # ---- decoding ----

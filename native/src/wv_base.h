@@ -52,7 +52,6 @@ enum {
     WV_DT_COUNT = 17
 };
 unsigned wv_dtype_size(unsigned dtype);      /* 0 for an unknown code */
-int wv_dtype_is_float(unsigned dtype);
 
 /* ---- little-endian helpers ---- */
 static inline uint32_t wv_rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
