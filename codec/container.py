@@ -60,7 +60,7 @@ def decode(data, out=None, *, base=None, base_dtype: str | None = None, threads:
     body = view[4:]
     offsets, raw_sizes, native = _scan(body)
     total = sum(raw_sizes)
-    target = bytearray(total) if out is None else out
+    target = _lib.new_output(total) if out is None else out
     out_view = _frames._bytes_view(target, writable=True)
     if len(out_view) != total:
         raise CodecError(f"out has {len(out_view)} bytes, container holds {total}")

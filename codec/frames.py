@@ -212,7 +212,7 @@ def decode_frame(frame, out=None, *, base=None, base_dtype: str | None = None) -
     if size != len(view):
         raise CodecError(f"frame is {size} bytes but {len(view)} were given")
     raw_size = header.raw_size
-    target = bytearray(raw_size) if out is None else out
+    target = _lib.new_output(raw_size) if out is None else out
     out_view = _bytes_view(target, writable=True)
     if len(out_view) != raw_size:
         raise CodecError(f"out has {len(out_view)} bytes, frame holds {raw_size}")
