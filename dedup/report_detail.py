@@ -101,13 +101,16 @@ class RepoDetail:
     revision: str
     commit: str
     refs: dict[str, str]
-    #: Newest first.
+    #: Newest first, at most ``history_limit`` of them.
     history: list[Revision]
+    #: Every commit the repo has, shown or not.
+    commits: int
     files: list[FileRow] = field(default_factory=list)
 
 
-def repo_detail(session: Session, name: str, revision: str = "main", kind: str = "model") -> RepoDetail:
-    """A repo's branches, commit history and the files of ``revision`` with raw and coded sizes."""
+def repo_detail(session: Session, name: str, revision: str = "main", kind: str = "model", *,
+                history_limit: int = 50) -> RepoDetail:
+    """A repo's branches, its latest commits and the files of ``revision`` with raw and coded sizes."""
     resolved = resolve(session, name, revision, kind)
     repo = resolved.repo
     refs = dict(session.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
@@ -116,7 +119,9 @@ def repo_detail(session: Session, name: str, revision: str = "main", kind: str =
     for ref, oid in refs.items():
         by_oid.setdefault(oid, []).append(ref)
     history = [Revision(c.oid, c.parent_oid, c.message, c.created_at, by_oid.get(c.oid, []))
-               for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id).order_by(Commit.id.desc()))]
+               for c in session.scalars(select(Commit).where(Commit.repo_id == repo.id)
+                                        .order_by(Commit.id.desc()).limit(history_limit))]
+    commits = session.scalar(select(func.count()).select_from(Commit).where(Commit.repo_id == repo.id))
     tree = tree_of(session, resolved.commit)
     coded = _coded_sizes(session, [f.id for f in tree.values()])
     files = [FileRow(path, f.size, coded.get(f.id, (0, 0))[0], f.format, f.sha256, coded.get(f.id, (0, 0))[1])
@@ -124,7 +129,7 @@ def repo_detail(session: Session, name: str, revision: str = "main", kind: str =
     family = session.scalar(select(Family.name).where(Family.id == repo.family_id)) if repo.family_id else None
     base = session.scalar(select(Repo.name).where(Repo.id == repo.base_repo_id)) if repo.base_repo_id else None
     return RepoDetail(repo.name, repo.kind, repo.private, family, base, repo.family_reason, resolved.revision,
-                      resolved.commit.oid, refs, history, files)
+                      resolved.commit.oid, refs, history, commits, files)
 
 
 def _coded_sizes(session: Session, file_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -70,7 +70,7 @@ def test_repo_and_file_detail_add_up(store):
     with store.catalog.read_session() as s:
         repo = repo_detail(s, "org/ft")
         detail = file_detail(s, "org/ft", "main", "model.safetensors")
-    assert repo.refs == {"main": repo.commit} and len(repo.history) == 1
+    assert repo.refs == {"main": repo.commit} and len(repo.history) == repo.commits == 1
     assert [f.path for f in repo.files] == ["README.md", "config.json", "model.safetensors"]
     weights_row = repo.files[2]
     assert weights_row.size == len(weights(1, 1e-4)) and weights_row.tensors == 2
