@@ -87,6 +87,9 @@ class FileRow:
     format: str
     sha256: str
     tensors: int
+    #: The repo the report charges this file's bytes to: the first (by repo id, as ``build_report``
+    #: walks them) whose branches reach it. Another repo's name here means file dedup saved it.
+    charged_to: str | None
 
 
 @dataclass(frozen=True)
@@ -123,13 +126,25 @@ def repo_detail(session: Session, name: str, revision: str = "main", kind: str =
                                         .order_by(Commit.id.desc()).limit(history_limit))]
     commits = session.scalar(select(func.count()).select_from(Commit).where(Commit.repo_id == repo.id))
     tree = tree_of(session, resolved.commit)
-    coded = _coded_sizes(session, [f.id for f in tree.values()])
-    files = [FileRow(path, f.size, coded.get(f.id, (0, 0))[0], f.format, f.sha256, coded.get(f.id, (0, 0))[1])
-             for path, f in sorted(tree.items())]
+    file_ids = [f.id for f in tree.values()]
+    coded = _coded_sizes(session, file_ids)
+    charged = _charged_to(session, file_ids)
+    files = [FileRow(path, f.size, coded.get(f.id, (0, 0))[0], f.format, f.sha256, coded.get(f.id, (0, 0))[1],
+                     charged.get(f.id)) for path, f in sorted(tree.items())]
     family = session.scalar(select(Family.name).where(Family.id == repo.family_id)) if repo.family_id else None
     base = session.scalar(select(Repo.name).where(Repo.id == repo.base_repo_id)) if repo.base_repo_id else None
     return RepoDetail(repo.name, repo.kind, repo.private, family, base, repo.family_reason, resolved.revision,
                       resolved.commit.oid, refs, history, commits, files)
+
+
+def _charged_to(session: Session, file_ids: list[int]) -> dict[int, str]:
+    """file id -> name of the first repo (by id) whose branches reach it, the one ``build_report`` charges."""
+    if not file_ids:
+        return {}
+    first = (select(TreeEntry.file_id, func.min(Commit.repo_id).label("repo_id"))
+             .join(Commit, Commit.id == TreeEntry.commit_id).join(Ref, Ref.commit_id == Commit.id)
+             .where(TreeEntry.file_id.in_(file_ids)).group_by(TreeEntry.file_id).subquery())
+    return dict(session.execute(select(first.c.file_id, Repo.name).join(Repo, Repo.id == first.c.repo_id)).all())
 
 
 def _coded_sizes(session: Session, file_ids: list[int]) -> dict[int, tuple[int, int]]:

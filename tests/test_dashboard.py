@@ -2,7 +2,7 @@
 
 Figures are compared as exact integers, read from the ``data-*`` attributes of
 the DOM Chromium built, against ``/api/v1/report``. Screenshots land in
-``<tmp_path>/screens`` (run with ``--basetemp`` to keep them somewhere known).
+``test-output/dashboard/``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import SHARED_REPOS, free_port, run_cli, wait_port
+from conftest import ROOT, SHARED_REPOS, free_port, run_cli, wait_port
 
 pytestmark = pytest.mark.slow
 
@@ -132,8 +132,11 @@ def browser(tmp_path_factory) -> Browser:
 
 
 @pytest.fixture(scope="module")
-def screens(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screens")
+def screens() -> Path:
+    """Screenshots go where people look for test output (ignored by git), replaced on every run."""
+    out = ROOT / "test-output" / "dashboard"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def test_cli_and_api_report_agree(store_env, report):
@@ -185,7 +188,11 @@ def test_repo_page_files_download_and_snippet(server, report, browser, screens, 
                                            for f in FIELDS}
     src = shared_repos / name
     on_disk = {p.relative_to(src).as_posix(): p.stat().st_size for p in src.rglob("*") if p.is_file()}
-    assert {a["data-path"]: int(a["data-size"]) for a in page.having("data-path", "tr")} == on_disk
+    files = page.having("data-path", "tr")
+    assert {a["data-path"]: int(a["data-size"]) for a in files} == on_disk
+    # Files tagged as stored for another repo are exactly what the report counts as this repo's file dedup.
+    deduped = {a["data-path"]: int(a["data-size"]) for a in files if a["data-charged-to"] != name}
+    assert sum(deduped.values()) == next(r for r in report["repos"] if r["name"] == name)["file_dedup"] > 0
     assert len(page.having("data-commit", "tr")) == 1
 
     # Every download link serves the file's exact bytes.

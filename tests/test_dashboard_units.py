@@ -72,6 +72,8 @@ def test_repo_and_file_detail_add_up(store):
         detail = file_detail(s, "org/ft", "main", "model.safetensors")
     assert repo.refs == {"main": repo.commit} and len(repo.history) == repo.commits == 1
     assert [f.path for f in repo.files] == ["README.md", "config.json", "model.safetensors"]
+    # The config is byte-identical in all three repos: charged to the first, file dedup for the others.
+    assert [f.charged_to for f in repo.files] == ["org/ft", "org/base", "org/ft"]
     weights_row = repo.files[2]
     assert weights_row.size == len(weights(1, 1e-4)) and weights_row.tensors == 2
     assert sum(t.raw_bytes for t in detail.segments) == detail.size == weights_row.size
