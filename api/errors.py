@@ -11,8 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from weightvault.dedup.commits import CommitConflict, RepoNotFound, RevisionNotFound
+from weightvault.dedup.content import StaleReference
 from weightvault.dedup.names import InvalidName
+from weightvault.dedup.reader import IntegrityError
 from weightvault.dedup.safetensors import SafetensorsError
+from weightvault.store.backends import ObjectMissing
 
 
 class ApiError(Exception):
@@ -66,6 +69,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SafetensorsError)
     async def _st(_: Request, exc: SafetensorsError) -> JSONResponse:
         return ApiError(400, "BadSafetensors", str(exc)).response()
+
+    @app.exception_handler(StaleReference)
+    async def _stale(_: Request, exc: StaleReference) -> JSONResponse:
+        # A concurrent gc removed content this write reused; hub clients retry 503s on their own.
+        return ApiError(503, "Retry", str(exc), headers={"Retry-After": "1"}).response()
+
+    @app.exception_handler(IntegrityError)
+    @app.exception_handler(ObjectMissing)
+    async def _storage(_: Request, exc: Exception) -> JSONResponse:
+        return ApiError(500, "StorageError", f"stored content could not be read: {exc}").response()
 
     @app.exception_handler(CommitConflict)
     async def _conflict(_: Request, exc: CommitConflict) -> JSONResponse:

@@ -139,7 +139,7 @@ def _resolve_file(request: Request, vault, access, kind: str, ns: str, name: str
         raise entry_not_found(path, snap.commit.oid)
     tag = entries.etag(path, file)
     headers = {"X-Repo-Commit": snap.commit.oid, "ETag": f'"{tag}"', "X-Linked-Etag": f'"{tag}"',
-               "X-Linked-Size": str(file.size), "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"'}
+               "X-Linked-Size": str(file.size)}
     return file_response(request, vault, file, headers)
 
 

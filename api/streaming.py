@@ -8,6 +8,7 @@ is ever applied: range offsets and resume points are offsets of the raw bytes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 from typing import AsyncIterator, Iterator
@@ -73,7 +74,11 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
     base["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=base)
-    return StreamingResponse(pipelined(_body(vault, file, start, end)), status_code=status, headers=base)
+    chunks = coalesce(_body(vault, file, start, end))
+    # The first chunk is decoded before any header is sent, so a missing pack or a corrupt frame
+    # becomes an error status rather than a 200 that breaks off after the headers.
+    first = next(chunks, b"")
+    return StreamingResponse(pipelined(itertools.chain([first], chunks)), status_code=status, headers=base)
 
 
 def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[bytes]:
@@ -98,7 +103,7 @@ def coalesce(pieces: Iterator[bytes], target: int = CHUNK) -> Iterator[bytes]:
         yield b"".join(buf)
 
 
-async def pipelined(pieces: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncIterator[bytes]:
+async def pipelined(chunks: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncIterator[bytes]:
     """Decode in a dedicated thread while the event loop sends: the two overlap instead of alternating.
 
     At most ``depth`` chunks wait in the queue, so memory stays bounded; when the
@@ -114,7 +119,7 @@ async def pipelined(pieces: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncI
 
     def produce() -> None:
         try:
-            for chunk in coalesce(pieces):
+            for chunk in chunks:
                 if stop.is_set():
                     return
                 put(chunk)

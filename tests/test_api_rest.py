@@ -243,3 +243,32 @@ def test_lfs_upload_with_wrong_sha256_is_rejected(server, served_repo):
         again = c.post("/acme/tiny.git/info/lfs/objects/batch", json={
             "operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).json()
         assert "actions" not in again["objects"][0]
+
+
+def test_head_answers_from_the_catalog_alone(server, served_repo):
+    objects = Path(server.env["WEIGHTVAULT_DATA_DIR"]) / "objects"
+    away = objects.with_name("objects.away")
+    objects.rename(away)
+    try:
+        with server.client("read") as c:
+            head = c.head("/acme/tiny/resolve/main/model.safetensors")
+            assert head.status_code == 200 and int(head.headers["content-length"]) > 0
+            r = c.get("/acme/tiny/resolve/main/model.safetensors")  # the bytes really are unreachable now
+            assert (r.status_code, r.headers["x-error-code"]) == (500, "StorageError")
+    finally:
+        away.rename(objects)
+
+
+def test_private_repos_need_a_token_even_with_anonymous_reads(tmp_path):
+    with running(store_env(tmp_path / "store"), "--anonymous-reads") as srv:
+        with srv.client() as c:
+            assert c.post("/api/repos/create", json={"name": "secret", "organization": "acme",
+                                                     "private": True}).status_code == 200
+            assert c.post("/api/v1/repos", json={"name": "acme/open"}).status_code == 201
+        with srv.client(None) as anon, srv.client("read") as reader:
+            r = anon.get("/api/models/acme/secret")
+            assert (r.status_code, r.headers["x-error-code"]) == (404, "RepoNotFound")
+            assert anon.get("/api/models/acme/open").status_code == 200
+            assert [x["name"] for x in anon.get("/api/v1/repos").json()] == ["acme/open"]
+            assert reader.get("/api/models/acme/secret").json()["private"] is True
+            assert anon.post("/api/v1/uploads").status_code == 401

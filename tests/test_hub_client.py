@@ -40,6 +40,8 @@ api.upload_file(path_or_fileobj=b"temporary", path_in_repo="tmp.txt", repo_id=re
 api.delete_file("tmp.txt", repo_id=repo)
 api.create_branch(repo, branch="dev/v1")
 api.upload_file(path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id=repo, revision="dev/v1")
+api.create_repo(repo, repo_type="dataset")
+api.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data/train.csv", repo_id=repo, repo_type="dataset")
 print(json.dumps(out))
 '''
 
@@ -68,6 +70,10 @@ out["cat_range"] = fs.cat_file(f"{repo}/model.safetensors", start=100, end=150).
 with fs.open(f"{repo}/big.txt", "rb", block_size=4096) as f:
     f.seek(5_000_000)
     out["open_range"] = f.read(100).hex()
+out["dataset_files"] = api.list_repo_files(repo, repo_type="dataset")
+out["dataset_csv"] = Path(hf_hub_download(repo, "data/train.csv", repo_type="dataset", cache_dir=cache,
+                                          token=a["token"])).read_text()
+out["dataset_id"] = api.dataset_info(repo).id
 errors = {}
 for label, call in [("file", lambda: hf_hub_download(repo, "missing.txt", cache_dir=cache, token=a["token"])),
                     ("revision", lambda: hf_hub_download(repo, "config.json", revision="nope", cache_dir=cache,
@@ -150,6 +156,8 @@ def test_hub_client_round_trip(client, hub_server, tmp_path, request):
     assert got["tensors"] == {"layer.bias": [96], "layer.weight": [64, 96]}
     assert bytes.fromhex(got["cat_range"]) == files["model.safetensors"][100:150]
     assert bytes.fromhex(got["open_range"]) == big[5_000_000:5_000_100]
+    assert got["dataset_files"] == ["data/train.csv"] and got["dataset_csv"] == "a,b\n1,2\n"
+    assert got["dataset_id"] == repo
     assert "EntryNotFoundError" in got["errors"]["file"]
     assert "RevisionNotFoundError" in got["errors"]["revision"]
     assert "RepositoryNotFoundError" in got["errors"]["repo"]
