@@ -171,7 +171,7 @@ def test_private_repos_are_hidden_from_anonymous_readers(store):
         s.query(Repo).filter(Repo.name == "org/ft2").update({"private": True})
         token = create_token(s, "read")
     http = client(store)
-    assert 'data-repo="org/ft2"' not in http.get("/").text
+    assert "org/ft2" not in http.get("/").text  # neither a row nor a timeline event names it
     assert 'data-repo="org/ft2"' not in http.get("/ui/families/org/base").text
     assert http.get("/ui/repos/org/ft2").status_code == 404
     assert http.get("/ui/download/org/ft2/main/config.json").status_code == 404

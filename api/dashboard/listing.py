@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlencode
 
-#: How the table can be ordered: sizes largest first, names alphabetically.
-SORTS: dict[str, Callable[[dict], object]] = {
-    "stored": lambda r: -r["stored_bytes"],
-    "raw": lambda r: -r["raw_bytes"],
-    "saved": lambda r: -(r["raw_bytes"] - r["stored_bytes"]),
-    "ratio": lambda r: r["stored_bytes"] / r["raw_bytes"] if r["raw_bytes"] else math.inf,
-    "name": lambda r: r["name"],
-    "ingest": lambda r: 0,  # the report's own order: first ingested first (sorted() is stable)
+#: How the table can be ordered, as (what the page calls it, sort key): sizes largest first.
+SORTS: dict[str, tuple[str, Callable[[dict], object]]] = {
+    "stored": ("stored size", lambda r: -r["stored_bytes"]),
+    "raw": ("raw size", lambda r: -r["raw_bytes"]),
+    "saved": ("bytes saved", lambda r: -(r["raw_bytes"] - r["stored_bytes"])),
+    "ratio": ("stored/raw", lambda r: r["stored_bytes"] / r["raw_bytes"] if r["raw_bytes"] else math.inf),
+    "name": ("name", lambda r: r["name"]),
+    # The report's own order, first ingested first: every key ties and sorted() is stable.
+    "ingest": ("ingest order", lambda r: 0),
 }
 DEFAULT_SORT = "stored"
 PER_PAGE = 100
@@ -35,6 +36,10 @@ class Page:
     per_page: int
     sort: str
     query: str
+
+    @property
+    def sort_label(self) -> str:
+        return SORTS[self.sort][0]
 
     @property
     def first(self) -> int:
@@ -64,7 +69,7 @@ def page_of(repos: list[dict], *, query: str = "", sort: str = DEFAULT_SORT, pag
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
     needle = query.strip().lower()
     matching = [r for r in repos if needle in r["name"].lower() or needle in (r["family"] or "").lower()]
-    ordered = sorted(matching, key=SORTS[sort])
+    ordered = sorted(matching, key=SORTS[sort][1])
     pages = max(1, math.ceil(len(ordered) / per_page))
     page = min(max(page, 1), pages)
     start = (page - 1) * per_page

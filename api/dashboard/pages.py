@@ -2,7 +2,8 @@
 
 Every figure about savings comes from ``dedup.report.build_report`` — the same
 call behind ``weightvault report`` and ``/api/v1/report`` — so the three never
-disagree (``report_cache`` only skips recomputing it while the catalog is unchanged). Drill-down detail (trees, revisions, tensors) comes from
+disagree (``report_cache`` only skips recomputing it while the catalog is
+unchanged). Drill-down detail (trees, revisions, tensors) comes from
 ``dedup.report_detail``. Pages are plain HTML with inline SVG charts and one
 local stylesheet: nothing is loaded from the internet.
 """
@@ -105,9 +106,12 @@ def visible_report(request: Request, access: Access) -> dict:
         hidden = set(s.scalars(select(Repo.name).where(Repo.private.is_(True))))
     if not hidden:
         return report
-    # The cached report is shared between requests: filter into new lists, never in place.
+    # The cached report is shared between requests: filter into new lists, never in place. The timeline
+    # keeps private repos' events (the totals include them) but not their names or commits.
     return {**report, "repos": [r for r in report["repos"] if r["name"] not in hidden],
-            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]]}
+            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]],
+            "timeline": [{**ev, "repo": "(a private repo)", "commit": ""} if ev["repo"] in hidden else ev
+                         for ev in report["timeline"]]}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -123,7 +127,6 @@ def overview(request: Request, access: PageAccess,
         "listing": listing.page_of(report["repos"], query=q, sort=sort, page=page_no, per_page=per_page),
         "top_families": sorted(report["families"], key=lambda f: -f["stored_bytes"])[:TOP_FAMILIES],
         "overall": overall,
-        "saved": overall["raw_bytes"] - overall["stored_bytes"],
         "bar": charts.stacked_bar(overall),
         "parts": charts.parts_of(overall),
         "timeline": charts.timeline_chart(report["timeline"]),
