@@ -244,3 +244,12 @@ def test_no_base_or_other_dtype_falls_back():
     assert ckpt.CkptCodec().encode(memoryview(data), "F32", None, None) is None
     frames = encode_frames(data, "I32", codec="ckpt", base=data)
     assert bytes(decode_frame(frames[0], base=data if frame_info(frames[0]).needs_base else None)) == data
+
+
+def test_threads_give_the_same_frames():
+    cur, prev = _drift(3 * C.FRAME_SIZE // 4 + 17, 7)
+    cb, pb = cur.tobytes(), prev.tobytes()
+    one = encode_frames(cb, "F32", codec="ckpt", base=pb)
+    two = encode_frames(cb, "F32", codec="ckpt", base=pb, threads=2)
+    assert one == two and len(one) == 4
+    assert bytes(C.decode(C.encode(cb, "F32", codec="ckpt", base=pb), base=pb, threads=2)) == cb
