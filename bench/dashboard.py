@@ -99,7 +99,8 @@ def time_get(client, url: str, requests: int) -> dict:
         response.raise_for_status()
         size = len(response.content)
     times.sort()
-    return {"url": url, "requests": requests, "bytes": size, "first_ms": 1000 * first, "median_ms": 1000 * statistics.median(times),
+    return {"url": url, "requests": requests, "bytes": size, "first_ms": 1000 * first,
+            "median_ms": 1000 * statistics.median(times),
             "p95_ms": 1000 * times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
             "min_ms": 1000 * times[0]}
 
@@ -168,8 +169,8 @@ def main() -> None:
           f"build_report median {result['build_report_median_ms']:.0f} ms")
     print(f"{'page':<40} {'bytes':>10} {'first ms':>9} {'median ms':>10} {'p95 ms':>8} {'min ms':>8}")
     for p in pages:
-        print(f"{p['url'][:40]:<40} {p['bytes']:>10,} {p['first_ms']:>9.1f} {p['median_ms']:>10.1f} {p['p95_ms']:>8.1f} "
-              f"{p['min_ms']:>8.1f}")
+        print(f"{p['url'][:40]:<40} {p['bytes']:>10,} {p['first_ms']:>9.1f} {p['median_ms']:>10.1f} "
+              f"{p['p95_ms']:>8.1f} {p['min_ms']:>8.1f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")

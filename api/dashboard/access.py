@@ -42,16 +42,29 @@ def scope_of(request: Request, secret: str) -> str | None:
 
 
 def page_access(request: Request) -> Access:
-    """The caller's rights for a page, or ``LoginRequired`` when reads need a token and none is valid."""
+    """The caller's rights for a page, or ``LoginRequired`` when reads need a token and none is valid.
+
+    A header, then ``?token=``, then the cookie: the first valid one counts, so a
+    stale cookie or a mistyped link never hides a good token presented beside it.
+    """
     query_token = request.query_params.get("token")
-    secret = bearer(request) or query_token or request.cookies.get(COOKIE)
-    scope = scope_of(request, secret) if secret else None
-    if scope is not None and query_token == secret:
-        rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        raise TokenInQuery(secret, request.url.path + (f"?{urlencode(rest)}" if rest else ""))
-    if scope is None and not request.app.state.settings.anonymous_reads:
-        raise LoginRequired(invalid=secret is not None)
-    return Access(scope, secret if scope else None)
+    presented = [t for t in (bearer(request), query_token, request.cookies.get(COOKIE)) if t]
+    for secret in presented:
+        scope = scope_of(request, secret)
+        if scope is None:
+            continue
+        if secret == query_token:
+            raise TokenInQuery(secret, without_token(request))
+        return Access(scope, secret)
+    if not request.app.state.settings.anonymous_reads:
+        raise LoginRequired(invalid=bool(presented))
+    return Access(None)
+
+
+def without_token(request: Request) -> str:
+    """This request's path and query, minus any ``token`` parameter (never echoed into links or history)."""
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return request.url.path + (f"?{urlencode(rest)}" if rest else "")
 
 
 def safe_next(target: str | None) -> str:

@@ -139,13 +139,15 @@ def timeline_chart(timeline: list[dict], *, max_points_with_tips: int = 200) -> 
                 tip = (f"#{i} {when(ev['at'])} {ev['repo']}: +{human_bytes(ev['raw_bytes'])} raw, "
                        f"+{human_bytes(ev['new_stored_bytes'])} stored; total {human_bytes(raw_cum[i])} raw, "
                        f"{human_bytes(stored_cum[i])} stored")
-                out.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{escape(tip)}</title></circle>')
+                out.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="4">'
+                           f'<title>{escape(tip)}</title></circle>')
         first, last = when(timeline[0]["at"]), when(timeline[-1]["at"])
         out.append(f'<text class="axis" x="{left}" y="{h - 22}">#1 · {escape(first)}</text>'
                    f'<text class="axis" x="{w - right}" y="{h - 22}" text-anchor="end">#{n} · {escape(last)}</text>')
     else:
         out.append(f'<text class="axis" x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle">'
                    f'nothing ingested yet</text>')
-    out.append(f'<text class="axis title" x="{left + pw / 2}" y="{h - 4}" text-anchor="middle">ingests, in order</text>')
+    out.append(f'<text class="axis title" x="{left + pw / 2}" y="{h - 4}" text-anchor="middle">'
+               f'ingests, in order</text>')
     out.append(f'<line class="axisline" x1="{left}" x2="{w - right}" y1="{top + ph}" y2="{top + ph}"/></svg>')
     return Markup("".join(out))

@@ -28,7 +28,7 @@ from ..errors import ApiError
 from ..lookup import snapshot
 from ..streaming import file_response
 from . import charts, fmt, listing
-from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of
+from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of, without_token
 from .report_cache import report_dict
 from .tree import tree_prefixes
 
@@ -66,8 +66,7 @@ class PageRoute(APIRoute):
                 set_token_cookie(response, request, moved.token)
                 return response
             except LoginRequired as need:
-                return login_page(request, need.invalid, str(request.url.path) +
-                                  (f"?{request.url.query}" if request.url.query else ""))
+                return login_page(request, need.invalid, without_token(request))
             except ApiError as err:  # raised by the API's own visibility checks (private repos look missing)
                 return page(request, "missing.html", {"message": err.message}, status_code=err.status)
             except (RepoNotFound, RevisionNotFound, FamilyNotFound, FileNotFoundError) as missing:
@@ -216,8 +215,8 @@ def download(request: Request, org: str, name: str, rev: str, path: str, access:
     if found is None:
         raise FileNotFoundError(f"{path!r} is not in {org}/{name}@{rev}")
     filename = path.rsplit("/", 1)[-1].replace('"', "")
-    return file_response(request, request.app.state.vault, found,
-                         {"X-Repo-Commit": snap.commit.oid, "Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"X-Repo-Commit": snap.commit.oid, "Content-Disposition": f'attachment; filename="{filename}"'}
+    return file_response(request, request.app.state.vault, found, headers)
 
 
 @router.get("/ui/login", response_class=HTMLResponse)
