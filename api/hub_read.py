@@ -127,13 +127,29 @@ def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str,
     return {"branches": branches, "converts": [], "tags": [], "pullRequests": prs}
 
 
+@router.get("/api/{t}/{ns}/{name}/commits/{rest:path}", summary="Commit history of a revision (list_repo_commits)")
+def commits(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
+    revision = "/".join(raw_segments(request)[_API_REV:])
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind_of(t), with_tree=False)
+    with vault.catalog.read_session() as s:
+        by_oid = {c.oid: c for c in s.scalars(select(Commit).where(Commit.repo_id == snap.repo.id))}
+    history, oid = [], snap.commit.oid
+    while oid in by_oid and len(history) < len(by_oid):  # the length bound guards against a cycle
+        c = by_oid[oid]
+        title, _, message = c.message.partition("\n\n")
+        history.append({"id": c.oid, "title": title, "message": message, "authors": [],
+                         "date": entries.iso(c.created_at)})
+        oid = c.parent_oid
+    return history
+
+
 def _resolve_file(request: Request, vault, access, kind: str, ns: str, name: str, rev_index: int) -> Response:
     segs = raw_segments(request)
     if len(segs) <= rev_index + 1:
         raise ApiError(400, "BadRequest", "expected /resolve/{revision}/{path}")
     revision, path = segs[rev_index], "/".join(segs[rev_index + 1:])
     check_path(path)
-    snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind, only=path)
     file = snap.tree.get(path)
     if file is None:
         raise entry_not_found(path, snap.commit.oid)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from fastapi import Request
+from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
-from weightvault.store.models import Commit, File, Repo
+from weightvault.store.models import Commit, File, Repo, TreeEntry
 
 from .auth import Access
 from .errors import ApiError
@@ -52,20 +53,31 @@ class Snapshot:
 
 
 def snapshot(request: Request, access: Access, name: str, revision: str, kind: str, *, with_tree: bool = True,
-             fetch: bool = True) -> Snapshot:
-    """Resolve ``name@revision``; on a miss, a pull-through server fetches it upstream once and retries."""
+             only: str | None = None, fetch: bool = True) -> Snapshot:
+    """Resolve ``name@revision``; on a miss, a pull-through server fetches it upstream once and retries.
+
+    ``only`` loads just that path's entry (if present) instead of the whole tree:
+    a download should not pay for listing a repo of thousands of files.
+    """
     vault = request.app.state.vault
     try:
-        return _resolve(vault, access, name, revision, kind, with_tree)
+        return _resolve(vault, access, name, revision, kind, with_tree, only)
     except (RepoNotFound, RevisionNotFound):
         mirror = request.app.state.mirror
         if not fetch or mirror is None or not mirror.fetch(kind, name, revision):
             raise
-    return _resolve(vault, access, name, revision, kind, with_tree)
+    return _resolve(vault, access, name, revision, kind, with_tree, only)
 
 
-def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tree: bool) -> Snapshot:
+def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tree: bool,
+             only: str | None) -> Snapshot:
     with vault.catalog.read_session() as s:
         r = resolve(s, name, revision, kind)
         access.check_visible(r.repo)
-        return Snapshot(r.repo, r.commit, revision, tree_of(s, r.commit) if with_tree else {})
+        if only is not None:
+            file = s.scalar(select(File).join(TreeEntry, TreeEntry.file_id == File.id)
+                            .where(TreeEntry.commit_id == r.commit.id, TreeEntry.path == only))
+            tree = {only: file} if file is not None else {}
+        else:
+            tree = tree_of(s, r.commit) if with_tree else {}
+        return Snapshot(r.repo, r.commit, revision, tree)

@@ -123,7 +123,7 @@ def list_files(request: Request, access: ReadAccess, ns: str, name: str, revisio
 def download(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str, path: str,
              revision: str = Revision, kind: str = Kind) -> Response:
     check_path(path)
-    snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
+    snap = snapshot(request, access, f"{ns}/{name}", revision, kind, only=path)
     file = snap.tree.get(path)
     if file is None:
         raise entry_not_found(path, snap.commit.oid)

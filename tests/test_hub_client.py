@@ -58,6 +58,7 @@ out["sha"], out["siblings"] = info.sha, sorted(s.rfilename for s in info.sibling
 out["files"] = sorted(api.list_repo_files(repo))
 out["dev_files"] = sorted(api.list_repo_files(repo, revision="dev/v1"))
 out["branches"] = sorted(b.name for b in api.list_repo_refs(repo).branches)
+out["commits"] = [c.title for c in api.list_repo_commits(repo)]
 out["paths_info"] = sorted(p.path for p in api.get_paths_info(repo, ["config.json", "sub", "missing"]))
 snap = Path(snapshot_download(repo, cache_dir=cache, token=a["token"]))
 out["snapshot"] = {p.relative_to(snap).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -153,6 +154,7 @@ def test_hub_client_round_trip(client, hub_server, tmp_path, request):
     assert got["files"] == got["siblings"] == sorted(expected)
     assert got["dev_files"] == sorted([*expected, "dev.txt"]) and got["dev"] == "dev only"
     assert got["branches"] == ["dev/v1", "main"] and got["paths_info"] == ["config.json", "sub"]
+    assert got["commits"][0].startswith("Delete tmp.txt") and got["commits"][-1] == "initial commit"
     assert got["tensors"] == {"layer.bias": [96], "layer.weight": [64, 96]}
     assert bytes.fromhex(got["cat_range"]) == files["model.safetensors"][100:150]
     assert bytes.fromhex(got["open_range"]) == big[5_000_000:5_000_100]
