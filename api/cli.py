@@ -316,7 +316,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Worker processes (each streams independently)."),
-    anonymous_reads: bool = typer.Option(False, "--anonymous-reads", help="Serve downloads and listings without "
+    anonymous_reads: bool = typer.Option(False, "--anonymous-reads", envvar="WEIGHTVAULT_ANONYMOUS_READS", help="Serve downloads and listings without "
                                          "a token (private repos still need one; writes always do)."),
     upstream: Optional[str] = typer.Option(None, "--upstream", envvar="WEIGHTVAULT_UPSTREAM",
                                            help="Pull-through mirror: fetch repos missing here from this hub "
