@@ -42,31 +42,59 @@ size_t wv_scan_frames(const uint8_t *src, size_t size, uint64_t *offsets, uint32
     return count;
 }
 
+/* Where frame f of a batch starts, its raw size, and its slice of the base. */
+typedef struct {
+    const uint8_t *frame, *base;
+    size_t size, raw, base_len;
+} frame_ref;
+
+static size_t locate(const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end, size_t f,
+                     uint64_t raw_at, const uint8_t *base, size_t base_size, frame_ref *r)
+{
+    size_t end = f + 1 < count ? offsets[f + 1] : src_end;
+    WV_RETURN_ERROR_IF(end < offsets[f] || end > src_end, WV_ERR_CORRUPT);
+    wv_frame_header h;
+    WV_FORWARD_IF_ERROR(wv_frame_parse(src + offsets[f], end - offsets[f], &h));
+    r->frame = src + offsets[f];
+    r->size = end - offsets[f];
+    r->raw = h.raw_size;
+    r->base = NULL;
+    r->base_len = 0;
+    if (h.flags & WV_FLAG_NEEDS_BASE) {
+        size_t k = wv_dtype_size(h.dtype), bk = wv_dtype_size(h.base_dtype);
+        WV_RETURN_ERROR_IF(!base || bk == 0, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(raw_at % k, WV_ERR_BAD_SIZE);
+        size_t bo = raw_at / k * bk; /* frames hold whole elements, so this is exact */
+        r->base_len = h.raw_size / k * bk;
+        WV_RETURN_ERROR_IF(r->base_len > base_size || bo > base_size - r->base_len, WV_ERR_BAD_SIZE);
+        r->base = base + bo;
+    }
+    return 0;
+}
+
 size_t wv_decode_many(wv_ctx *c, const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end,
                       uint8_t *dst, size_t dst_size, uint64_t raw_start, const uint8_t *base, size_t base_size,
                       uint64_t *failed)
 {
-    size_t o = 0, bo;
-    for (size_t f = 0; f < count; f++) {
+    size_t o = 0, f = 0;
+    while (f < count) {
+        frame_ref a, b;
         *failed = f;
-        size_t end = f + 1 < count ? offsets[f + 1] : src_end;
-        WV_RETURN_ERROR_IF(end < offsets[f] || end > src_end, WV_ERR_CORRUPT);
-        wv_frame_header h;
-        WV_FORWARD_IF_ERROR(wv_frame_parse(src + offsets[f], end - offsets[f], &h));
-        WV_RETURN_ERROR_IF(h.raw_size > dst_size - o, WV_ERR_DST_TOO_SMALL);
-        const uint8_t *b = NULL;
-        size_t blen = 0;
-        if (h.flags & WV_FLAG_NEEDS_BASE) {
-            size_t k = wv_dtype_size(h.dtype), bk = wv_dtype_size(h.base_dtype);
-            WV_RETURN_ERROR_IF(!base || bk == 0, WV_ERR_GENERIC);
-            WV_RETURN_ERROR_IF((raw_start + o) % k, WV_ERR_BAD_SIZE);
-            blen = h.raw_size / k * bk;
-            bo = (raw_start + o) / k * bk; /* frames hold whole elements, so this is exact */
-            WV_RETURN_ERROR_IF(blen > base_size || bo > base_size - blen, WV_ERR_BAD_SIZE);
-            b = base + bo;
+        WV_FORWARD_IF_ERROR(locate(src, offsets, count, src_end, f, raw_start + o, base, base_size, &a));
+        WV_RETURN_ERROR_IF(a.raw > dst_size - o, WV_ERR_DST_TOO_SMALL);
+        if (f + 1 < count &&
+            !wv_isError(locate(src, offsets, count, src_end, f + 1, raw_start + o + a.raw, base, base_size, &b)) &&
+            b.raw <= dst_size - o - a.raw &&
+            !wv_isError(wv_decode_frame_pair(c, a.frame, a.size, dst + o, a.raw, a.base, a.base_len, b.frame,
+                                             b.size, dst + o + a.raw, b.raw, b.base, b.base_len))) {
+            o += a.raw + b.raw;
+            f += 2;
+            continue;
         }
-        WV_FORWARD_IF_ERROR(wv_decode_frame(c, src + offsets[f], end - offsets[f], dst + o, h.raw_size, b, blen));
-        o += h.raw_size;
+        /* single frame, or a failed pair retried one by one for a precise error */
+        WV_FORWARD_IF_ERROR(wv_decode_frame(c, a.frame, a.size, dst + o, a.raw, a.base, a.base_len));
+        o += a.raw;
+        f++;
     }
     WV_RETURN_ERROR_IF(o != dst_size, WV_ERR_DST_TOO_SMALL);
     return o;

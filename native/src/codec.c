@@ -51,24 +51,33 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
     return WV_FRAME_HEADER_SIZE + psize;
 }
 
+/* Header, payload checksum and base checks shared by the decoders below. */
+static size_t frame_open(const uint8_t *frame, size_t size, size_t dst_size, const uint8_t **base, size_t base_size,
+                         wv_frame_header *h)
+{
+    size_t fs = wv_frame_parse(frame, size, h);
+    WV_FORWARD_IF_ERROR(fs);
+    WV_RETURN_ERROR_IF(fs != size, WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(dst_size != h->raw_size, WV_ERR_DST_TOO_SMALL);
+    WV_RETURN_ERROR_IF(wv_crc32c(0, frame + WV_FRAME_HEADER_SIZE, h->payload_size) != h->payload_crc,
+                       WV_ERR_PAYLOAD_CHECKSUM);
+    size_t k = wv_dtype_size(h->dtype);
+    if (h->flags & WV_FLAG_NEEDS_BASE) {
+        WV_RETURN_ERROR_IF(!*base, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(!wv_cast_supported(h->dtype, h->base_dtype), WV_ERR_UNSUPPORTED_CAST);
+        WV_RETURN_ERROR_IF(base_size != h->raw_size / k * wv_dtype_size(h->base_dtype), WV_ERR_BAD_SIZE);
+    } else {
+        *base = NULL;
+    }
+    return 0;
+}
+
 size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
                        const uint8_t *base, size_t base_size)
 {
     wv_frame_header h;
-    size_t fs = wv_frame_parse(frame, size, &h);
-    WV_FORWARD_IF_ERROR(fs);
-    WV_RETURN_ERROR_IF(fs != size, WV_ERR_CORRUPT);
-    WV_RETURN_ERROR_IF(dst_size != h.raw_size, WV_ERR_DST_TOO_SMALL);
+    WV_FORWARD_IF_ERROR(frame_open(frame, size, dst_size, &base, base_size, &h));
     const uint8_t *pay = frame + WV_FRAME_HEADER_SIZE;
-    WV_RETURN_ERROR_IF(wv_crc32c(0, pay, h.payload_size) != h.payload_crc, WV_ERR_PAYLOAD_CHECKSUM);
-    size_t k = wv_dtype_size(h.dtype);
-    if (h.flags & WV_FLAG_NEEDS_BASE) {
-        WV_RETURN_ERROR_IF(!base, WV_ERR_GENERIC);
-        WV_RETURN_ERROR_IF(!wv_cast_supported(h.dtype, h.base_dtype), WV_ERR_UNSUPPORTED_CAST);
-        WV_RETURN_ERROR_IF(base_size != h.raw_size / k * wv_dtype_size(h.base_dtype), WV_ERR_BAD_SIZE);
-    } else {
-        base = NULL;
-    }
     switch (h.codec) {
     case WV_CODEC_RAW:
         WV_RETURN_ERROR_IF(h.payload_size != h.raw_size || base, WV_ERR_CORRUPT);
@@ -84,4 +93,34 @@ size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *ds
     }
     WV_RETURN_ERROR_IF(wv_crc32c(0, dst, h.raw_size) != h.raw_crc, WV_ERR_RAW_CHECKSUM);
     return h.raw_size;
+}
+
+/* Two frames; when both are plane-coded alike their rANS planes decode in lockstep
+ * (~1.5x faster rANS on the BF16 exponent plane, tools in bench/).  Returns the sum
+ * of the raw sizes, or an error without saying which frame: callers retry singly. */
+size_t wv_decode_frame_pair(wv_ctx *c, const uint8_t *fa, size_t sa, uint8_t *da, size_t na, const uint8_t *ba,
+                            size_t bsa, const uint8_t *fb, size_t sb, uint8_t *db, size_t nb, const uint8_t *bb,
+                            size_t bsb)
+{
+    wv_frame_header ha, hb;
+    WV_FORWARD_IF_ERROR(frame_open(fa, sa, na, &ba, bsa, &ha));
+    WV_FORWARD_IF_ERROR(frame_open(fb, sb, nb, &bb, bsb, &hb));
+    int plane_coded = ha.codec == WV_CODEC_PLANES || ha.codec == WV_CODEC_XOR;
+    if (!plane_coded || ha.codec != hb.codec || ha.dtype != hb.dtype || ha.base_dtype != hb.base_dtype) {
+        WV_FORWARD_IF_ERROR(wv_decode_frame(c, fa, sa, da, na, ba, bsa));
+        WV_FORWARD_IF_ERROR(wv_decode_frame(c, fb, sb, db, nb, bb, bsb));
+        return na + nb;
+    }
+    WV_RETURN_ERROR_IF((ha.codec == WV_CODEC_XOR) != (ba != NULL) || (hb.codec == WV_CODEC_XOR) != (bb != NULL),
+                       WV_ERR_CORRUPT);
+    if (!c->twin) {
+        c->twin = wv_ctx_create();
+        WV_RETURN_ERROR_IF(!c->twin, WV_ERR_GENERIC);
+        c->twin->use_contexts = c->use_contexts;
+    }
+    WV_FORWARD_IF_ERROR(wv_payload_decode2(c, da, na, fa + WV_FRAME_HEADER_SIZE, ha.payload_size, ba, c->twin, db, nb,
+                                           fb + WV_FRAME_HEADER_SIZE, hb.payload_size, bb, ha.dtype, ha.base_dtype));
+    WV_RETURN_ERROR_IF(wv_crc32c(0, da, na) != ha.raw_crc || wv_crc32c(0, db, nb) != hb.raw_crc,
+                       WV_ERR_RAW_CHECKSUM);
+    return na + nb;
 }

@@ -165,70 +165,136 @@ size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src
     return o;
 }
 
-size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
-                         const uint8_t *base, unsigned base_dtype)
+/* Decoding runs in three steps so that two frames can share the rANS step:
+ * parse (directory, prediction, contexts), planes, finish (merge, xor). */
+typedef struct {
+    unsigned k, flags;
+    size_t n, n_el;
+    const uint8_t *pred, *cx;
+    unsigned mode[8];
+    const uint8_t *body[8];
+    size_t size[8];
+    const uint8_t *pl[8];
+} payload_view;
+
+static size_t payload_parse(wv_ctx *c, payload_view *v, size_t n, const uint8_t *src, size_t size, unsigned dtype,
+                            const uint8_t *base, unsigned base_dtype)
 {
     unsigned k = wv_dtype_size(dtype);
     WV_RETURN_ERROR_IF(k == 0, WV_ERR_BAD_DTYPE);
     WV_RETURN_ERROR_IF(n % k, WV_ERR_BAD_SIZE);
     WV_RETURN_ERROR_IF(size < PHDR(k) || src[0] != k, WV_ERR_CORRUPT);
-    unsigned flags = src[1];
-    WV_RETURN_ERROR_IF(flags & ~WV_PF_KNOWN, WV_ERR_RESERVED_BITS);
-    WV_RETURN_ERROR_IF((flags & WV_PF_CTX_EXP) && !base, WV_ERR_CORRUPT);
+    v->k = k;
+    v->flags = src[1];
+    WV_RETURN_ERROR_IF(v->flags & ~WV_PF_KNOWN, WV_ERR_RESERVED_BITS);
+    WV_RETURN_ERROR_IF((v->flags & WV_PF_CTX_EXP) && !base, WV_ERR_CORRUPT);
     WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
-    size_t n_el = n / k;
-    const uint8_t *pred = NULL, *cx = NULL;
+    v->n = n;
+    v->n_el = n / k;
+    size_t o = PHDR(k);
+    for (unsigned p = 0; p < k; p++) {
+        v->mode[p] = src[2 + 5 * p];
+        v->size[p] = wv_rd32(src + 3 + 5 * p);
+        WV_RETURN_ERROR_IF(v->size[p] > size - o, WV_ERR_CORRUPT);
+        v->body[p] = src + o;
+        o += v->size[p];
+    }
+    WV_RETURN_ERROR_IF(o != size, WV_ERR_CORRUPT);
+    v->pred = v->cx = NULL;
     if (base) {
-        pred = base;
+        v->pred = base;
         if (base_dtype != dtype) {
-            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
-            pred = c->pred;
+            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, v->n_el));
+            v->pred = c->pred;
         }
-        if (flags & WV_PF_CTX_EXP) {
+        if (v->flags & WV_PF_CTX_EXP) {
             unsigned sh, mask;
             int bias;
             WV_RETURN_ERROR_IF(!exp_layout(dtype, &sh, &mask, &bias), WV_ERR_CORRUPT);
-            exp_contexts(c->cx, pred, n_el, dtype);
-            cx = c->cx;
+            exp_contexts(c->cx, v->pred, v->n_el, dtype);
+            v->cx = c->cx;
         }
     }
-    const uint8_t *pl[8];
-    size_t o = PHDR(k);
-    for (unsigned p = 0; p < k; p++) {
-        unsigned mode = src[2 + 5 * p];
-        size_t sz = wv_rd32(src + 3 + 5 * p);
-        WV_RETURN_ERROR_IF(sz > size - o, WV_ERR_CORRUPT);
-        const uint8_t *body = src + o;
-        uint8_t *out = c->planes + p * n_el;
-        if (mode == WV_PLANE_RAW) {
-            WV_RETURN_ERROR_IF(sz != n_el, WV_ERR_CORRUPT);
-            pl[p] = body;
-        } else if (mode == WV_PLANE_CONST) {
-            WV_RETURN_ERROR_IF(sz != 1 || n_el == 0, WV_ERR_CORRUPT);
-            memset(out, body[0], n_el);
-            pl[p] = out;
-        } else if (mode == WV_PLANE_RANS) {
-            WV_RETURN_ERROR_IF(sz < 1, WV_ERR_CORRUPT);
-            unsigned nt = body[0];
-            WV_RETURN_ERROR_IF(nt != 1 && !(nt == WV_NCTX && cx), WV_ERR_CORRUPT);
-            size_t t_off = 1;
-            for (unsigned t = 0; t < nt; t++) {
-                size_t r = wv_rans_read_table(body + t_off, sz - t_off, c->freq[t]);
-                WV_FORWARD_IF_ERROR(r);
-                t_off += r;
-                wv_rans_build_dtab(c->freq[t], c->dtab[t]);
-            }
-            WV_FORWARD_IF_ERROR(wv_rans_decode(out, n_el, body + t_off, sz - t_off, nt > 1 ? cx : NULL, &c->dtab[0][0]));
-            pl[p] = out;
-        } else {
-            return WV_ERROR(WV_ERR_CORRUPT);
+    return 0;
+}
+
+/* Raw and constant planes, or the tables and stream of a rANS plane (into *d). */
+static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, wv_rans_dec *d, int *is_rans)
+{
+    size_t n_el = v->n_el, sz = v->size[p];
+    const uint8_t *body = v->body[p];
+    uint8_t *out = c->planes + p * n_el;
+    *is_rans = 0;
+    switch (v->mode[p]) {
+    case WV_PLANE_RAW:
+        WV_RETURN_ERROR_IF(sz != n_el, WV_ERR_CORRUPT);
+        v->pl[p] = body;
+        return 0;
+    case WV_PLANE_CONST:
+        WV_RETURN_ERROR_IF(sz != 1 || n_el == 0, WV_ERR_CORRUPT);
+        memset(out, body[0], n_el);
+        v->pl[p] = out;
+        return 0;
+    case WV_PLANE_RANS: {
+        WV_RETURN_ERROR_IF(sz < 1, WV_ERR_CORRUPT);
+        unsigned nt = body[0];
+        WV_RETURN_ERROR_IF(nt != 1 && !(nt == WV_NCTX && v->cx), WV_ERR_CORRUPT);
+        size_t t_off = 1;
+        for (unsigned t = 0; t < nt; t++) {
+            size_t r = wv_rans_read_table(body + t_off, sz - t_off, c->freq[t]);
+            WV_FORWARD_IF_ERROR(r);
+            t_off += r;
+            wv_rans_build_dtab(c->freq[t], c->dtab[t]);
         }
-        o += sz;
+        v->pl[p] = out;
+        *is_rans = 1;
+        return wv_rans_dec_init(d, out, n_el, body + t_off, sz - t_off, nt > 1 ? v->cx : NULL, &c->dtab[0][0]);
     }
-    WV_RETURN_ERROR_IF(o != size, WV_ERR_CORRUPT);
-    wv_merge(dst, n_el, k, flags & WV_PF_ROT, pl);
-    if (pred) wv_xor_into(dst, dst, pred, n);
+    default:
+        return WV_ERROR(WV_ERR_CORRUPT);
+    }
+}
+
+static void payload_finish(const payload_view *v, uint8_t *dst)
+{
+    wv_merge(dst, v->n_el, v->k, v->flags & WV_PF_ROT, v->pl);
+    if (v->pred) wv_xor_into(dst, dst, v->pred, v->n);
+}
+
+size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
+                         const uint8_t *base, unsigned base_dtype)
+{
+    payload_view v;
+    WV_FORWARD_IF_ERROR(payload_parse(c, &v, n, src, size, dtype, base, base_dtype));
+    for (unsigned p = 0; p < v.k; p++) {
+        wv_rans_dec d;
+        int is_rans;
+        WV_FORWARD_IF_ERROR(plane_begin(c, &v, p, &d, &is_rans));
+        if (is_rans) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d));
+    }
+    payload_finish(&v, dst);
     return n;
+}
+
+size_t wv_payload_decode2(wv_ctx *ca, uint8_t *dsta, size_t na, const uint8_t *srca, size_t sizea,
+                          const uint8_t *basea, wv_ctx *cb, uint8_t *dstb, size_t nb, const uint8_t *srcb,
+                          size_t sizeb, const uint8_t *baseb, unsigned dtype, unsigned base_dtype)
+{
+    payload_view va, vb;
+    WV_FORWARD_IF_ERROR(payload_parse(ca, &va, na, srca, sizea, dtype, basea, base_dtype));
+    WV_FORWARD_IF_ERROR(payload_parse(cb, &vb, nb, srcb, sizeb, dtype, baseb, base_dtype));
+    for (unsigned p = 0; p < va.k; p++) {
+        wv_rans_dec da, db;
+        int ra, rb;
+        WV_FORWARD_IF_ERROR(plane_begin(ca, &va, p, &da, &ra));
+        WV_FORWARD_IF_ERROR(plane_begin(cb, &vb, p, &db, &rb));
+        if (ra && rb) WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&da, &db));
+        else if (ra) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&da));
+        else if (rb) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&db));
+    }
+    payload_finish(&va, dsta);
+    payload_finish(&vb, dstb);
+    return na + nb;
 }
 
 size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,

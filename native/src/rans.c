@@ -146,7 +146,7 @@ size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256])
         WV_RETURN_ERROR_IF(lo + span > 256, WV_ERR_CORRUPT);
         o = 3;
         for (unsigned s = lo; s < lo + span; s++) {
-            unsigned f;
+            unsigned f = 0;
             WV_FORWARD_IF_ERROR(get_freq(src, size, &o, &f));
             WV_RETURN_ERROR_IF(f >= WV_RANS_M, WV_ERR_CORRUPT);
             freq[s] = (uint16_t)f;
@@ -173,7 +173,7 @@ size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256])
     }
     for (int s = 0; s < 256; s++) {
         if (!present[s]) continue;
-        unsigned f;
+        unsigned f = 0;
         WV_FORWARD_IF_ERROR(get_freq(src, size, &o, &f));
         WV_RETURN_ERROR_IF(f == 0 || f >= WV_RANS_M, WV_ERR_CORRUPT);
         freq[s] = (uint16_t)f;
@@ -454,39 +454,49 @@ __attribute__((constructor)) static void rans_simd_init(void)
     }
 }
 
+/* One block of 32 symbols for one stream; x holds its 4 state registers. */
+static inline __attribute__((always_inline, target("avx2"))) void block_avx2(__m256i *x, const uint8_t **pp,
+                                                                            uint8_t *dst, const uint8_t *cx,
+                                                                            const uint32_t *tab)
+{
+    const __m256i m12 = _mm256_set1_epi32(WV_RANS_M - 1), m8 = _mm256_set1_epi32(0xff);
+    const __m256i lim = _mm256_set1_epi32(WV_RANS_L);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const uint8_t *p = *pp;
+    __m256i sym[4];
+    for (int g = 0; g < 4; g++) {
+        __m256i slot = _mm256_and_si256(x[g], m12);
+        if (cx) {
+            __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cx + 8 * g)));
+            slot = _mm256_add_epi32(slot, _mm256_slli_epi32(c, WV_RANS_PROB_BITS));
+        }
+        __m256i e = _mm256_i32gather_epi32((const int *)tab, slot, 4);
+        sym[g] = _mm256_and_si256(e, m8);
+        __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, 8), m12);
+        __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], WV_RANS_PROB_BITS)),
+                                      _mm256_srli_epi32(e, 20));
+        __m256i need = _mm256_cmpgt_epi32(lim, xn);
+        unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(need));
+        __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+        __m256i w = _mm256_permutevar8x32_epi32(words, _mm256_load_si256((const __m256i *)expand_idx[mask]));
+        x[g] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
+        p += 2 * __builtin_popcount(mask);
+    }
+    __m256i a = _mm256_packs_epi32(sym[0], sym[1]), b = _mm256_packs_epi32(sym[2], sym[3]);
+    _mm256_storeu_si256((__m256i *)dst, _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order));
+    *pp = p;
+}
+
 static inline __attribute__((always_inline, target("avx2"))) size_t blocks_avx2_body(
     uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n, const uint8_t *cx,
     const uint32_t *tab)
 {
     const uint8_t *p = *pp;
     size_t i = 0;
-    const __m256i m12 = _mm256_set1_epi32(WV_RANS_M - 1), m8 = _mm256_set1_epi32(0xff);
-    const __m256i lim = _mm256_set1_epi32(WV_RANS_L);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    __m256i x[4], sym[4];
+    __m256i x[4];
     for (int g = 0; g < 4; g++) x[g] = _mm256_loadu_si256((const __m256i *)(st + 8 * g));
     while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
-        for (int g = 0; g < 4; g++) {
-            __m256i slot = _mm256_and_si256(x[g], m12);
-            if (cx) {
-                __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(cx + i + 8 * g)));
-                slot = _mm256_add_epi32(slot, _mm256_slli_epi32(c, WV_RANS_PROB_BITS));
-            }
-            __m256i e = _mm256_i32gather_epi32((const int *)tab, slot, 4);
-            sym[g] = _mm256_and_si256(e, m8);
-            __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, 8), m12);
-            __m256i xn = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], WV_RANS_PROB_BITS)),
-                                          _mm256_srli_epi32(e, 20));
-            __m256i need = _mm256_cmpgt_epi32(lim, xn);
-            unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(need));
-            __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-            __m256i w = _mm256_permutevar8x32_epi32(words, _mm256_load_si256((const __m256i *)expand_idx[mask]));
-            x[g] = _mm256_blendv_epi8(xn, _mm256_or_si256(_mm256_slli_epi32(xn, 16), w), need);
-            p += 2 * __builtin_popcount(mask);
-        }
-        __m256i a = _mm256_packs_epi32(sym[0], sym[1]), b = _mm256_packs_epi32(sym[2], sym[3]);
-        __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
-        _mm256_storeu_si256((__m256i *)(dst + i), bytes);
+        block_avx2(x, &p, dst + i, cx ? cx + i : NULL, tab);
         i += WV_RANS_LANES;
     }
     for (int g = 0; g < 4; g++) _mm256_storeu_si256((__m256i *)(st + 8 * g), x[g]);
@@ -528,16 +538,54 @@ int wv_rans_select_kernel(int kernel)
 
 __attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_select_kernel(-1); }
 
-size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
-                      const uint32_t *tab)
+/* Two independent streams (e.g. the same plane of two frames) advanced in lockstep:
+ * one stream's 4 state chains are latency-bound (gather -> multiply -> renorm), so a
+ * second stream's chains fill the gaps.  Only without contexts. */
+__attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_dec *b)
 {
-    uint32_t st[WV_RANS_LANES];
-    size_t hdr = read_states(src, size, st);
+    __m256i xa[4], xb[4];
+    for (int g = 0; g < 4; g++) {
+        xa[g] = _mm256_loadu_si256((const __m256i *)(a->st + 8 * g));
+        xb[g] = _mm256_loadu_si256((const __m256i *)(b->st + 8 * g));
+    }
+    while (a->i + WV_RANS_LANES <= a->coded && a->end - a->p >= 2 * WV_RANS_LANES &&
+           b->i + WV_RANS_LANES <= b->coded && b->end - b->p >= 2 * WV_RANS_LANES) {
+        block_avx2(xa, &a->p, a->dst + a->i, NULL, a->tab);
+        block_avx2(xb, &b->p, b->dst + b->i, NULL, b->tab);
+        a->i += WV_RANS_LANES;
+        b->i += WV_RANS_LANES;
+    }
+    for (int g = 0; g < 4; g++) {
+        _mm256_storeu_si256((__m256i *)(a->st + 8 * g), xa[g]);
+        _mm256_storeu_si256((__m256i *)(b->st + 8 * g), xb[g]);
+    }
+}
+
+size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
+                        const uint8_t *cx, const uint32_t *tab)
+{
+    size_t hdr = read_states(src, size, d->st);
     WV_FORWARD_IF_ERROR(hdr);
     WV_RETURN_ERROR_IF((size - hdr) % 2, WV_ERR_CORRUPT);
-    const uint8_t *p = src + hdr, *end = src + size;
-    size_t kept = n < WV_RANS_LANES ? n : WV_RANS_LANES, coded = n - kept;
-    size_t i = dec_blocks(st, &p, end, dst, coded, cx, tab);
+    d->p = src + hdr;
+    d->end = src + size;
+    d->dst = dst;
+    d->n = n;
+    d->coded = n - (n < WV_RANS_LANES ? n : WV_RANS_LANES);
+    d->i = 0;
+    d->cx = cx;
+    d->tab = tab;
+    return 0;
+}
+
+size_t wv_rans_dec_finish(wv_rans_dec *d)
+{
+    uint32_t *st = d->st;
+    const uint8_t *p = d->p, *end = d->end, *cx = d->cx;
+    const uint32_t *tab = d->tab;
+    uint8_t *dst = d->dst;
+    size_t i = d->i, n = d->n, coded = d->coded;
+    i += dec_blocks(st, &p, end, dst + i, coded - i, cx ? cx + i : NULL, tab);
     for (; i < coded; i++) DEC_STEP_CHECKED(i % WV_RANS_LANES, i);
     for (; i < n; i++) { /* each lane's last symbol sits in its final state */
         uint32_t v = st[i % WV_RANS_LANES] - WV_RANS_L;
@@ -548,4 +596,19 @@ size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, c
     for (int l = 0; l < WV_RANS_LANES; l++) WV_RETURN_ERROR_IF(st[l] != WV_RANS_L, WV_ERR_CORRUPT);
     WV_RETURN_ERROR_IF(p != end, WV_ERR_CORRUPT);
     return n;
+}
+
+size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b)
+{
+    if (dec_blocks == blocks_avx2 && !a->cx && !b->cx) pair_avx2(a, b);
+    WV_FORWARD_IF_ERROR(wv_rans_dec_finish(a));
+    return wv_rans_dec_finish(b);
+}
+
+size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
+                      const uint32_t *tab)
+{
+    wv_rans_dec d;
+    WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d, dst, n, src, size, cx, tab));
+    return wv_rans_dec_finish(&d);
 }

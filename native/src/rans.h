@@ -54,4 +54,17 @@ size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, co
 size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
                       const uint32_t *dtabs);
 int wv_rans_select_kernel(int kernel);
+
+/* Resumable decoder, so two streams can be decoded in lockstep (wv_rans_dec_pair). */
+typedef struct {
+    uint32_t st[WV_RANS_LANES];
+    const uint8_t *p, *end, *cx;
+    const uint32_t *tab;
+    uint8_t *dst;
+    size_t n, coded, i;
+} wv_rans_dec;
+size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
+                        const uint8_t *cx, const uint32_t *tab);
+size_t wv_rans_dec_finish(wv_rans_dec *d);
+size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b); /* finishes both */
 #endif
