@@ -19,9 +19,10 @@ Groups: weights (model.safetensors), optimizer state (optimizer.safetensors), an
 same optimizer state as torch pickles it (optimizer.pt, split by dedup/torchzip.py;
 its storages coded like tensors).  "deltas" totals leave out the first checkpoint,
 which every delta method stores without a base: those are the figures the targets
-(issue 6) are judged on.  Speeds are MB/s of raw bytes on one thread, wall clock
-over the whole series (CPU time of the thread in the JSON, which is what a loaded
-machine cannot steal).  Every ckpt-coded file is decoded and compared bit for bit.
+(issue 6) are judged on.  Speeds are MB/s of raw bytes on one thread over the whole
+series: wall clock, and the thread's CPU time ("cpu", what other processes on a
+shared machine cannot steal); decodes run --repeat times per file, fastest kept.
+Every ckpt-coded file is decoded and compared bit for bit.
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def m_ckpt(cur, prev, clock: Clock):
     stored = len(raw_z) + sum(len(f) for _, _, fr in coded for f in fr)
 
     def decode() -> bytes:
-        with clock("ckpt", "dec"):
+        if True:
             raw = ZD.decompress(raw_z)
             out, rpos, it = [], 0, iter(coded)
             for c in cur:
@@ -156,8 +157,7 @@ def m_zstd(data: bytes, clock: Clock):
         z = ZC.compress(data)
 
     def decode():
-        with clock("zstd3", "dec"):
-            return ZD.decompress(z)
+        return ZD.decompress(z)
     return len(z), decode
 
 
@@ -170,9 +170,8 @@ def m_zipnn(cur, clock: Clock):
         rz = ZC.compress(raw)
 
     def decode():
-        with clock("zipnn", "dec"):
-            t = ZipNN(input_format="byte", bytearray_dtype="float32", threads=1).decompress(bytes(z))
-            r = ZD.decompress(rz)
+        t = ZipNN(input_format="byte", bytearray_dtype="float32", threads=1).decompress(bytes(z))
+        r = ZD.decompress(rz)
         assert len(t) == len(tens) and len(r) == len(raw)
         return None
     return len(z) + len(rz), decode
@@ -197,7 +196,7 @@ def m_delta(cur, prev, clock: Clock):
     stored = sum(len(b) for bl in blobs for b in bl)
 
     def decode():
-        with clock("delta", "dec"):
+        if True:
             out = []
             for c, p, bl in zip(cur, bases, blobs):
                 planes = [np.frombuffer(ZD.decompress(b), np.uint8) for b in bl]
@@ -263,7 +262,22 @@ def checkpoints(series: Path) -> list[Path]:
     return sorted(dirs, key=lambda d: int(d.name.split("-")[1]))
 
 
-def run(series: Path) -> dict:
+def timed_decode(method: str, decode, clock: Clock, repeat: int):
+    """Run ``decode`` ``repeat`` times; charge the fastest run to the clock (a shared
+    machine only ever makes a run slower); returns its result."""
+    best, out = None, None
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.thread_time()
+        out = decode()
+        w, c = time.perf_counter() - w, time.thread_time() - c
+        best = (w, c) if best is None else (min(best[0], w), min(best[1], c))
+    acc = clock.t.setdefault((method, "dec"), [0.0, 0.0])
+    acc[0] += best[0]
+    acc[1] += best[1]
+    return out
+
+
+def run(series: Path, repeat: int = 3) -> dict:
     cks = checkpoints(series)
     if len(cks) < 2:
         raise SystemExit(f"{series}: need at least two checkpoint-<step>/ folders")
@@ -278,16 +292,16 @@ def run(series: Path) -> dict:
             cur = pieces_of(fname, data)
             row = {"checkpoint": d.name, "raw": len(data)}
             size, dec = m_ckpt(cur, prev_pieces, clock)
-            assert dec() == data, f"ckpt round trip failed on {d / fname}"
+            assert timed_decode("ckpt", dec, clock, repeat) == data, f"ckpt round trip failed on {d / fname}"
             row["ckpt"] = size
             size, dec = m_zstd(data, clock)
-            dec()
+            timed_decode("zstd3", dec, clock, repeat)
             row["zstd3"] = size
             size, dec = m_zipnn(cur, clock)
-            dec()
+            timed_decode("zipnn", dec, clock, repeat)
             row["zipnn"] = size
             size, dec = m_delta(cur, prev_pieces, clock)
-            assert dec() == data, f"delta round trip failed on {d / fname}"
+            assert timed_decode("delta", dec, clock, repeat) == data, f"delta round trip failed on {d / fname}"
             row["delta"] = size
             row["wv-xor"], _ = m_wvxor(cur, prev_pieces, clock)
             if group != "optimizer.pt":
@@ -370,10 +384,12 @@ def main() -> None:
     ap.add_argument("series", type=Path)
     ap.add_argument("--make", action="store_true", help="create the series first (make_checkpoints.py defaults)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checkpoints.json")
+    ap.add_argument("--repeat", type=int, default=3, help="decodes per file; the fastest is reported")
     a = ap.parse_args()
     if a.make:
         subprocess.run([sys.executable, str(MAKE), "--out", str(a.series)], check=True)
-    res = run(a.series)
+    res = run(a.series, a.repeat)
+    res["repeat"] = a.repeat
     res["targets"] = targets(res)
     res["machine"] = {"cores": __import__("os").cpu_count(), "loadavg_at_end": __import__("os").getloadavg()}
     print_table(res)
