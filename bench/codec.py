@@ -5,7 +5,8 @@
 Each data set is the concatenation of a model's float tensors (what a store codes):
 FP32 base (sentence-transformers/all-MiniLM-L6-v2), its BF16 cast, a BF16 fine-tune
 (acme/minilm-codesearch-bf16) and an FP16 cast of the base made here with torch.
-Speeds are best-of-``repeat`` wall clock in MB/s of raw bytes; "peak" is the process's
+weightvault compresses with ``encode_frames`` (the store's ingest path) and decompresses
+a container with ``decode``.  Speeds are best-of-``repeat`` wall clock in MB/s of raw bytes; "peak" is the process's
 peak RSS growth during one compress or decompress call (Linux VmHWM, reset through
 /proc/self/clear_refs), as a multiple of the raw size, the input being resident already.
 A second table codes fine-tunes and casts with codec "xor" against the FP32 base, with
@@ -17,6 +18,7 @@ import argparse
 import ctypes
 import gc
 import json
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -108,10 +110,13 @@ class Coder:
 
 
 class Weightvault(Coder):
+    """Compress = encode_frames (what the store ingests: one bytes per frame, peak ~ output
+    size); decompress = decode of the container (frames back to back, built untimed)."""
+
     name = "weightvault"
 
     def compress(self, data, dtype, threads):
-        return codec.encode(data, dtype, threads=threads)
+        return codec.encode_frames(data, dtype, threads=threads)
 
     def decompress(self, blob, dtype, size, threads):
         return codec.decode(blob, threads=threads)
@@ -119,6 +124,10 @@ class Weightvault(Coder):
     @staticmethod
     def size(blob) -> int:
         return len(blob)
+
+    @staticmethod
+    def container(frames) -> bytes:
+        return b"WVC\x01" + b"".join(frames)
 
 
 class Zipnn(Coder):
@@ -157,6 +166,8 @@ def bench_plain(datasets: dict[str, tuple[str, bytes]], repeat: int) -> list[dic
         for coder in (Weightvault(), Zipnn(), Zstd(1), Zstd(3)):
             row: dict = {"data": label, "dtype": dtype, "codec": coder.name, "raw_bytes": len(data)}
             blob = coder.compress(data, dtype, 1)
+            if isinstance(coder, Weightvault):
+                blob = coder.container(blob)
             back = coder.decompress(blob, dtype, len(data), 1)
             assert bytes(back) == data, (label, coder.name)
             row["ratio"] = coder.size(blob) / len(data)
@@ -230,8 +241,9 @@ def main() -> None:
     print()
     delta = bench_delta(args.repos, base, args.repeat)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"plain": plain, "delta": delta}, indent=1))
-    print(f"\nwrote {args.out}")
+    args.out.write_text(json.dumps({"plain": plain, "delta": delta, "loadavg": os.getloadavg(),
+                                    "cpus": os.cpu_count()}, indent=1))
+    print(f"\nload average at the end: {os.getloadavg()}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,6 @@ def test_decoder_fuzz_bounded(tmp_path: Path) -> None:
     corpus.mkdir()
     _seeds(corpus)
     run = subprocess.run([sys.executable, str(FUZZ), f"-max_total_time={SECONDS}", "-rss_limit_mb=2048",
-                          "-max_len=8192", "-seed=12345", str(corpus)],
+                          "-max_len=8192", "-seed=12345", f"-artifact_prefix={tmp_path}/", str(corpus)],
                          capture_output=True, text=True, timeout=SECONDS + 120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
