@@ -7,6 +7,7 @@ the DOM Chromium built, against ``/api/v1/report``. Screenshots land in
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, SHARED_REPOS, free_port, run_cli, wait_port
+from conftest import ROOT, SHARED, SHARED_REPOS, free_port, run_cli, wait_port
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +41,19 @@ class Browser:
     def __init__(self, profile: Path) -> None:
         self.profile = profile
 
-    def _run(self, *args: str) -> str:
+    def dom(self, url: str, screenshot: Path | None = None, height: int = 2000) -> str:
+        """The DOM after the page loaded; with ``screenshot``, also a PNG of it (same process, same load)."""
+        shot = []
+        if screenshot:
+            screenshot.unlink(missing_ok=True)  # a stale picture from an earlier run must not pass for this one
+            shot = [f"--screenshot={screenshot}", f"--window-size=1280,{height}"]
         cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={self.profile}", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
-
-    def dom(self, url: str) -> str:
-        return self._run("--dump-dom", url)
-
-    def screenshot(self, url: str, path: Path, height: int = 2000) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._run(f"--screenshot={path}", f"--window-size=1280,{height}", url)
-        assert path.stat().st_size > 10_000, f"screenshot of {url} looks empty"
-        return path
+               "--hide-scrollbars", f"--user-data-dir={self.profile}", *shot, "--dump-dom", url]
+        html = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+        if screenshot:
+            assert screenshot.stat().st_size > 10_000, f"screenshot of {url} looks empty"
+        return html
 
 
 class Elements(HTMLParser):
@@ -91,14 +91,29 @@ def figures(attrs: dict[str, str]) -> dict[str, int]:
     return {f: int(attrs["data-" + f.replace("_", "-")]) for f in FIELDS}
 
 
+#: A tiny training run (checkpoint series) stored after the six, so every mechanism has bytes to show.
+SERIES = "lab/tiny-gpt-run"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
 @pytest.fixture(scope="module")
 def store_env(shared_repos, tmp_path_factory) -> dict[str, str]:
-    """An embedded store holding the six repos, ingested with the CLI in the order a hub would get them."""
-    env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path_factory.mktemp("dash") / "store"),
-           "WEIGHTVAULT_DATABASE_URL": "", "WEIGHTVAULT_S3_BUCKET": ""}
+    """An embedded store holding the six repos, ingested with the CLI in the order a hub would get them,
+    then (where PyTorch is installed to train it) a small checkpoint series."""
+    work = tmp_path_factory.mktemp("dash")
+    env = {"WEIGHTVAULT_DATA_DIR": str(work / "store"), "WEIGHTVAULT_DATABASE_URL": "", "WEIGHTVAULT_S3_BUCKET": ""}
     for name in SHARED_REPOS:
         run_cli("ingest", str(shared_repos / name), "--repo", name, "--json", env=env)
+    if HAS_TORCH:
+        subprocess.run([sys.executable, str(SHARED / "data" / "make_checkpoints.py"), "--out", str(work / "run"),
+                        "--steps", "50", "--ckpt-every", "10", "--d", "32", "--heads", "2", "--ctx", "32",
+                        "--bs", "8"], check=True, stdout=subprocess.DEVNULL)
+        run_cli("ingest", str(work / "run"), "--repo", SERIES, "--keyframe-every", "3", "--json", env=env)
     return env
+
+
+def stored_repos() -> list[str]:
+    return sorted(SHARED_REPOS + ([SERIES] if HAS_TORCH else []))
 
 
 @contextmanager
@@ -145,29 +160,32 @@ def test_cli_and_api_report_agree(store_env, report):
 
 @needs_chromium
 def test_overview_matches_json_report(server, report, browser, screens):
-    page = Elements(browser.dom(server + "/"))
+    page = Elements(browser.dom(server + "/", screens / "overview.png", 2000))
     assert figures(page.by_id("overall")) == {f: report["overall"][f] for f in FIELDS}
     rows = {a["data-repo"]: figures(a) for a in page.having("data-repo", "tr")}
     assert rows == {r["name"]: {f: r[f] for f in FIELDS} for r in report["repos"]}
-    assert sorted(rows) == sorted(SHARED_REPOS)
+    assert sorted(rows) == stored_repos()
     fams = {a["data-family"]: figures(a) for a in page.having("data-family", "tr")}
     assert fams == {f["name"]: {k: f[k] for k in FIELDS} for f in report["families"]}
     # The stacked bar's parts are the report's, and together they are the raw bytes.
     parts = {a["data-part"]: int(a["data-value"]) for a in page.having("data-value", "tr")}
     assert parts == {k: report["overall"][k] for k in parts} and len(parts) == 6
     assert sum(parts.values()) == report["overall"]["raw_bytes"]
+    drawn = {a["data-part"] for a in page.having("data-part", "rect")}
+    assert drawn == {k for k, v in parts.items() if v > 0}
+    if HAS_TORCH:  # the series' checkpoints are coded against each other
+        assert "checkpoint_delta" in drawn
     chart = next(a for a in page.having("data-events", "svg"))
-    assert int(chart["data-events"]) == len(report["timeline"]) == len(SHARED_REPOS)
+    assert int(chart["data-events"]) == len(report["timeline"]) == len(stored_repos())
     assert int(chart["data-raw-bytes"]) == sum(e["raw_bytes"] for e in report["timeline"])
     assert int(chart["data-stored-bytes"]) == sum(e["new_stored_bytes"] for e in report["timeline"])
-    browser.screenshot(server + "/", screens / "overview.png", 2000)
 
 
 @needs_chromium
 def test_family_page_tree_and_figures(server, report, browser, screens):
-    fam = report["families"][0]
+    fam = next(f for f in report["families"] if f["name"] == SHARED_REPOS[0])
     url = f"{server}/ui/families/{fam['name']}"
-    page = Elements(browser.dom(url))
+    page = Elements(browser.dom(url, screens / "family.png", 1200))
     assert figures(page.by_id("family")) == {f: fam[f] for f in FIELDS}
     members = page.having("data-depth", "tr")
     assert [m["data-repo"] for m in members][0] == fam["base"]
@@ -176,14 +194,13 @@ def test_family_page_tree_and_figures(server, report, browser, screens):
     by_repo = {r["name"]: r for r in report["repos"]}
     for m in members:
         assert figures(m) == {f: by_repo[m["data-repo"]][f] for f in FIELDS}
-    browser.screenshot(url, screens / "family.png", 1200)
 
 
 @needs_chromium
 def test_repo_page_files_download_and_snippet(server, report, browser, screens, shared_repos, tmp_path):
     name = "acme/all-MiniLM-L6-v2-bf16"  # the smallest of the six: the snippet downloads it for real
     url = f"{server}/ui/repos/{name}"
-    page = Elements(browser.dom(url))
+    page = Elements(browser.dom(url, screens / "repo.png", 1900))
     assert figures(page.by_id("repo")) == {f: next(r for r in report["repos"] if r["name"] == name)[f]
                                            for f in FIELDS}
     src = shared_repos / name
@@ -212,21 +229,30 @@ def test_repo_page_files_download_and_snippet(server, report, browser, screens, 
     assert out.returncode == 0, out.stderr
     got = Path(out.stdout.strip().splitlines()[-1])
     assert {p.relative_to(got).as_posix(): p.stat().st_size for p in got.rglob("*") if p.is_file()} == on_disk
-    browser.screenshot(url, screens / "repo.png", 1900)
 
 
 @needs_chromium
 def test_file_page_tensor_detail(server, browser, screens, shared_repos):
     name, path = "lab/minilm-codesearch-fp32", "model-00002-of-00002.safetensors"
     url = f"{server}/ui/files/{name}?path={path}"
-    page = Elements(browser.dom(url))
-    rows = page.having("data-tensor", "tr")
+    rows = Elements(browser.dom(url, screens / "file.png", 1600)).having("data-tensor", "tr")
     # The segments rebuild the file: their raw sizes add up to it exactly.
     assert sum(int(r["data-raw-bytes"]) for r in rows) == (shared_repos / name / path).stat().st_size
     # A fine-tune of the stored base: most of its weight bytes are coded as deltas against the base's tensors.
     delta = sum(int(r["data-raw-bytes"]) for r in rows if r["data-base"] and r["data-mechanism"] == "family_delta")
     assert delta > 0.9 * sum(int(r["data-raw-bytes"]) for r in rows)
-    browser.screenshot(url, screens / "file.png", 1600)
+
+
+@needs_chromium
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is needed to train the checkpoint series")
+def test_checkpoint_series_pages(server, report, browser, screens):
+    page = Elements(browser.dom(f"{server}/ui/repos/{SERIES}"))
+    assert figures(page.by_id("repo")) == {f: next(r for r in report["repos"] if r["name"] == SERIES)[f]
+                                           for f in FIELDS}
+    url = f"{server}/ui/files/{SERIES}?path=checkpoint-20/model.safetensors"
+    rows = Elements(browser.dom(url, screens / "series-file.png", 1400)).having("data-tensor", "tr")
+    # The second checkpoint follows the first: its tensors are credited to checkpoint delta.
+    assert {r["data-mechanism"] for r in rows if r["data-base"]} == {"checkpoint_delta"}
 
 
 @pytest.fixture(scope="module")
@@ -240,10 +266,9 @@ def private_server(store_env) -> Iterator[tuple[str, str]]:
 @needs_chromium
 def test_pages_ask_for_a_token_when_reads_are_private(private_server, report, browser, screens):
     url, token = private_server
-    asked = Elements(browser.dom(url + "/"))
+    asked = Elements(browser.dom(url + "/", screens / "login.png", 700))
     assert any(a.get("name") == "token" for a in asked.having("name", "input"))
     assert not asked.having("data-raw-bytes")
-    browser.screenshot(url + "/", screens / "login.png", 700)
     # ?token= is accepted once, moved to a cookie, and the page then shows the same figures.
     page = Elements(browser.dom(f"{url}/?token={token}"))
     assert figures(page.by_id("overall")) == {f: report["overall"][f] for f in FIELDS}
