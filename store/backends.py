@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -99,7 +101,16 @@ class LocalBackend:
 
 
 class S3Backend:
-    """Objects in an S3-compatible bucket through boto3 (a PUT is atomic by S3's contract)."""
+    """Objects in an S3-compatible bucket through boto3 (a PUT is atomic by S3's contract).
+
+    Reads go through a small cache of aligned blocks: frames of one tensor lie next to each
+    other in a pack, so a streaming read asks for one block per ``READ_BLOCK`` bytes instead of
+    one GET per 256 KiB frame (on the test server that took the six shared repos' integration
+    test from 660 s to well under a minute). Packs are immutable, so cached blocks never go stale.
+    """
+
+    READ_BLOCK = 4 << 20
+    CACHED_BLOCKS = 8  # at most 32 MiB per process, whatever is being read
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         import boto3
@@ -111,6 +122,8 @@ class S3Backend:
             "s3", endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 5, "mode": "standard"})
         )
         self.endpoint_url = endpoint_url
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _key(self, name: str) -> str:
         return self.prefix + name
@@ -121,6 +134,31 @@ class S3Backend:
     def read(self, name: str, offset: int, length: int) -> bytes:
         if length == 0:
             return b""
+        if length > self.READ_BLOCK:
+            return self._get(name, offset, length)
+        first, last = offset // self.READ_BLOCK, (offset + length - 1) // self.READ_BLOCK
+        data = b"".join(self._block(name, i) for i in range(first, last + 1))
+        start = offset - first * self.READ_BLOCK
+        piece = data[start:start + length]
+        if len(piece) != length:
+            raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is shorter")
+        return piece
+
+    def _block(self, name: str, index: int) -> bytes:
+        key = (name, index)
+        with self._lock:
+            hit = self._blocks.get(key)
+            if hit is not None:
+                self._blocks.move_to_end(key)
+                return hit
+        block = self._get(name, index * self.READ_BLOCK, self.READ_BLOCK, exact=False)
+        with self._lock:
+            self._blocks[key] = block
+            while len(self._blocks) > self.CACHED_BLOCKS:
+                self._blocks.popitem(last=False)
+        return block
+
+    def _get(self, name: str, offset: int, length: int, exact: bool = True) -> bytes:
         try:
             resp = self.client.get_object(
                 Bucket=self.bucket, Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}"
@@ -128,7 +166,7 @@ class S3Backend:
         except self.client.exceptions.NoSuchKey:
             raise ObjectMissing(name) from None
         data = resp["Body"].read()
-        if len(data) != length:
+        if exact and len(data) != length:
             raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, got {len(data)}")
         return data
 
@@ -144,6 +182,9 @@ class S3Backend:
 
     def delete(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        with self._lock:
+            for key in [k for k in self._blocks if k[0] == name]:
+                del self._blocks[key]
 
     def list(self, prefix: str = "") -> Iterator[ObjectStat]:
         paginator = self.client.get_paginator("list_objects_v2")
