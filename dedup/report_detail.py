@@ -9,7 +9,7 @@ and why. Sizes here are per object as coded, not charged-once: a file's
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -44,6 +44,7 @@ class FamilyDetail:
 
 
 def family_detail(session: Session, name: str) -> FamilyDetail:
+    """A family's base and members, each member placed under the repo it is delta-coded against."""
     fam = session.scalar(select(Family).where(Family.name == name))
     if fam is None:
         raise FamilyNotFound(f"family {name!r} not found")
@@ -51,8 +52,11 @@ def family_detail(session: Session, name: str) -> FamilyDetail:
                            .where(Repo.family_id == fam.id).order_by(Repo.id)).all()
     ids = {r.id for r in rows}
     names = {r.id: r.name for r in rows}
-    if fam.base_repo_id is not None and fam.base_repo_id not in names:
-        names[fam.base_repo_id] = session.scalar(select(Repo.name).where(Repo.id == fam.base_repo_id))
+    # Bases outside the member list still need a name: a family base that left, or a checkpoint's
+    # previous repo filed under another family.
+    outside = ({r.base_repo_id for r in rows} | {fam.base_repo_id}) - ids - {None}
+    if outside:
+        names.update(session.execute(select(Repo.id, Repo.name).where(Repo.id.in_(outside))).all())
     children: dict[int | None, list] = {}
     for r in rows:
         # A member coded against a repo outside the family (or nothing) is a root of the tree.
@@ -108,7 +112,7 @@ class RepoDetail:
     history: list[Revision]
     #: Every commit the repo has, shown or not.
     commits: int
-    files: list[FileRow] = field(default_factory=list)
+    files: list[FileRow]
 
 
 def repo_detail(session: Session, name: str, revision: str = "main", kind: str = "model", *,
