@@ -210,7 +210,7 @@ def download(request: Request, org: str, name: str, rev: str, path: str, access:
              kind: Annotated[str, Query(pattern="^(model|dataset|space)$")] = "model") -> Response:
     """A file of a revision, for a browser: the hub's ``/resolve`` route wants an Authorization
     header, which a link cannot send, so this one takes the page's cookie instead."""
-    snap = snapshot(request, access, f"{org}/{name}", rev, kind, fetch=False)
+    snap = snapshot(request, access, f"{org}/{name}", rev, kind, only=path, fetch=False)
     found = snap.tree.get(path)
     if found is None:
         raise FileNotFoundError(f"{path!r} is not in {org}/{name}@{rev}")
