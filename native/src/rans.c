@@ -540,7 +540,9 @@ __attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_sele
 
 /* Two independent streams (e.g. the same plane of two frames) advanced in lockstep:
  * one stream's 4 state chains are latency-bound (gather -> multiply -> renorm), so a
- * second stream's chains fill the gaps.  Only without contexts. */
+ * second stream's chains fill the gaps: 1150 -> 1730 MB/s (best of 300, one 128 Ki
+ * BF16 exponent plane per stream).  Four streams measured 1155 MB/s: 16 state
+ * registers spill.  Only without contexts. */
 __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_dec *b)
 {
     __m256i xa[4], xb[4];
