@@ -60,20 +60,29 @@ class Reader:
     # -- objects ----------------------------------------------------------------
 
     def plan(self, object_id: int) -> ObjectPlan:
-        plan = self._plans.get(object_id)
-        if plan is None:
-            with self.vault.catalog.read_session() as s:
-                obj = s.get(Object, object_id)
-                base_dtype = s.scalar(select(Object.dtype).where(Object.id == obj.base_id)) if obj.base_id else None
-                rows = s.execute(
-                    select(Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name, Frame.pack_offset, Frame.size)
-                    .join(Pack, Pack.id == Frame.pack_id).where(Frame.object_id == object_id).order_by(Frame.seq)
-                ).all()
-            frames = [FrameRef(*r) for r in rows]
-            plan = ObjectPlan(obj.id, obj.digest, obj.dtype, obj.base_id, base_dtype, frames,
-                              [f.raw_offset for f in frames])
-            self._plans[object_id] = plan
-        return plan
+        if object_id not in self._plans:
+            self.prefetch([object_id])
+        return self._plans[object_id]
+
+    def prefetch(self, object_ids) -> None:
+        """Load the frame lists of several objects in two queries (a file's tensors, typically)."""
+        wanted = [i for i in set(object_ids) if i not in self._plans]
+        if not wanted:
+            return
+        base = Object.__table__.alias("base")
+        with self.vault.catalog.read_session() as s:
+            objects = s.execute(
+                select(Object.id, Object.digest, Object.dtype, Object.base_id, base.c.dtype)
+                .outerjoin(base, base.c.id == Object.base_id).where(Object.id.in_(wanted))).all()
+            frames: dict[int, list[FrameRef]] = {i: [] for i in wanted}
+            for row in s.execute(
+                    select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name, Frame.pack_offset,
+                           Frame.size).join(Pack, Pack.id == Frame.pack_id)
+                    .where(Frame.object_id.in_(wanted)).order_by(Frame.object_id, Frame.seq)):
+                frames[row[0]].append(FrameRef(*row[1:]))
+        for oid, digest, dtype, base_id, base_dtype in objects:
+            refs = frames[oid]
+            self._plans[oid] = ObjectPlan(oid, digest, dtype, base_id, base_dtype, refs, [f.raw_offset for f in refs])
 
     def frame(self, plan: ObjectPlan, ref: FrameRef) -> bytes:
         key = (plan.id, ref.seq)
@@ -124,6 +133,7 @@ class Reader:
                 .where(Segment.file_id == file_id).order_by(Segment.seq)
             ).all()
         end = size if end is None else min(end, size)
+        self.prefetch(oid for off, length, _, oid in segments if oid is not None and off < end and off + length > start)
         for seg_off, seg_len, inline, object_id in segments:
             lo, hi = max(start, seg_off), min(end, seg_off + seg_len)
             if lo >= hi:

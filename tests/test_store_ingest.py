@@ -143,3 +143,11 @@ def test_rm_and_gc_reclaim_only_unreferenced(vault, tmp_path):
     restore(vault, "org/b", "main", tmp_path / "out")
     assert tree_sha256(tmp_path / "out") == tree_sha256(tmp_path / "b")
     assert verify(vault).ok
+
+
+def test_schema_head_constant_matches_migrations():
+    from alembic.script import ScriptDirectory
+
+    from weightvault.store.db import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() == SCHEMA_HEAD
