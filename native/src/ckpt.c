@@ -147,11 +147,15 @@ static void rce_shift(rc_enc *e)
     e->low = (e->low & 0x00FFFFFFu) << 8;
 }
 
-WV_INLINE void rce_bit(rc_enc *e, prob *p, unsigned bit)
+WV_INLINE void rce_bit(rc_enc *e, prob *pp, unsigned bit)
 {
-    uint32_t bound = (e->range >> PROB_BITS) * *p;
-    if (!bit) { e->range = bound; *p += (PROB_ONE - *p) >> ADAPT; }
-    else { e->low += bound; e->range -= bound; *p -= *p >> ADAPT; }
+    /* the same branch-free selects as rcd_bit: the bits are as unpredictable here */
+    uint32_t p = *pp;
+    uint32_t bound = (e->range >> PROB_BITS) * p;
+    uint32_t mask = 0u - (uint32_t)(bit != 0);
+    e->low += bound & mask;
+    e->range = bound + ((e->range - 2 * bound) & mask);
+    *pp = (prob)(p + (((PROB_ONE - p) >> ADAPT) & ~mask) - ((p >> ADAPT) & mask));
     while (e->range < RC_TOP) { e->range <<= 8; rce_shift(e); }
 }
 
