@@ -12,16 +12,40 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from weightvault.store.models import Commit, Family, File, Object, Ref, Repo, Segment, TreeEntry
+from weightvault.store.models import Commit, Family, File, Object, Pack, Ref, Repo, Segment, TreeEntry
 
 from .commits import resolve, tree_of
 
 
 class FamilyNotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What the object backend holds, as the catalog counts it: the disk (or bucket) side of "stored".
+
+    It differs from the report's stored bytes by what the catalog keeps inline
+    (safetensors headers), by content no branch reaches any more (until gc),
+    and by packs gc has condemned but not yet deleted (readers may still use them).
+    """
+
+    packs: int
+    pack_bytes: int
+    condemned_packs: int
+    condemned_bytes: int
+
+
+def footprint(session: Session) -> Footprint:
+    condemned = Pack.condemned_at.is_not(None)
+    packs, pack_bytes, dead, dead_bytes = session.execute(select(
+        func.count(Pack.id), func.coalesce(func.sum(Pack.size), 0),
+        func.coalesce(func.sum(case((condemned, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((condemned, Pack.size), else_=0)), 0))).one()
+    return Footprint(packs, int(pack_bytes), int(dead), int(dead_bytes))
 
 
 @dataclass(frozen=True)

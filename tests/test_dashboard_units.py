@@ -24,7 +24,7 @@ from weightvault.api.settings import ServerSettings
 from weightvault.dedup.commits import delete_repo
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.report import build_report
-from weightvault.dedup.report_detail import family_detail, file_detail, repo_detail
+from weightvault.dedup.report_detail import family_detail, file_detail, footprint, repo_detail
 from weightvault.dedup.tokens import create_token
 from weightvault.store.models import Repo
 
@@ -82,6 +82,14 @@ def test_repo_and_file_detail_add_up(store):
     assert (weight.mechanism, weight.base, weight.depth) == ("family_delta", "layer.weight", 1)
     assert weight.shape == [128, 256]
     assert detail.segments[0].kind == "inline"
+
+
+def test_footprint_counts_the_packs_in_the_object_store(store):
+    with store.catalog.read_session() as s:
+        disk = footprint(s)
+    files = [p for p in (store.settings.data_dir / "objects").rglob("*") if p.is_file()]
+    assert disk.packs == len(files) > 0 and disk.pack_bytes == sum(p.stat().st_size for p in files)
+    assert (disk.condemned_packs, disk.condemned_bytes) == (0, 0)
 
 
 # -- formatting and charts ------------------------------------------------------------------

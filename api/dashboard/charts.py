@@ -17,7 +17,7 @@ from .fmt import human_bytes, percent, when
 #: The parts a repo's raw bytes split into: what is stored, then what each mechanism saved, and what
 #: that mechanism is. Colours are picked to stay distinct for the common kinds of colour blindness.
 PARTS: tuple[tuple[str, str, str, str], ...] = (
-    ("stored_bytes", "stored", "#34495e", "what the packs hold for these repos, after coding"),
+    ("stored_bytes", "stored", "#34495e", "what the bytes take after coding: in packs, headers in the catalog"),
     ("file_dedup", "file dedup", "#4e79a7", "whole files already stored by an earlier repo"),
     ("tensor_dedup", "tensor dedup", "#76b7b2", "single tensors already stored, in files that differ"),
     ("family_delta", "family delta", "#f28e2b", "tensors coded as a difference from the family base"),

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
-from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, repo_detail
+from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, footprint, repo_detail
 from weightvault.store.models import Repo
 
 from ..auth import Access
@@ -121,7 +121,10 @@ def overview(request: Request, access: PageAccess,
              per_page: Annotated[int, Query()] = listing.PER_PAGE) -> HTMLResponse:
     report = visible_report(request, access)
     overall = report["overall"]
+    with request.app.state.vault.catalog.read_session() as s:
+        disk = footprint(s)
     return page(request, "overview.html", {
+        "disk": disk,
         "report": report,
         "listing": listing.page_of(report["repos"], query=q, sort=sort, page=page_no, per_page=per_page),
         "top_families": sorted(report["families"], key=lambda f: -f["stored_bytes"])[:TOP_FAMILIES],
