@@ -90,7 +90,15 @@ def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[bytes]:
 
 
 def coalesce(pieces: Iterator[bytes], target: int = CHUNK) -> Iterator[bytes]:
-    """Join frame-sized pieces into chunks of about ``target`` bytes (fewer sends, same flat memory)."""
+    """Join frame-sized pieces into chunks of about ``target`` bytes (fewer sends, same flat memory).
+
+    The first piece goes out alone, so the first byte waits for one frame, not a whole chunk.
+    """
+    pieces = iter(pieces)
+    first = next(pieces, None)
+    if first is None:
+        return
+    yield first
     buf: list[bytes] = []
     held = 0
     for piece in pieces:
