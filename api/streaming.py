@@ -22,6 +22,8 @@ from weightvault.store.models import File
 
 #: Bytes per response chunk: a few frames, so that per-send overhead is small next to the bytes sent.
 CHUNK = 1 << 20
+#: Bytes of the first chunk: one frame (after a safetensors header, the first tensor frame).
+FIRST_CHUNK = 256 * 1024
 #: Chunks decoded ahead of the socket; memory per download is about (QUEUE_DEPTH + 1) x CHUNK.
 QUEUE_DEPTH = 4
 _END = object()
@@ -89,24 +91,19 @@ def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[bytes]:
         yield from reader.iter_file(file.id, start, end)
 
 
-def coalesce(pieces: Iterator[bytes], target: int = CHUNK) -> Iterator[bytes]:
+def coalesce(pieces: Iterator[bytes], target: int = CHUNK, first: int = FIRST_CHUNK) -> Iterator[bytes]:
     """Join frame-sized pieces into chunks of about ``target`` bytes (fewer sends, same flat memory).
 
-    The first piece goes out alone, so the first byte waits for one frame, not a whole chunk.
+    The first chunk is only about ``first`` bytes, so the first byte waits for one frame, not four.
     """
-    pieces = iter(pieces)
-    first = next(pieces, None)
-    if first is None:
-        return
-    yield first
     buf: list[bytes] = []
-    held = 0
+    held, goal = 0, first
     for piece in pieces:
         buf.append(piece)
         held += len(piece)
-        if held >= target:
+        if held >= goal:
             yield b"".join(buf)
-            buf, held = [], 0
+            buf, held, goal = [], 0, target
     if buf:
         yield b"".join(buf)
 
