@@ -78,7 +78,7 @@ size_t wv_decode_many(wv_ctx *c, const uint8_t *src, const uint64_t *offsets, si
 {
     size_t o = 0, f = 0;
     while (f < count) {
-        frame_ref a, b;
+        frame_ref a = {0}, b = {0};
         *failed = f;
         WV_FORWARD_IF_ERROR(locate(src, offsets, count, src_end, f, raw_start + o, base, base_size, &a));
         WV_RETURN_ERROR_IF(a.raw > dst_size - o, WV_ERR_DST_TOO_SMALL);

@@ -53,19 +53,41 @@ size_t wv_payload_bound(size_t raw) { return raw + 2 + 5 * 8 + 64; }
 
 #define PHDR(k) (2 + 5 * (size_t)(k))
 
-/* Estimated bytes for a plane with ntables (1 or WV_NCTX); fills ctx->freq. */
-static double plane_cost(wv_ctx *c, const uint8_t *pl, size_t n, const uint8_t *cx, unsigned ntables)
+/* Estimated bytes of a rANS body coding hist[0..ntables) with freq[0..ntables). */
+static double body_cost(uint32_t (*hist)[256], uint16_t (*freq)[256], unsigned ntables, size_t n)
 {
     uint8_t tmp[WV_RANS_TABLE_MAX_BYTES];
-    memset(c->hist, 0, ntables * sizeof c->hist[0]);
-    if (ntables == 1) wv_hist(pl, n, c->hist[0]);
-    else wv_hist_ctx(pl, cx, n, c->hist);
     double bytes = 1 + 118 + n / 512.0; /* + states (~118 bytes) + renorm slack */
     for (unsigned t = 0; t < ntables; t++) {
-        wv_rans_normalize(c->hist[t], c->freq[t]);
-        bytes += wv_rans_cost_bits(c->hist[t], c->freq[t]) / 8 + (double)wv_rans_write_table(tmp, c->freq[t]);
+        wv_rans_normalize(hist[t], freq[t]);
+        bytes += wv_rans_cost_bits(hist[t], freq[t]) / 8 + (double)wv_rans_write_table(tmp, freq[t]);
     }
     return bytes;
+}
+
+/* Cheapest rANS coding of a plane: order 0 (*ntables = 1, tables in slot 0) or, with
+ * contexts, one table per context (slots 0..WV_NCTX-1).  One histogram pass either
+ * way: the order-0 counts are the sums of the context counts. */
+static double plane_cost(wv_ctx *c, const uint8_t *pl, size_t n, const uint8_t *cx, unsigned *ntables)
+{
+    *ntables = 1;
+    if (!cx) {
+        memset(c->hist[0], 0, sizeof c->hist[0]);
+        wv_hist(pl, n, c->hist[0]);
+        return body_cost(c->hist, c->freq, 1, n);
+    }
+    const unsigned z = WV_NCTX; /* order-0 candidate lives in slot WV_NCTX */
+    wv_hist_ctx(pl, cx, n, WV_NCTX, c->hist);
+    for (unsigned s = 0; s < 256; s++) {
+        uint32_t sum = 0;
+        for (unsigned t = 0; t < WV_NCTX; t++) sum += c->hist[t][s];
+        c->hist[z][s] = sum;
+    }
+    double order0 = body_cost(&c->hist[z], &c->freq[z], 1, n);
+    double with_cx = body_cost(c->hist, c->freq, WV_NCTX, n);
+    if (with_cx < order0) { *ntables = WV_NCTX; return with_cx; }
+    memcpy(c->freq[0], c->freq[z], sizeof c->freq[0]);
+    return order0;
 }
 
 /* Order-0 entropy (bits/symbol) of 16 evenly spaced 1 KiB chunks.  A small sample
@@ -99,15 +121,8 @@ static size_t encode_plane(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *p
         memcpy(dst, pl, n);
         return n;
     }
-    unsigned nt = 1;
-    double best = plane_cost(c, pl, n, NULL, 1);
-    if (cx) {
-        uint16_t keep[256];
-        memcpy(keep, c->freq[0], sizeof keep);
-        double with_cx = plane_cost(c, pl, n, cx, WV_NCTX);
-        if (with_cx < best) { best = with_cx; nt = WV_NCTX; }
-        else memcpy(c->freq[0], keep, sizeof keep);
-    }
+    unsigned nt;
+    double best = plane_cost(c, pl, n, cx, &nt);
     if (best < (double)n * (1 - RAW_MARGIN) && cap > n) {
         size_t o = 1;
         dst[0] = (uint8_t)nt;
@@ -218,8 +233,9 @@ static size_t payload_parse(wv_ctx *c, payload_view *v, size_t n, const uint8_t 
     return 0;
 }
 
-/* Raw and constant planes, or the tables and stream of a rANS plane (into *d). */
-static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, wv_rans_dec *d, int *is_rans)
+/* Raw and constant planes, or the tables (into table slots tb..) and the stream of a
+ * rANS plane (into *d; *is_rans = number of table slots used). */
+static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, unsigned tb, wv_rans_dec *d, unsigned *is_rans)
 {
     size_t n_el = v->n_el, sz = v->size[p];
     const uint8_t *body = v->body[p];
@@ -239,16 +255,17 @@ static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, wv_rans_dec *d
         WV_RETURN_ERROR_IF(sz < 1, WV_ERR_CORRUPT);
         unsigned nt = body[0];
         WV_RETURN_ERROR_IF(nt != 1 && !(nt == WV_NCTX && v->cx), WV_ERR_CORRUPT);
+        WV_RETURN_ERROR_IF(tb + nt > WV_RANS_MAX_TABLES, WV_ERR_GENERIC);
         size_t t_off = 1;
-        for (unsigned t = 0; t < nt; t++) {
+        for (unsigned t = tb; t < tb + nt; t++) {
             size_t r = wv_rans_read_table(body + t_off, sz - t_off, c->freq[t]);
             WV_FORWARD_IF_ERROR(r);
             t_off += r;
             wv_rans_build_dtab(c->freq[t], c->dtab[t]);
         }
         v->pl[p] = out;
-        *is_rans = 1;
-        return wv_rans_dec_init(d, out, n_el, body + t_off, sz - t_off, nt > 1 ? v->cx : NULL, &c->dtab[0][0]);
+        *is_rans = nt;
+        return wv_rans_dec_init(d, out, n_el, body + t_off, sz - t_off, nt > 1 ? v->cx : NULL, &c->dtab[tb][0]);
     }
     default:
         return WV_ERROR(WV_ERR_CORRUPT);
@@ -266,12 +283,22 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
 {
     payload_view v;
     WV_FORWARD_IF_ERROR(payload_parse(c, &v, n, src, size, dtype, base, base_dtype));
+    /* rANS planes of one frame decode two at a time (xor: both planes; F32: 3 planes) */
+    wv_rans_dec d[2];
+    unsigned pending = 0, slots = 0;
     for (unsigned p = 0; p < v.k; p++) {
-        wv_rans_dec d;
-        int is_rans;
-        WV_FORWARD_IF_ERROR(plane_begin(c, &v, p, &d, &is_rans));
-        if (is_rans) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d));
+        unsigned used;
+        WV_FORWARD_IF_ERROR(plane_begin(c, &v, p, slots, &d[pending], &used));
+        if (!used) continue;
+        if (pending) {
+            WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&d[0], &d[1]));
+            pending = slots = 0;
+        } else {
+            pending = 1;
+            slots = used;
+        }
     }
+    if (pending) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));
     payload_finish(&v, dst);
     return n;
 }
@@ -285,9 +312,9 @@ size_t wv_payload_decode2(wv_ctx *ca, uint8_t *dsta, size_t na, const uint8_t *s
     WV_FORWARD_IF_ERROR(payload_parse(cb, &vb, nb, srcb, sizeb, dtype, baseb, base_dtype));
     for (unsigned p = 0; p < va.k; p++) {
         wv_rans_dec da, db;
-        int ra, rb;
-        WV_FORWARD_IF_ERROR(plane_begin(ca, &va, p, &da, &ra));
-        WV_FORWARD_IF_ERROR(plane_begin(cb, &vb, p, &db, &rb));
+        unsigned ra, rb;
+        WV_FORWARD_IF_ERROR(plane_begin(ca, &va, p, 0, &da, &ra));
+        WV_FORWARD_IF_ERROR(plane_begin(cb, &vb, p, 0, &db, &rb));
         if (ra && rb) WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&da, &db));
         else if (ra) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&da));
         else if (rb) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&db));
@@ -324,11 +351,8 @@ size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dty
     wv_split(src, n_el, k, rotate_for(dtype), pl);
     double total = (double)PHDR(k);
     for (unsigned p = 0; p < k && n_el; p++) {
-        double best = plane_cost(c, pl[p], n_el, NULL, 1);
-        if (cx) {
-            double w = plane_cost(c, pl[p], n_el, cx, WV_NCTX);
-            if (w < best) best = w;
-        }
+        unsigned nt;
+        double best = plane_cost(c, pl[p], n_el, cx, &nt);
         total += best < (double)n_el * (1 - RAW_MARGIN) ? best : (double)n_el;
     }
     return (size_t)total;

@@ -542,7 +542,7 @@ __attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_sele
  * one stream's 4 state chains are latency-bound (gather -> multiply -> renorm), so a
  * second stream's chains fill the gaps: 1150 -> 1730 MB/s (best of 300, one 128 Ki
  * BF16 exponent plane per stream).  Four streams measured 1155 MB/s: 16 state
- * registers spill.  Only without contexts. */
+ * registers spill. */
 __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_dec *b)
 {
     __m256i xa[4], xb[4];
@@ -552,8 +552,8 @@ __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_de
     }
     while (a->i + WV_RANS_LANES <= a->coded && a->end - a->p >= 2 * WV_RANS_LANES &&
            b->i + WV_RANS_LANES <= b->coded && b->end - b->p >= 2 * WV_RANS_LANES) {
-        block_avx2(xa, &a->p, a->dst + a->i, NULL, a->tab);
-        block_avx2(xb, &b->p, b->dst + b->i, NULL, b->tab);
+        block_avx2(xa, &a->p, a->dst + a->i, a->cx ? a->cx + a->i : NULL, a->tab);
+        block_avx2(xb, &b->p, b->dst + b->i, b->cx ? b->cx + b->i : NULL, b->tab);
         a->i += WV_RANS_LANES;
         b->i += WV_RANS_LANES;
     }
@@ -602,7 +602,7 @@ size_t wv_rans_dec_finish(wv_rans_dec *d)
 
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b)
 {
-    if (dec_blocks == blocks_avx2 && !a->cx && !b->cx) pair_avx2(a, b);
+    if (dec_blocks == blocks_avx2) pair_avx2(a, b);
     WV_FORWARD_IF_ERROR(wv_rans_dec_finish(a));
     return wv_rans_dec_finish(b);
 }

@@ -26,7 +26,7 @@
 #define WV_RANS_M (1u << WV_RANS_PROB_BITS)
 #define WV_RANS_L (1u << 15)
 #define WV_RANS_STATE_BYTES (4 + 4 * WV_RANS_LANES) /* upper bound: map + 32 x 4 */
-#define WV_RANS_MAX_TABLES 16
+#define WV_RANS_MAX_TABLES 32 /* two planes' worth of 12 contexts + spare */
 #define WV_RANS_TABLE_MAX_BYTES (3 + 32 + 2 * 256)
 
 /* packed = bias | freq << 13 | rcp_shift << 25: what the AVX2 encoder gathers
@@ -36,7 +36,7 @@ typedef struct {
 } wv_rans_esym;
 
 void wv_hist(const uint8_t *src, size_t n, uint32_t count[256]);
-void wv_hist_ctx(const uint8_t *src, const uint8_t *cx, size_t n, uint32_t (*count)[256]);
+void wv_hist_ctx(const uint8_t *src, const uint8_t *cx, size_t n, unsigned nctx, uint32_t (*count)[256]);
 
 /* freq[s] >= 1 for every s with count[s] > 0, sum 4096.  A single-symbol input gets a
  * dummy second symbol (freq 1) so no frequency reaches 4096.  total == 0 -> all zero. */
