@@ -30,7 +30,8 @@ DTYPES = frozenset({"F32", "BF16", "F16"})
 
 # Residual modes (native/src/ckpt.h); AUTO lets the C side choose per frame.
 MODE_AUTO, MODE_XOR, MODE_MAG = 0, 1, 2
-MODE_NEG_RAW = 4
+MODE_NEG_RAW = 4   # with MAG: the sign of the difference is stored raw
+MODE_NO_FLIP = 8   # set by the encoder when no element changes sign (e.g. exp_avg_sq)
 _NOT_COMPRESSIBLE = 40  # WV_ERR_NOT_COMPRESSIBLE: the coder overflowed its bound
 
 _local = threading.local()
@@ -90,7 +91,8 @@ class CkptCodec:
 
 
 def payload_mode(payload) -> int:
-    """Residual mode a ckpt payload was coded with (MODE_XOR, MODE_MAG, MODE_MAG | MODE_NEG_RAW)."""
+    """Residual mode of a ckpt payload: MODE_XOR or MODE_MAG, optionally | MODE_NEG_RAW (MAG only)
+    and | MODE_NO_FLIP."""
     view = memoryview(payload).cast("B")
     return check(lib.wv_ckpt_payload_mode(ffi.from_buffer(view), len(view)), "ckpt payload")
 

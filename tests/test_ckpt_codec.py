@@ -119,7 +119,7 @@ def test_modes_and_dtypes_multi_frame(mode, dtype):
     payload = codec.encode(memoryview(cb), dtype, memoryview(pb), dtype)
     assert payload is not None and len(payload) < len(cb)
     if mode != ckpt.MODE_AUTO:
-        assert ckpt.payload_mode(payload) == mode
+        assert ckpt.payload_mode(payload) & ~ckpt.MODE_NO_FLIP == mode
     out = bytearray(len(cb))
     codec.decode(memoryview(payload), memoryview(out), dtype, memoryview(pb), dtype)
     assert bytes(out) == cb
@@ -141,6 +141,22 @@ def test_base_of_another_dtype(dtype, base_dtype):
     prev = torch.from_numpy(prev32).to(t[base_dtype]).view(torch.uint8).numpy().tobytes()
     frames = roundtrip(cur, prev, dtype, base_dtype)
     assert frame_info(frames[0]).codec == "ckpt" and frame_info(frames[0]).base_dtype == base_dtype
+
+
+def test_no_sign_change_skips_flips():
+    rng = np.random.default_rng(8)
+    prev = (rng.random(40_000) * 1e-6).astype(np.float32)          # like exp_avg_sq: never negative
+    cur = (prev * 0.9 + (rng.random(40_000) * 1e-7).astype(np.float32)).astype(np.float32)
+    cb, pb = cur.tobytes(), prev.tobytes()
+    codec = ckpt.CkptCodec()
+    payload = codec.encode(memoryview(cb), "F32", memoryview(pb), "F32")
+    assert ckpt.payload_mode(payload) & ckpt.MODE_NO_FLIP
+    roundtrip(cb, pb, "F32")
+    flipped = cur.copy()
+    flipped[12345] = -flipped[12345]                                # one sign change: flag off
+    fb = flipped.tobytes()
+    assert not ckpt.payload_mode(codec.encode(memoryview(fb), "F32", memoryview(pb), "F32")) & ckpt.MODE_NO_FLIP
+    roundtrip(fb, pb, "F32")
 
 
 def test_special_values_and_identical():

@@ -25,6 +25,7 @@
  * weights the result is within ~1% of an i.i.d. Laplace/Gaussian bound for
  * prediction from the previous value (bench/checkpoints.py prints it).
  *
+ * Frames where no element changes sign (Adam's second moment) skip the flip.
  * Elements alternate between two range coders sharing one set of models.
  * Payload: mode (1) | raw_len (u32 LE) | ac0_len (u32 LE) | raw bits | coder 0 | coder 1.
  * Models are reset per frame, so every frame decodes on its own.
@@ -290,7 +291,23 @@ WV_INLINE void store_el(uint8_t *p, size_t i, unsigned width, uint32_t v)
 
 static int mode_valid(unsigned mode)
 {
-    return mode == WV_CKPT_XOR || mode == WV_CKPT_MAG || mode == (WV_CKPT_MAG | WV_CKPT_NEG_RAW);
+    unsigned kind = mode & 3u;
+    if (mode & ~(3u | WV_CKPT_NEG_RAW | WV_CKPT_NO_FLIP)) return 0;
+    if (kind != WV_CKPT_XOR && kind != WV_CKPT_MAG) return 0;
+    return !(mode & WV_CKPT_NEG_RAW) || kind == WV_CKPT_MAG;
+}
+
+/* True if some element's sign differs from its prediction's.  Adam's second
+ * moment never changes sign, so its frames skip the flip decision (1 of 5 per
+ * element there); must look at every element, as the flag is a promise. */
+static int any_flip(const uint8_t *src, const uint8_t *base, size_t count, unsigned width)
+{
+    uint32_t acc = 0;
+    if (width == 32)
+        for (size_t i = 0; i < count; i++) acc |= wv_rd32(src + 4 * i) ^ wv_rd32(base + 4 * i);
+    else
+        for (size_t i = 0; i < count; i++) acc |= (uint32_t)(wv_rd16(src + 2 * i) ^ wv_rd16(base + 2 * i)) << 16;
+    return acc >> 31;
 }
 
 size_t wv_ckpt_bound(size_t n) { return HDR + n + n / 2 + 64; }
@@ -324,6 +341,7 @@ typedef struct {
     int is_mag;
     unsigned top_bits;
     int neg_raw;       /* MAG: the sign of the difference goes raw (see choose_mode) */
+    int no_flip;       /* no element changes sign: no flip decisions (a runtime flag) */
 } params;
 
 WV_INLINE void enc_one(rc_enc *rc, models *m, bit_w *bw, uint32_t c, uint32_t p, const params P)
@@ -333,7 +351,7 @@ WV_INLINE void enc_one(rc_enc *rc, models *m, bit_w *bw, uint32_t c, uint32_t p,
     unsigned flip = (c ^ p) >> sh;
     uint32_t mc = c & mmask, mp = p & mmask;
     unsigned pe = mp >> P.M;
-    rce_bit(rc, &m->flip[pe], flip);
+    if (!P.no_flip) rce_bit(rc, &m->flip[pe], flip);
     uint32_t a;
     unsigned neg = 0;
     if (P.is_mag) { neg = mc < mp; a = neg ? mp - mc : mc - mp; }
@@ -377,7 +395,7 @@ WV_INLINE uint32_t dec_one(rc_dec *rc, models *m, bit_r *br, uint32_t p, const p
     const uint32_t mmask = (1u << sh) - 1;
     uint32_t mp = p & mmask;
     unsigned pe = mp >> P.M;
-    unsigned flip = rcd_bit(rc, &m->flip[pe]);
+    unsigned flip = P.no_flip ? 0u : rcd_bit(rc, &m->flip[pe]);
     unsigned ctx = pe * 2 + flip;
     int c0 = (int)nb_center(m, ctx);
     prob *t = m->near[ctx];
@@ -461,17 +479,17 @@ WV_INLINE void dec_loop(rc_dec *rc, models *m, bit_r *br, uint8_t *dst, const ui
 #define WV_CKPT_DISPATCH(LOOP, f, mode, ...)                                                    \
     do {                                                                                       \
         unsigned kind_ = (mode) & 3u;                                                          \
-        int nraw_ = ((mode) & WV_CKPT_NEG_RAW) != 0;                                           \
+        int nraw_ = ((mode) & WV_CKPT_NEG_RAW) != 0, nf_ = ((mode) & WV_CKPT_NO_FLIP) != 0;    \
         if ((f).width == 32 && kind_ == WV_CKPT_MAG && nraw_)                                  \
-            LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG, 1});                           \
+            LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG, 1, nf_});                      \
         else if ((f).width == 32 && kind_ == WV_CKPT_MAG)                                      \
-            LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG, 0});                           \
+            LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG, 0, nf_});                      \
         else if ((f).width == 32)                                                              \
-            LOOP(__VA_ARGS__, (params){32, 23, 0, TOP_BITS_XOR, 0});                           \
+            LOOP(__VA_ARGS__, (params){32, 23, 0, TOP_BITS_XOR, 0, nf_});                      \
         else if (kind_ == WV_CKPT_MAG)                                                         \
-            LOOP(__VA_ARGS__, (params){16, (f).mant, 1, TOP_BITS_MAG, nraw_});                 \
+            LOOP(__VA_ARGS__, (params){16, (f).mant, 1, TOP_BITS_MAG, nraw_, nf_});            \
         else                                                                                   \
-            LOOP(__VA_ARGS__, (params){16, (f).mant, 0, TOP_BITS_XOR, 0});                     \
+            LOOP(__VA_ARGS__, (params){16, (f).mant, 0, TOP_BITS_XOR, 0, nf_});                \
     } while (0)
 
 /* A base of another dtype (an F32 base for a BF16 checkpoint, or back) is cast
@@ -505,6 +523,9 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
         }
     }
     WV_RETURN_ERROR_IF(!mode_valid(mode), WV_ERR_GENERIC);
+    /* NO_FLIP only with a base of the same dtype (a cast can change a NaN's sign) */
+    if (base_dtype == dtype && !any_flip(src, base, count, f.width)) mode |= WV_CKPT_NO_FLIP;
+    else mode &= ~WV_CKPT_NO_FLIP;
 
     models m;
     models_init(&m, f.width);
