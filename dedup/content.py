@@ -32,6 +32,11 @@ ENCODE_SLICE = 64 * codec.FRAME_SIZE
 #: the catalog up to this size; larger runs become blob objects.
 INLINE_LIMIT = 1 << 20
 
+#: Whole files this small are kept inline too: a frame's header and a zstd frame
+#: cost more than they save on a 200-byte card or config (the shared repos' small
+#: files came out 4 to 30 bytes larger coded than raw).
+SMALL_FILE = 1024
+
 Progress = Callable[[int], None]
 
 
@@ -159,7 +164,8 @@ class ContentWriter:
         return staged
 
     def _stage_run(self, view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
-        if end - start <= INLINE_LIMIT and name is None and start > 0:
+        small = end - start <= INLINE_LIMIT if start > 0 else len(view) <= SMALL_FILE
+        if small and name is None:
             progress(end - start)
             return StagedSegment(start, end - start, name, inline=bytes(view[start:end]))
         obj = self._stage_object("", view[start:end], "blob", name, None, None, progress)
