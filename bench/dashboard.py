@@ -163,7 +163,9 @@ def main() -> None:
         "raw_bytes": report.overall.raw_bytes, "stored_bytes": report.overall.stored_bytes,
         "ingest_seconds": ingest_s, "build_report_median_ms": 1000 * statistics.median(report_times),
         "pages": pages, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                    "platform": platform.platform()},
+                                    "platform": platform.platform(),
+                                    # A shared machine: other work running during the timings shows here.
+                                    "load_average_1_5_15": os.getloadavg()},
     }
     print(f"{result['repos']} repos in {result['families']} families, ingested in {ingest_s:.0f} s; "
           f"build_report median {result['build_report_median_ms']:.0f} ms")
