@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from sqlalchemy import or_, select
+from sqlalchemy import distinct, func, or_, select
 
 from weightvault.store.models import Commit, Family, File, Object, Ref, Repo, Segment, TreeEntry
 
@@ -190,6 +190,8 @@ class FamilyMatcher:
                 conds.append(Repo.config_signature == prof.config_signature)
             candidates = s.scalars(select(Repo).where(or_(*conds), Repo.name != repo_name)
                                    .order_by(Repo.id).limit(MAX_CANDIDATES)).all()
+            if not candidates:  # one shard of a sharded upload, or a repo with extra tensors
+                candidates = self._by_tensor_names(s, repo_name, prof)
             scored = []
             for cand in candidates:
                 exact, high = self._score(s, cand, prof)
@@ -202,6 +204,17 @@ class FamilyMatcher:
                                     f"same architecture; {high:.1%} of sampled values agree in sign and exponent "
                                     f"with {best.name} ({exact:.1%} identical)", scores)
             return Decision(repo_name, None, "no similar repo stored: a family of its own", scores)
+
+    def _by_tensor_names(self, session, repo_name: str, prof: Profile) -> list[Repo]:
+        """Repos whose branch heads hold tensors of the same names (a sample of ours)."""
+        names = sorted(prof.tensors)[:64]
+        hits = func.count(distinct(Segment.name))
+        rows = session.execute(
+            select(Repo, hits).join(Ref, Ref.repo_id == Repo.id).join(TreeEntry, TreeEntry.commit_id == Ref.commit_id)
+            .join(Segment, Segment.file_id == TreeEntry.file_id)
+            .where(Segment.name.in_(names), Repo.name != repo_name)
+            .group_by(Repo.id).order_by(hits.desc(), Repo.id).limit(MAX_CANDIDATES)).all()
+        return [repo for repo, n in rows if n >= len(names) // 2]
 
     def _family_name(self, session, repo: Repo) -> str:
         fam = session.get(Family, repo.family_id) if repo.family_id else None

@@ -65,3 +65,14 @@ def test_six_repos_without_cards_form_one_family_and_survive_base_removal(shared
     for name in SHARED_REPOS[1:]:
         run_cli("get", name, "--out", str(tmp_path / "out" / name), env=env)
         assert tree_sha256(tmp_path / "out" / name) == tree_sha256(tmp_path / "src" / name)
+
+
+def test_one_shard_finds_its_family_by_tensor_names(vault, tmp_path):
+    rng = np.random.default_rng(2)
+    tensors = {f"layer{i}.weight": (rng.standard_normal((128, 128)) * 0.02).astype(np.float32) for i in range(4)}
+    full = safetensors_bytes({n: ("F32", a) for n, a in tensors.items()})
+    ingest_folder(vault, make_repo(tmp_path / "base", {"model.safetensors": full}), "org/base")
+    tuned = {n: (a + rng.standard_normal(a.shape).astype(np.float32) * 1e-4) for n, a in tensors.items()}
+    shard = safetensors_bytes({n: ("F32", tuned[n]) for n in ("layer0.weight", "layer1.weight")})
+    result = ingest_folder(vault, make_repo(tmp_path / "ft", {"model-00001-of-00002.safetensors": shard}), "org/ft")
+    assert result.base == "org/base" and result.family == "org/base"
