@@ -63,3 +63,28 @@ def test_series_round_trip_and_corruption(series, tmp_path, monkeypatch):
     named = " ".join(problems)
     assert "checkpoint-20/model.safetensors" in named
     assert "checkpoint-10/" not in named and "checkpoint-40/" not in named and "checkpoint-50/" not in named
+
+
+def test_previous_links_separately_ingested_checkpoints(tmp_path, monkeypatch):
+    import numpy as np
+
+    from helpers import make_repo, safetensors_bytes
+
+    env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store")}
+    for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
+        monkeypatch.delenv(k, raising=False)
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((256, 256)) * 0.02).astype(np.float32)
+    steps = []
+    for step in range(3):
+        steps.append(make_repo(tmp_path / f"step{step}", {"model.safetensors": safetensors_bytes({"w": ("F32", w)})}))
+        w = (w - 1e-3 * np.sign(rng.standard_normal(w.shape)) * np.abs(w)).astype(np.float32)
+    run_cli("ingest", str(steps[0]), "--repo", "lab/step0", env=env)
+    for i in (1, 2):
+        run_cli("ingest", str(steps[i]), "--repo", f"lab/step{i}", "--previous", f"lab/step{i - 1}", env=env)
+    repos = {r["name"]: r for r in json.loads(run_cli("report", "--json", env=env).stdout)["repos"]}
+    assert repos["lab/step2"]["checkpoint_delta"] > 0
+    assert repos["lab/step2"]["stored_bytes"] < 0.8 * repos["lab/step0"]["stored_bytes"]
+    for i in range(3):
+        run_cli("get", f"lab/step{i}", "--out", str(tmp_path / f"out{i}"), env=env)
+        assert tree_sha256(tmp_path / f"out{i}") == tree_sha256(steps[i])
