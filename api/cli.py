@@ -226,19 +226,32 @@ def rm(
 def gc(
     grace_minutes: float = typer.Option(60.0, "--grace-minutes", help="Keep unreferenced packs this long "
                                         "(readers and running ingests may still need them)."),
+    compact_below: float = typer.Option(0.5, "--compact-below", help="Rewrite packs whose live frames fill "
+                                        "less than this share of them (0 turns compaction off)."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonOut,
 ):
-    """Delete files, objects and packs that no revision references any more."""
-    from weightvault.store.gc import collect
+    """Delete files, objects and packs that no revision references any more, and compact sparse packs.
+
+    Packs are deleted in two steps (marked, then deleted after the grace period), so
+    downloads and ingests running meanwhile are safe."""
+    from weightvault.store.gc import collect, compact
 
     vault = open_vault(data_dir)
-    result = collect(vault.catalog, vault.backend, timedelta(minutes=grace_minutes))
+    grace = timedelta(minutes=grace_minutes)
+    result = collect(vault.catalog, vault.backend, grace)
+    if compact_below > 0:
+        compact(vault.catalog, vault.backend, vault.pack_writer(), compact_below, result)
+        if result.packs_compacted:  # the emptied packs go now if their grace is over, else in a later run
+            again = collect(vault.catalog, vault.backend, grace)
+            result.packs_deleted += again.packs_deleted
+            result.bytes_freed += again.bytes_freed
     if as_json:
         out.print_json(json.dumps(result.__dict__))
     else:
         out.print(f"dropped {result.files} files, {result.objects} objects; marked {result.packs_marked} packs; "
-                  f"deleted {result.packs_deleted} packs ({human(result.bytes_freed)})")
+                  f"deleted {result.packs_deleted} packs ({human(result.bytes_freed)}); "
+                  f"compacted {result.packs_compacted} packs ({human(result.bytes_moved)} moved)")
 
 
 @app.command()

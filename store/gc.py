@@ -6,19 +6,27 @@ members need). Packs go in two steps: first marked unreferenced, then deleted
 once they have stayed so for the grace period, so a reader that looked up a
 frame just before the mark still finds its bytes, and an ingest that is still
 writing has time to claim its packs.
+
+Compaction (as borg's ``compact``): a pack whose live frames fill less than a
+threshold of it is rewritten, its live frames copied into new packs and the
+catalog repointed in one transaction; the old pack then goes the two-step way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from .db import Catalog
 from .backends import ObjectBackend
 from .models import File, Frame, Object, Pack, Segment, TreeEntry, utcnow
+from .packs import ENTRY, PackWriter, claim_packs
 
 DEFAULT_GRACE = timedelta(hours=1)
+#: Rewrite a pack when less than this share of it is still referenced: at 0.5 a
+#: compaction copies at most as many bytes as it frees.
+DEFAULT_COMPACT_BELOW = 0.5
 
 
 @dataclass
@@ -28,6 +36,8 @@ class GcResult:
     packs_marked: int = 0
     packs_deleted: int = 0
     bytes_freed: int = 0
+    packs_compacted: int = 0
+    bytes_moved: int = 0
 
 
 def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT_GRACE) -> GcResult:
@@ -61,4 +71,34 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         backend.delete(name)
         result.packs_deleted += 1
         result.bytes_freed += size
+    return result
+
+
+def compact(catalog: Catalog, backend: ObjectBackend, writer: PackWriter,
+            below: float = DEFAULT_COMPACT_BELOW, result: GcResult | None = None) -> GcResult:
+    """Copy the live frames of sparse packs into new packs and mark the old ones unreferenced."""
+    result = result or GcResult()
+    live = func.sum(Frame.size + ENTRY.size)
+    with catalog.read_session() as s:
+        sparse = [(pid, name, size) for pid, name, size, used in s.execute(
+            select(Pack.id, Pack.name, Pack.size, live).join(Frame, Frame.pack_id == Pack.id)
+            .where(Pack.condemned_at.is_(None)).group_by(Pack.id, Pack.name, Pack.size)).all()
+            if used < below * size]
+    for pack_id, name, size in sparse:
+        with catalog.read_session() as s:
+            frames = s.execute(select(Frame.object_id, Frame.seq, Frame.pack_offset, Frame.size)
+                               .where(Frame.pack_id == pack_id).order_by(Frame.pack_offset)).all()
+        data = backend.read(name, 0, size)
+        moves = [(oid, seq, writer.add(data[off:off + n])) for oid, seq, off, n in frames]
+        shipped = writer.flush()
+        with catalog.write_session() as s:
+            claim_packs(s, list(shipped.values()))
+            for oid, seq, loc in moves:
+                s.execute(update(Frame).where(Frame.object_id == oid, Frame.seq == seq, Frame.pack_id == pack_id)
+                          .values(pack_id=shipped[loc.pack], pack_offset=loc.offset))
+            s.execute(update(Pack).where(Pack.id == pack_id, ~exists().where(Frame.pack_id == Pack.id))
+                      .values(condemned_at=utcnow()))
+        writer.shipped.clear()
+        result.packs_compacted += 1
+        result.bytes_moved += sum(n for _, _, _, n in frames)
     return result

@@ -151,3 +151,27 @@ def test_schema_head_constant_matches_migrations():
     from weightvault.store.db import SCHEMA_HEAD, alembic_config
 
     assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() == SCHEMA_HEAD
+
+
+def test_gc_compacts_a_half_empty_pack(vault, tmp_path):
+    from datetime import timedelta
+
+    from weightvault.dedup.commits import delete_repo
+    from weightvault.store.gc import compact
+
+    rng = np.random.default_rng(5)
+    big = lambda: safetensors_bytes({"w": ("F32", rng.standard_normal((256, 256)).astype(np.float32))})  # noqa: E731
+    # Two files in one pack; the repo goes, a new one keeps one of the files: the pack is half live.
+    both = make_repo(tmp_path / "both", {"x.safetensors": big(), "y.safetensors": big()})
+    ingest_folder(vault, both, "org/both")
+    with vault.catalog.write_session() as s:
+        delete_repo(s, "org/both")
+    ingest_folder(vault, make_repo(tmp_path / "keep", {"x.safetensors": (both / "x.safetensors").read_bytes()}), "org/keep")
+    result = collect(vault.catalog, vault.backend, timedelta(0))
+    compact(vault.catalog, vault.backend, vault.pack_writer(), 0.6, result)
+    assert result.packs_compacted == 1
+    freed = collect(vault.catalog, vault.backend, timedelta(0))
+    assert freed.packs_deleted == 1
+    assert verify(vault).ok
+    restore(vault, "org/keep", "main", tmp_path / "out")
+    assert (tmp_path / "out" / "x.safetensors").read_bytes() == (both / "x.safetensors").read_bytes()
