@@ -39,7 +39,7 @@ def open_vault(data_dir: Optional[Path]):
 
 
 @contextmanager
-def bytes_progress(total: int, label: str, quiet: bool):
+def bytes_progress(total: int | None, label: str, quiet: bool):
     """A bytes-and-files progress bar on stderr (hidden with --json or when not a terminal)."""
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[files]}")]
@@ -195,7 +195,8 @@ def verify(
 
     with user_errors():
         vault = open_vault(data_dir)
-        report = run(vault, repo)
+        with bytes_progress(None, "verify", as_json) as (advance, _):
+            report = run(vault, repo, progress=advance)
     if as_json:
         out.print_json(json.dumps({**report.__dict__, "ok": report.ok}))
     else:
