@@ -51,6 +51,31 @@ int wv_cast_supported(unsigned dtype, unsigned base_dtype)
     return 0;
 }
 
+/* F32 -> BF16 over an array, branch-free so it vectorises (AVX2 build chosen at run
+ * time): 128 Ki elements 32 us scalar-branchy -> a few us. */
+static inline __attribute__((always_inline)) void f32_to_bf16_body(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = wv_rd32(src + 4 * i);
+        uint32_t r = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
+        uint32_t nan = (x & 0x7fffffffu) > 0x7f800000u;
+        wv_wr16(dst + 2 * i, (uint16_t)(nan ? 0xffffu : r));
+    }
+}
+
+static void f32_to_bf16_sse2(uint8_t *dst, const uint8_t *src, size_t n) { f32_to_bf16_body(dst, src, n); }
+__attribute__((target("avx2"))) static void f32_to_bf16_avx2(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    f32_to_bf16_body(dst, src, n);
+}
+
+static int have_avx2;
+__attribute__((constructor)) static void cast_init(void)
+{
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") != 0;
+}
+
 size_t wv_cast(uint8_t *dst, unsigned dtype, const uint8_t *base, unsigned base_dtype, size_t n_el)
 {
     size_t i;
@@ -58,7 +83,7 @@ size_t wv_cast(uint8_t *dst, unsigned dtype, const uint8_t *base, unsigned base_
     if (dtype == base_dtype) {
         memcpy(dst, base, n_el * wv_dtype_size(dtype));
     } else if (base_dtype == WV_DT_F32 && dtype == WV_DT_BF16) {
-        for (i = 0; i < n_el; i++) wv_wr16(dst + 2 * i, wv_f32_to_bf16(wv_rd32(base + 4 * i)));
+        (have_avx2 ? f32_to_bf16_avx2 : f32_to_bf16_sse2)(dst, base, n_el);
     } else if (base_dtype == WV_DT_F32) {
         for (i = 0; i < n_el; i++) wv_wr16(dst + 2 * i, wv_f32_to_f16(wv_rd32(base + 4 * i)));
     } else if (base_dtype == WV_DT_BF16) {

@@ -33,20 +33,42 @@ static int exp_layout(unsigned dtype, unsigned *shift, unsigned *mask, int *bias
     }
 }
 
+static inline __attribute__((always_inline)) void exp_contexts_body(uint8_t *cx, const uint8_t *pred, size_t n_el,
+                                                                     unsigned k, unsigned sh, unsigned mask, int bias)
+{
+    for (size_t i = 0; i < n_el; i++) {
+        uint32_t v = k == 2 ? wv_rd16(pred + 2 * i) : wv_rd32(pred + 4 * i);
+        int d = bias - (int)((v >> sh) & mask);
+        d = d < 0 ? 0 : d;
+        cx[i] = (uint8_t)(d > WV_NCTX - 1 ? WV_NCTX - 1 : d);
+    }
+}
+
+__attribute__((target("avx2"))) static void exp_contexts_avx2(uint8_t *cx, const uint8_t *pred, size_t n_el,
+                                                              unsigned k, unsigned sh, unsigned mask, int bias)
+{
+    if (k == 2) exp_contexts_body(cx, pred, n_el, 2, sh, mask, bias);
+    else exp_contexts_body(cx, pred, n_el, 4, sh, mask, bias);
+}
+
+static void exp_contexts_sse2(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k, unsigned sh,
+                              unsigned mask, int bias)
+{
+    if (k == 2) exp_contexts_body(cx, pred, n_el, 2, sh, mask, bias);
+    else exp_contexts_body(cx, pred, n_el, 4, sh, mask, bias);
+}
+
 /* Context of element i = how far below 1.0 the predicted magnitude is, in octaves,
  * clamped to [0, WV_NCTX).  Small weights move by more ulps under a fine-tune, so
- * their XOR planes are noisier; big ones mostly keep every bit. */
+ * their XOR planes are noisier; big ones mostly keep every bit.  Measured on the
+ * MiniLM lr 1e-5 fine-tune vs its F32 base: 0.1067 order-0 -> 0.0909 with contexts. */
 static void exp_contexts(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned dtype)
 {
     unsigned sh = 0, mask = 0;
     int bias = 0;
     exp_layout(dtype, &sh, &mask, &bias);
-    unsigned k = wv_dtype_size(dtype);
-    for (size_t i = 0; i < n_el; i++) {
-        uint32_t v = k == 2 ? wv_rd16(pred + 2 * i) : wv_rd32(pred + 4 * i);
-        int d = bias - (int)((v >> sh) & mask);
-        cx[i] = (uint8_t)(d < 0 ? 0 : d >= WV_NCTX ? WV_NCTX - 1 : d);
-    }
+    (__builtin_cpu_supports("avx2") ? exp_contexts_avx2 : exp_contexts_sse2)(cx, pred, n_el, wv_dtype_size(dtype), sh,
+                                                                           mask, bias);
 }
 
 size_t wv_payload_bound(size_t raw) { return raw + 2 + 5 * 8 + 64; }
