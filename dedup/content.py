@@ -32,9 +32,9 @@ ENCODE_SLICE = 64 * codec.FRAME_SIZE
 #: the catalog up to this size; larger runs become blob objects.
 INLINE_LIMIT = 1 << 20
 
-#: Whole files this small are kept inline too: a frame's header and a zstd frame
-#: cost more than they save on a 200-byte card or config (the shared repos' small
-#: files came out 4 to 30 bytes larger coded than raw).
+#: Whole files and tensors this small are kept inline too: a frame's header and a
+#: zstd frame cost more than they save on a 200-byte card or a 128-byte bias (the
+#: shared repos' small files and biases came out 4 to 32 bytes larger coded than raw).
 SMALL_FILE = 1024
 
 Progress = Callable[[int], None]
@@ -142,6 +142,11 @@ class ContentWriter:
         for t in layout.tensors:
             if t.start > pos:
                 segments.append(self._stage_run(view, pos, t.start, None, progress))
+            if t.end - t.start <= SMALL_FILE:
+                segments.append(StagedSegment(t.start, t.end - t.start, t.name, inline=bytes(view[t.start:t.end])))
+                progress(t.end - t.start)
+                pos = t.end
+                continue
             obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, list(t.shape), progress)
             segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
             pos = t.end
