@@ -72,7 +72,7 @@ def test_bf16_cast_costs_almost_nothing() -> None:
 
 
 def test_fp16_cast_size() -> None:
-    import torch
+    torch = pytest.importorskip("torch")
     f32 = b"".join(d for dt, d in tensors(BASE).values() if dt == "F32")
     f16 = torch.from_numpy(np.frombuffer(f32, np.float32).copy()).to(torch.float16).numpy().tobytes()
     blob = codec.encode(f16, "F16")

@@ -82,13 +82,20 @@ def test_container_round_trip(tensor, codec_name, threads) -> None:
 
 
 def _bf16(f32: np.ndarray) -> np.ndarray:
-    import torch
-    return torch.from_numpy(f32).to(torch.bfloat16).view(torch.int16).numpy()
+    """F32 -> BF16 bits, round to nearest even (NaNs are whatever comes out)."""
+    x = f32.view(np.uint32).astype(np.uint64)
+    return ((x + 0x7FFF + ((x >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def _f16(f32: np.ndarray) -> np.ndarray:
-    import torch
-    return torch.from_numpy(f32).to(torch.float16).view(torch.int16).numpy()
+    with np.errstate(over="ignore"):
+        return f32.astype(np.float16).view(np.uint16)
+
+
+def _torch_cast(name: str):
+    torch = pytest.importorskip("torch")
+    dtype = {"BF16": torch.bfloat16, "F16": torch.float16}[name]
+    return lambda f32: torch.from_numpy(f32).to(dtype).view(torch.int16).numpy()
 
 
 PAIRS = [("BF16", "F32"), ("F16", "F32"), ("F32", "BF16"), ("F32", "F16"), ("F32", "F32"),
@@ -124,10 +131,11 @@ def test_xor_round_trip(pair, seed, size, kind) -> None:
     assert bytes(codec.decode(blob, base=base, threads=2)) == member.tobytes()
 
 
-@pytest.mark.parametrize("dtype,cast", [("BF16", _bf16), ("F16", _f16)])
-def test_xor_predicts_torch_casts_exactly(dtype, cast) -> None:
+@pytest.mark.parametrize("dtype", ["BF16", "F16"])
+def test_xor_predicts_torch_casts_exactly(dtype) -> None:
     """A member that is the torch cast of its F32 base (NaN, inf, subnormals included)
     costs almost nothing: every predicted element matches bit for bit."""
+    cast = _torch_cast(dtype)
     rng = np.random.default_rng(7)
     base = np.frombuffer(weights(rng, FRAME_SIZE // 2, "F32"), np.float32).copy()
     base[:64] = np.array([np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-40, 65520.0, 65519.0, 5.96e-8,
