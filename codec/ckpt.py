@@ -32,6 +32,7 @@ DTYPES = frozenset({"F32", "BF16", "F16"})
 MODE_AUTO, MODE_XOR, MODE_MAG = 0, 1, 2
 MODE_NEG_RAW = 4   # with MAG: the sign of the difference is stored raw
 MODE_NO_FLIP = 8   # set by the encoder when no element changes sign (e.g. exp_avg_sq)
+MODE_FLIP_RAW = 16  # the sign-change bit stored raw (chosen when it is a coin toss, e.g. exp_avg)
 _NOT_COMPRESSIBLE = 40  # WV_ERR_NOT_COMPRESSIBLE: the coder overflowed its bound
 
 _local = threading.local()
@@ -92,7 +93,7 @@ class CkptCodec:
 
 def payload_mode(payload) -> int:
     """Residual mode of a ckpt payload: MODE_XOR or MODE_MAG, optionally | MODE_NEG_RAW (MAG only)
-    and | MODE_NO_FLIP."""
+    and | MODE_NO_FLIP or MODE_FLIP_RAW."""
     view = memoryview(payload).cast("B")
     return check(lib.wv_ckpt_payload_mode(ffi.from_buffer(view), len(view)), "ckpt payload")
 

@@ -41,7 +41,7 @@ int main(void) {
             uint8_t *bad = malloc(len ? len : 1);
             memcpy(bad, pay, len);
             for (int f = 0; f < 3 && len; f++) bad[rnd() % len] ^= (uint8_t)(1u << (rnd() % 8));
-            if (len && (rnd() & 3) == 0) bad[0] = (uint8_t)(rnd() % 16);
+            if (len && (rnd() & 3) == 0) bad[0] = (uint8_t)(rnd() % 32);
             size_t q = wv_ckpt_decode(dst, n, bad, len, base, dt, dt);
             if (wv_isError(q)) errs++; else oks++;
             free(bad);

@@ -104,7 +104,9 @@ def _drift(n: int, seed: int, dtype=np.float32):
     return cur.astype(dtype), prev.astype(dtype)
 
 
-@pytest.mark.parametrize("mode", [ckpt.MODE_AUTO, ckpt.MODE_XOR, ckpt.MODE_MAG, ckpt.MODE_MAG | ckpt.MODE_NEG_RAW])
+@pytest.mark.parametrize("mode", [ckpt.MODE_AUTO, ckpt.MODE_XOR, ckpt.MODE_MAG, ckpt.MODE_MAG | ckpt.MODE_NEG_RAW,
+                                  ckpt.MODE_XOR | ckpt.MODE_FLIP_RAW,
+                                  ckpt.MODE_MAG | ckpt.MODE_NEG_RAW | ckpt.MODE_FLIP_RAW])
 @pytest.mark.parametrize("dtype", ["F32", "BF16", "F16"])
 def test_modes_and_dtypes_multi_frame(mode, dtype):
     n = C.FRAME_SIZE // 2 + 1234                      # several frames of any dtype, last one partial
@@ -189,7 +191,7 @@ def test_any_bit_patterns(dtype, a, b):
     cur, prev = a[:n], b[:n]
     cap = lib.wv_ckpt_bound(n)
     out = ffi.new("uint8_t[]", cap)
-    for mode in (1, 2, 6):
+    for mode in (1, 2, 6, 17, 22):
         r = lib.wv_ckpt_encode(out, cap, cur, prev, n, CODES[dtype], CODES[dtype], mode)
         assert not lib.wv_isError(r)
         dst = ffi.new("uint8_t[]", n)
@@ -217,7 +219,7 @@ def test_hostile_payloads_are_rejected_or_contained():
     for cut in list(range(0, 12)) + [len(payload) // 2, len(payload) - 1]:
         assert lib.wv_isError(_decode_raw(payload[:cut], n, pb, "F32"))
     # bad mode byte, lengths pointing outside the payload
-    for patch in (b"\x00", b"\x03", b"\x07", b"\xff"):
+    for patch in (b"\x00", b"\x03", b"\x05", b"\x07", b"\x1a", b"\x20", b"\xff"):
         assert lib.wv_isError(_decode_raw(patch + payload[1:], n, pb, "F32"))
     for field in (1, 5):
         bad = bytearray(payload)

@@ -25,7 +25,8 @@
  * weights the result is within ~1% of an i.i.d. Laplace/Gaussian bound for
  * prediction from the previous value (bench/checkpoints.py prints it).
  *
- * Frames where no element changes sign (Adam's second moment) skip the flip.
+ * Frames where no element changes sign (Adam's second moment) skip the flip;
+ * where the flip is a coin toss (Adam's first moment) it goes raw.
  * Elements alternate between two range coders sharing one set of models.
  * Payload: mode (1) | raw_len (u32 LE) | ac0_len (u32 LE) | raw bits | coder 0 | coder 1.
  * Models are reset per frame, so every frame decodes on its own.
@@ -292,7 +293,8 @@ WV_INLINE void store_el(uint8_t *p, size_t i, unsigned width, uint32_t v)
 static int mode_valid(unsigned mode)
 {
     unsigned kind = mode & 3u;
-    if (mode & ~(3u | WV_CKPT_NEG_RAW | WV_CKPT_NO_FLIP)) return 0;
+    if (mode & ~(3u | WV_CKPT_NEG_RAW | WV_CKPT_NO_FLIP | WV_CKPT_FLIP_RAW)) return 0;
+    if ((mode & WV_CKPT_NO_FLIP) && (mode & WV_CKPT_FLIP_RAW)) return 0;
     if (kind != WV_CKPT_XOR && kind != WV_CKPT_MAG) return 0;
     return !(mode & WV_CKPT_NEG_RAW) || kind == WV_CKPT_MAG;
 }
@@ -326,6 +328,8 @@ static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t coun
     uint32_t mmask = (f->width == 32) ? 0x7FFFFFFFu : 0x7FFFu, smask = mmask + 1;
     uint64_t sx = 0, sm = 0, nz = 0;
     uint32_t negs[2][32][2] = {{{0}}};
+    uint32_t flips[256][2] = {{0}};
+    uint64_t seen = 0;
     size_t step = count > 8192 ? count / 8192 : 1;
     for (size_t i = 0; i < count; i += step) {
         uint32_t c = load_el(src, i, f->width), p = load_el(base, i, f->width);
@@ -337,8 +341,18 @@ static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t coun
         sm += nb + 1;   /* +1: the neg bit MAG codes */
         nz += c != p;
         negs[flip][nb & 31][c < p]++;
+        flips[(p >> f->mant) & 255][flip]++;
+        seen++;
     }
-    if (sm > sx) return WV_CKPT_XOR;
+    double fgain = 0;
+    for (int e = 0; e < 256; e++) {
+        double n0 = flips[e][0], n1 = flips[e][1];
+        if (n0 + n1 > 0) fgain += 0.72 * (n0 - n1) * (n0 - n1) / (n0 + n1);
+    }
+    /* the same test for the sign flip: exp_avg flips ~45% of signs, with little
+     * to learn from the exponent, so its flips go raw; weights' (~1-5%) never do */
+    unsigned fr = seen >= 256 && fgain < 0.04 * (double)seen ? WV_CKPT_FLIP_RAW : 0u;
+    if (sm > sx) return WV_CKPT_XOR | fr;
     double gain = 0;
     for (int fl = 0; fl < 2; fl++)
         for (int b = 1; b < 32; b++) {
@@ -346,7 +360,14 @@ static unsigned choose_mode(const uint8_t *src, const uint8_t *base, size_t coun
             if (n0 + n1 > 0) gain += 0.72 * (n0 - n1) * (n0 - n1) / (n0 + n1);
         }
     int even = nz >= 256 && gain < 0.04 * (double)nz;
-    return WV_CKPT_MAG | (even ? WV_CKPT_NEG_RAW : 0u);
+    return WV_CKPT_MAG | fr | (even ? WV_CKPT_NEG_RAW : 0u);
+}
+
+enum { FLIP_CODED = 0, FLIP_NONE = 1, FLIP_RAW = 2 };
+
+static int flip_how(unsigned mode)
+{
+    return (mode & WV_CKPT_NO_FLIP) ? FLIP_NONE : (mode & WV_CKPT_FLIP_RAW) ? FLIP_RAW : FLIP_CODED;
 }
 
 /* Per-frame constants of one dtype and mode. */
@@ -355,7 +376,7 @@ typedef struct {
     int is_mag;
     unsigned top_bits;
     int neg_raw;       /* MAG: the sign of the difference goes raw (see choose_mode) */
-    int no_flip;       /* no element changes sign: no flip decisions (a runtime flag) */
+    int flip_how;      /* FLIP_CODED, FLIP_NONE (no element changes sign) or FLIP_RAW; runtime */
 } params;
 
 WV_INLINE void enc_one(rc_enc *rc, models *m, bit_w *bw, uint32_t c, uint32_t p, const params P)
@@ -365,7 +386,8 @@ WV_INLINE void enc_one(rc_enc *rc, models *m, bit_w *bw, uint32_t c, uint32_t p,
     unsigned flip = (c ^ p) >> sh;
     uint32_t mc = c & mmask, mp = p & mmask;
     unsigned pe = mp >> P.M;
-    if (!P.no_flip) rce_bit(rc, &m->flip[pe], flip);
+    if (P.flip_how == FLIP_CODED) rce_bit(rc, &m->flip[pe], flip);
+    else if (P.flip_how == FLIP_RAW) bw_put(bw, flip, 1);
     uint32_t a;
     unsigned neg = 0;
     if (P.is_mag) { neg = mc < mp; a = neg ? mp - mc : mc - mp; }
@@ -409,7 +431,13 @@ WV_INLINE uint32_t dec_one(rc_dec *rc, models *m, bit_r *br, uint32_t p, const p
     const uint32_t mmask = (1u << sh) - 1;
     uint32_t mp = p & mmask;
     unsigned pe = mp >> P.M;
-    unsigned flip = P.no_flip ? 0u : rcd_bit(rc, &m->flip[pe]);
+    unsigned flip = 0;
+    if (P.flip_how == FLIP_CODED) {
+        flip = rcd_bit(rc, &m->flip[pe]);
+    } else if (P.flip_how == FLIP_RAW) {
+        br_refill(br);
+        flip = br_get(br, 1);
+    }
     unsigned ctx = pe * 2 + flip;
     int c0 = (int)nb_center(m, ctx);
     prob *t = m->near[ctx];
@@ -493,7 +521,7 @@ WV_INLINE void dec_loop(rc_dec *rc, models *m, bit_r *br, uint8_t *dst, const ui
 #define WV_CKPT_DISPATCH(LOOP, f, mode, ...)                                                    \
     do {                                                                                       \
         unsigned kind_ = (mode) & 3u;                                                          \
-        int nraw_ = ((mode) & WV_CKPT_NEG_RAW) != 0, nf_ = ((mode) & WV_CKPT_NO_FLIP) != 0;    \
+        int nraw_ = ((mode) & WV_CKPT_NEG_RAW) != 0, nf_ = flip_how(mode);                      \
         if ((f).width == 32 && kind_ == WV_CKPT_MAG && nraw_)                                  \
             LOOP(__VA_ARGS__, (params){32, 23, 1, TOP_BITS_MAG, 1, nf_});                      \
         else if ((f).width == 32 && kind_ == WV_CKPT_MAG)                                      \
@@ -538,7 +566,7 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
     }
     WV_RETURN_ERROR_IF(!mode_valid(mode), WV_ERR_GENERIC);
     /* NO_FLIP only with a base of the same dtype (a cast can change a NaN's sign) */
-    if (base_dtype == dtype && !any_flip(src, base, count, f.width)) mode |= WV_CKPT_NO_FLIP;
+    if (base_dtype == dtype && !any_flip(src, base, count, f.width)) mode = (mode & ~WV_CKPT_FLIP_RAW) | WV_CKPT_NO_FLIP;
     else mode &= ~WV_CKPT_NO_FLIP;
 
     models m;

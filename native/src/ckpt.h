@@ -12,6 +12,7 @@
 #define WV_CKPT_MAG 2   /* |cur| - |pred|, sign + magnitude */
 #define WV_CKPT_NEG_RAW 4 /* with MAG: the difference's sign is stored raw */
 #define WV_CKPT_NO_FLIP 8 /* flag set by the encoder: no element changes sign */
+#define WV_CKPT_FLIP_RAW 16 /* the sign-change bit is stored raw (not with NO_FLIP) */
 
 /* Largest payload wv_ckpt_encode can write for n raw bytes. */
 size_t wv_ckpt_bound(size_t n);
@@ -25,6 +26,6 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
  * read or write out of bounds; inconsistent payloads give WV_ERR_CORRUPT. */
 size_t wv_ckpt_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t src_size, const uint8_t *base,
                       unsigned dtype, unsigned base_dtype);
-/* Mode a payload was coded with (1 or 2, | NEG_RAW with 2, | NO_FLIP), or an error. */
+/* Mode a payload was coded with (1 or 2, | NEG_RAW with 2, | NO_FLIP or FLIP_RAW), or an error. */
 size_t wv_ckpt_payload_mode(const uint8_t *src, size_t src_size);
 #endif
