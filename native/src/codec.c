@@ -94,33 +94,3 @@ size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *ds
     WV_RETURN_ERROR_IF(wv_crc32c(0, dst, h.raw_size) != h.raw_crc, WV_ERR_RAW_CHECKSUM);
     return h.raw_size;
 }
-
-/* Two frames; when both are plane-coded alike their rANS planes decode in lockstep
- * (~1.5x faster rANS on the BF16 exponent plane, tools in bench/).  Returns the sum
- * of the raw sizes, or an error without saying which frame: callers retry singly. */
-size_t wv_decode_frame_pair(wv_ctx *c, const uint8_t *fa, size_t sa, uint8_t *da, size_t na, const uint8_t *ba,
-                            size_t bsa, const uint8_t *fb, size_t sb, uint8_t *db, size_t nb, const uint8_t *bb,
-                            size_t bsb)
-{
-    wv_frame_header ha, hb;
-    WV_FORWARD_IF_ERROR(frame_open(fa, sa, na, &ba, bsa, &ha));
-    WV_FORWARD_IF_ERROR(frame_open(fb, sb, nb, &bb, bsb, &hb));
-    int plane_coded = ha.codec == WV_CODEC_PLANES || ha.codec == WV_CODEC_XOR;
-    if (!plane_coded || ha.codec != hb.codec || ha.dtype != hb.dtype || ha.base_dtype != hb.base_dtype) {
-        WV_FORWARD_IF_ERROR(wv_decode_frame(c, fa, sa, da, na, ba, bsa));
-        WV_FORWARD_IF_ERROR(wv_decode_frame(c, fb, sb, db, nb, bb, bsb));
-        return na + nb;
-    }
-    WV_RETURN_ERROR_IF((ha.codec == WV_CODEC_XOR) != (ba != NULL) || (hb.codec == WV_CODEC_XOR) != (bb != NULL),
-                       WV_ERR_CORRUPT);
-    if (!c->twin) {
-        c->twin = wv_ctx_create();
-        WV_RETURN_ERROR_IF(!c->twin, WV_ERR_GENERIC);
-        c->twin->use_contexts = c->use_contexts;
-    }
-    WV_FORWARD_IF_ERROR(wv_payload_decode2(c, da, na, fa + WV_FRAME_HEADER_SIZE, ha.payload_size, ba, c->twin, db, nb,
-                                           fb + WV_FRAME_HEADER_SIZE, hb.payload_size, bb, ha.dtype, ha.base_dtype));
-    WV_RETURN_ERROR_IF(wv_crc32c(0, da, na) != ha.raw_crc || wv_crc32c(0, db, nb) != hb.raw_crc,
-                       WV_ERR_RAW_CHECKSUM);
-    return na + nb;
-}

@@ -14,7 +14,6 @@ wv_ctx *wv_ctx_create(void)
 void wv_ctx_free(wv_ctx *c)
 {
     if (!c) return;
-    wv_ctx_free(c->twin);
     free(c->planes); free(c->delta); free(c->pred); free(c->cx); free(c->stream); free(c->alt);
     free(c);
 }

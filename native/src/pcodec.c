@@ -202,8 +202,8 @@ size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src
     return o;
 }
 
-/* Decoding runs in three steps so that two frames can share the rANS step:
- * parse (directory, prediction, contexts), planes, finish (merge, xor). */
+/* Decoding runs in three steps: parse (directory, prediction, contexts), planes
+ * (rANS planes two at a time), finish (merge, xor). */
 typedef struct {
     unsigned k, flags;
     size_t n, n_el;
@@ -323,27 +323,6 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
     if (pending) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));
     payload_finish(&v, dst);
     return n;
-}
-
-size_t wv_payload_decode2(wv_ctx *ca, uint8_t *dsta, size_t na, const uint8_t *srca, size_t sizea,
-                          const uint8_t *basea, wv_ctx *cb, uint8_t *dstb, size_t nb, const uint8_t *srcb,
-                          size_t sizeb, const uint8_t *baseb, unsigned dtype, unsigned base_dtype)
-{
-    payload_view va, vb;
-    WV_FORWARD_IF_ERROR(payload_parse(ca, &va, na, srca, sizea, dtype, basea, base_dtype));
-    WV_FORWARD_IF_ERROR(payload_parse(cb, &vb, nb, srcb, sizeb, dtype, baseb, base_dtype));
-    for (unsigned p = 0; p < va.k; p++) {
-        wv_rans_dec da, db;
-        unsigned ra, rb;
-        WV_FORWARD_IF_ERROR(plane_begin(ca, &va, p, 0, &da, &ra));
-        WV_FORWARD_IF_ERROR(plane_begin(cb, &vb, p, 0, &db, &rb));
-        if (ra && rb) WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&da, &db));
-        else if (ra) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&da));
-        else if (rb) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&db));
-    }
-    payload_finish(&va, dsta);
-    payload_finish(&vb, dstb);
-    return na + nb;
 }
 
 size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,

@@ -20,7 +20,6 @@ typedef struct wv_ctx wv_ctx;
 struct wv_ctx {
     size_t cap;                 /* raw bytes the scratch buffers hold */
     int use_contexts;           /* xor: allow base-exponent contexts (bench/ compares) */
-    wv_ctx *twin;               /* second context for decoding frames in pairs (batch.c) */
     uint8_t *planes, *delta, *pred, *cx, *stream, *alt;
     uint32_t hist[WV_RANS_MAX_TABLES][256];
     uint16_t freq[WV_RANS_MAX_TABLES][256];
@@ -37,10 +36,6 @@ size_t wv_payload_encode(wv_ctx *ctx, uint8_t *dst, size_t cap, const uint8_t *s
                          const uint8_t *base, unsigned base_dtype);
 size_t wv_payload_decode(wv_ctx *ctx, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype);
-/* Two frames of the same dtype at once: their rANS planes decode pairwise. */
-size_t wv_payload_decode2(wv_ctx *ca, uint8_t *dsta, size_t na, const uint8_t *srca, size_t sizea,
-                          const uint8_t *basea, wv_ctx *cb, uint8_t *dstb, size_t nb, const uint8_t *srcb,
-                          size_t sizeb, const uint8_t *baseb, unsigned dtype, unsigned base_dtype);
 size_t wv_payload_estimate(wv_ctx *ctx, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
                            unsigned base_dtype);
 /* whole frames for codecs 0, 2 and 3 (codec.c) */
@@ -49,9 +44,6 @@ size_t wv_encode_frame(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, co
                        unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype);
 size_t wv_decode_frame(wv_ctx *ctx, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
                        const uint8_t *base, size_t base_size);
-size_t wv_decode_frame_pair(wv_ctx *c, const uint8_t *fa, size_t sa, uint8_t *da, size_t na, const uint8_t *ba,
-                            size_t bsa, const uint8_t *fb, size_t sb, uint8_t *db, size_t nb, const uint8_t *bb,
-                            size_t bsb);
 /* batches (batch.c) */
 size_t wv_encode_many(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
                       unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype,

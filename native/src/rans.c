@@ -538,7 +538,7 @@ int wv_rans_select_kernel(int kernel)
 
 __attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_select_kernel(-1); }
 
-/* Two independent streams (e.g. the same plane of two frames) advanced in lockstep:
+/* Two independent streams (two rANS planes of one frame) advanced in lockstep:
  * one stream's 4 state chains are latency-bound (gather -> multiply -> renorm), so a
  * second stream's chains fill the gaps: 1150 -> 1730 MB/s (best of 300, one 128 Ki
  * BF16 exponent plane per stream).  Four streams measured 1155 MB/s: 16 state
