@@ -136,7 +136,7 @@ def test_modes_and_dtypes_multi_frame(mode, dtype):
 
 @pytest.mark.parametrize("dtype,base_dtype", [("BF16", "F32"), ("F16", "F32"), ("F32", "BF16"), ("F32", "F16")])
 def test_base_of_another_dtype(dtype, base_dtype):
-    import torch
+    torch = pytest.importorskip("torch")
     cur32, prev32 = _drift(50_000, 2)
     t = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
     cur = torch.from_numpy(cur32).to(t[dtype]).view(torch.uint8).numpy().tobytes()
