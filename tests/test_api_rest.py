@@ -88,7 +88,7 @@ def upload(c: httpx.Client, repo: str, data: bytes, path: str, part_size: int = 
 
 
 def test_rest_upload_commit_list_download(server):
-    model, config = small_model(3) * 1, b'{"hidden": 64}'
+    model, config = small_model(3), b'{"hidden": 64}'
     with server.client() as c:
         assert c.post("/api/v1/repos", json={"name": "acme/rest"}).status_code == 201
         assert c.post("/api/v1/repos", json={"name": "acme/rest"}).status_code == 409
