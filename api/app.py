@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from weightvault.store import Vault
 
-from . import errors, hub_read, hub_write, lfs, rest
+from . import errors, hub_read, hub_write, lfs, rest, spool
 from .mirror import Mirror
 from .settings import ServerSettings
 
@@ -32,6 +32,7 @@ def create_app(vault: Vault | None = None, settings: ServerSettings | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        spool.sweep(vault)
         yield
         vault.close()
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from weightvault.dedup import safetensors
 from weightvault.store import Vault
 
 from .errors import ApiError
+
+
+#: Seconds after which a temp file is certainly abandoned.
+STALE_AFTER = 24 * 3600
 
 
 @dataclass
@@ -35,6 +40,16 @@ def tmp_dir(vault: Vault) -> Path:
     path = vault.settings.data_dir / "tmp" / "api"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sweep(vault: Vault, older_than: float = STALE_AFTER) -> int:
+    """Remove temp files a crashed process left behind (no live request keeps one this long)."""
+    cutoff, removed = time.time() - older_than, 0
+    for path in tmp_dir(vault).iterdir():
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 async def spool_body(request: Request, vault: Vault, limit: int | None = None) -> Spooled:
