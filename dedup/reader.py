@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator
@@ -22,6 +24,40 @@ from weightvault.store.models import File, Frame, Object, Pack, Segment
 #: Decoded frames kept per reader; 16 x 256 KiB = 4 MiB, enough for a base and
 #: its own base while a member file streams frame after frame.
 CACHE_FRAMES = 16
+
+
+#: Frame lists are shared by the readers of a process for this long, so that a
+#: Range request on an object read recently needs no catalog query. Kept far
+#: below gc's grace period (an hour): compaction may move frames, and their old
+#: pack stays readable for the grace period.
+PLAN_TTL_SECONDS = 300.0
+PLAN_CACHE_OBJECTS = 4096
+
+
+class _SharedPlans:
+    """A thread-safe LRU of object plans with an age limit, keyed by catalog and object id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: OrderedDict[tuple[str, int], tuple[float, "ObjectPlan"]] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> "ObjectPlan | None":
+        with self._lock:
+            hit = self._plans.get(key)
+            if hit is None or time.monotonic() - hit[0] > PLAN_TTL_SECONDS:
+                return None
+            self._plans.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: tuple[str, int], plan: "ObjectPlan") -> None:
+        with self._lock:
+            self._plans[key] = (time.monotonic(), plan)
+            self._plans.move_to_end(key)
+            while len(self._plans) > PLAN_CACHE_OBJECTS:
+                self._plans.popitem(last=False)
+
+
+_shared_plans = _SharedPlans()
 
 
 class IntegrityError(RuntimeError):
@@ -66,7 +102,16 @@ class Reader:
 
     def prefetch(self, object_ids) -> None:
         """Load the frame lists of several objects in two queries (a file's tensors, typically)."""
-        wanted = [i for i in set(object_ids) if i not in self._plans]
+        url = self.vault.catalog.url
+        wanted = []
+        for i in set(object_ids):
+            if i in self._plans:
+                continue
+            shared = _shared_plans.get((url, i))
+            if shared is not None:
+                self._plans[i] = shared
+            else:
+                wanted.append(i)
         if not wanted:
             return
         base = Object.__table__.alias("base")
@@ -83,6 +128,7 @@ class Reader:
         for oid, digest, dtype, base_id, base_dtype in objects:
             refs = frames[oid]
             self._plans[oid] = ObjectPlan(oid, digest, dtype, base_id, base_dtype, refs, [f.raw_offset for f in refs])
+            _shared_plans.put((url, oid), self._plans[oid])
 
     def frame(self, plan: ObjectPlan, ref: FrameRef) -> bytes:
         key = (plan.id, ref.seq)

@@ -24,6 +24,9 @@ from .models import File, Frame, Object, Pack, Segment, TreeEntry, utcnow
 from .packs import ENTRY, PackWriter, claim_packs
 
 DEFAULT_GRACE = timedelta(hours=1)
+#: REST multipart uploads keep their parts under ``uploads/`` until completed;
+#: parts older than this belong to abandoned uploads.
+UPLOAD_PARTS_TTL = timedelta(days=1)
 #: Rewrite a pack when less than this share of it is still referenced: at 0.5 a
 #: compaction copies at most as many bytes as it frees.
 DEFAULT_COMPACT_BELOW = 0.5
@@ -38,6 +41,7 @@ class GcResult:
     bytes_freed: int = 0
     packs_compacted: int = 0
     bytes_moved: int = 0
+    upload_parts_deleted: int = 0
 
 
 def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT_GRACE) -> GcResult:
@@ -71,6 +75,12 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         backend.delete(name)
         result.packs_deleted += 1
         result.bytes_freed += size
+    stale = utcnow().timestamp() - UPLOAD_PARTS_TTL.total_seconds()
+    for obj in list(backend.list("uploads/")):
+        if obj.mtime < stale:
+            backend.delete(obj.name)
+            result.upload_parts_deleted += 1
+            result.bytes_freed += obj.size
     return result
 
 

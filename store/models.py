@@ -121,6 +121,8 @@ class Object(Base):
     """A content-addressed run of bytes (a tensor or an opaque blob), coded into frames."""
 
     __tablename__ = "objects"
+    #: Ids are never reused (readers cache frame lists by object id for a while).
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the raw bytes
     kind: Mapped[str] = mapped_column(String(16))  # tensor | blob

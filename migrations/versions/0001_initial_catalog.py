@@ -48,7 +48,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['base_id'], ['objects.id'], ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('digest')
+    sa.UniqueConstraint('digest'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('objects', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_objects_base_id'), ['base_id'], unique=False)
