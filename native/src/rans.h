@@ -54,6 +54,7 @@ size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, co
 size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
                       const uint32_t *dtabs);
 int wv_rans_select_kernel(int kernel);
+void wv_rans_enc_select(int avx2); /* called by wv_rans_select_kernel */
 
 /* Resumable decoder, so two streams can be decoded in lockstep (wv_rans_dec_pair). */
 typedef struct {
