@@ -7,7 +7,6 @@ Every command works on the store named by ``--data-dir`` (or
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -128,8 +127,6 @@ def get(
     as_json: bool = JsonOut,
 ):
     """Write every file of a revision to a folder, bit-exactly, each checked against its sha256."""
-    from sqlalchemy import func, select
-
     from weightvault.dedup.commits import resolve, tree_of
     from weightvault.dedup.restore import restore
 

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import delete_repo, find_repo
 from weightvault.dedup.names import check_path, check_repo_name, check_revision
-from weightvault.dedup.report import build_report
+from weightvault.dedup.report_cache import visible_report
 from weightvault.dedup.uploads import Changes, commit_changes, has_file, store_file
 from weightvault.store import Vault
 from weightvault.store.models import Commit, Ref, Repo
@@ -218,6 +218,5 @@ def _join(vault: Vault, parts, suffix: str) -> tuple[Path, str, int]:
 
 @router.get("/report", summary="Storage savings per repo, per family and overall")
 def report(vault: VaultDep, access: ReadAccess) -> dict:
-    with vault.catalog.read_session() as s:
-        return build_report(s).as_dict()
+    return visible_report(vault.catalog, access.can_read)
 

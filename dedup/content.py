@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

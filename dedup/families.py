@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from sqlalchemy import distinct, func, or_, select
 
-from weightvault.store.models import Commit, Family, File, Object, Ref, Repo, Segment, TreeEntry
+from weightvault.store.models import Family, Object, Ref, Repo, Segment, TreeEntry
 
 from . import safetensors
 from .choice import BaseCandidate

@@ -181,12 +181,19 @@ def _coded_sizes(session: Session, file_ids: list[int]) -> dict[int, tuple[int, 
     if not file_ids:
         return out
     rows = session.execute(
-        select(Segment.file_id, Segment.length, Segment.inline.is_not(None), Object.stored_size, Object.kind)
+        select(Segment.file_id, Segment.length, Segment.name, Segment.inline.is_not(None), Object.stored_size,
+               Object.kind)
         .outerjoin(Object, Object.id == Segment.object_id).where(Segment.file_id.in_(file_ids)))
-    for file_id, length, inline, stored, kind in rows:
+    for file_id, length, seg_name, inline, stored, kind in rows:
         size, tensors = out.get(file_id, (0, 0))
-        out[file_id] = (size + (length if inline else stored or 0), tensors + (kind == "tensor"))
+        is_tensor = kind == "tensor" or (inline and _inline_tensor(seg_name))
+        out[file_id] = (size + (length if inline else stored or 0), tensors + is_tensor)
     return out
+
+
+def _inline_tensor(segment_name: str | None) -> bool:
+    """Inline segments are headers (``__header__``), unnamed runs, or tensors too small to code."""
+    return segment_name is not None and segment_name != "__header__"
 
 
 @dataclass(frozen=True)
@@ -241,9 +248,10 @@ def file_detail(session: Session, name: str, revision: str, path: str, kind: str
     segments = []
     for _seq, offset, length, seg_name, inline, o in rows:
         if inline or o is None:
+            why = ("kept inline: under 1 KiB, a frame would cost more than it saves" if _inline_tensor(seg_name)
+                   else "kept verbatim: a header is tiny and needed to rebuild the file")
             segments.append(TensorRow(seg_name or "(header)", offset, length, length, "inline", None, None, None, None,
-                                      None, 0, "kept verbatim: a header is tiny and needed to rebuild the file",
-                                      None))
+                                      None, 0, why, None))
             continue
         segments.append(TensorRow(seg_name, offset, o.raw_size, o.stored_size, o.kind, o.dtype,
                                   json.loads(o.shape) if o.shape else None, o.codec, o.mechanism,

@@ -1,5 +1,5 @@
 """Runs the atheris decoder fuzz target (tests/fuzz/fuzz_codec.py) for a bounded time,
-seeded with valid frames of every C codec."""
+seeded with valid frames of every built-in codec and the golden frames."""
 from __future__ import annotations
 
 import subprocess
@@ -28,6 +28,7 @@ def _seeds(corpus: Path) -> None:
         codec.encode_frames(np.arange(500), "I64")[0],
         codec.encode_frames(b"abc" * 100, None, codec="raw")[0],
     ]
+    seeds += [p.read_bytes() for p in sorted((FUZZ.parent / "golden").glob("*.wvf"))]
     for i, frame in enumerate(seeds):
         # mode byte: atheris' ConsumeIntInRange(0, 2) reads one byte
         (corpus / f"frame{i}").write_bytes(b"\x00" + frame)

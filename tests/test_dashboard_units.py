@@ -18,7 +18,7 @@ from weightvault.api.cli import human
 from weightvault.api.dashboard import charts, listing
 from weightvault.api.dashboard.access import safe_next
 from weightvault.api.dashboard.fmt import human_bytes
-from weightvault.api.dashboard.report_cache import report_dict
+from weightvault.dedup.report_cache import report_dict
 from weightvault.api.dashboard.tree import tree_prefixes
 from weightvault.api.settings import ServerSettings
 from weightvault.dedup.commits import delete_repo

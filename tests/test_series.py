@@ -41,7 +41,7 @@ def test_series_round_trip_and_corruption(series, tmp_path, monkeypatch):
     # and checkpoint-30 depends on it; checkpoint-40 is the next keyframe).
     monkeypatch.setenv("WEIGHTVAULT_DATA_DIR", env["WEIGHTVAULT_DATA_DIR"])
     from weightvault.store import Vault
-    from weightvault.store.models import Commit, Frame, Object, Pack, Segment, TreeEntry
+    from weightvault.store.models import Frame, Object, Pack, Segment, TreeEntry
 
     vault = Vault.open(env["WEIGHTVAULT_DATA_DIR"])
     with vault.catalog.read_session() as s:

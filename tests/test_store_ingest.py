@@ -15,7 +15,7 @@ from weightvault.dedup.restore import restore
 from weightvault.dedup.safetensors import SafetensorsError
 from weightvault.dedup.verify import verify
 from weightvault.store.gc import collect
-from weightvault.store.models import File, Object, Pack
+from weightvault.store.models import File, Object
 
 
 def repo_files(seed=0):

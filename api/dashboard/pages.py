@@ -17,11 +17,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
 from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, footprint, repo_detail
-from weightvault.store.models import Repo
 
 from ..auth import Access
 from ..errors import ApiError
@@ -29,7 +27,7 @@ from ..lookup import snapshot
 from ..streaming import file_response
 from . import charts, fmt, listing
 from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of, without_token
-from .report_cache import report_dict
+from weightvault.dedup import report_cache
 from .tree import tree_prefixes
 
 HERE = Path(__file__).resolve().parent
@@ -93,24 +91,7 @@ def login_page(request: Request, invalid: bool, next_url: str) -> HTMLResponse:
 
 
 def visible_report(request: Request, access: Access) -> dict:
-    """The report as JSON-ready figures, without private repos' rows for a caller who cannot read them.
-
-    Totals stay store-wide: they are what the disk holds, whoever is looking.
-    """
-    catalog = request.app.state.vault.catalog
-    report = report_dict(catalog)
-    if access.can_read:
-        return report
-    with catalog.read_session() as s:
-        hidden = set(s.scalars(select(Repo.name).where(Repo.private.is_(True))))
-    if not hidden:
-        return report
-    # The cached report is shared between requests: filter into new lists, never in place. The timeline
-    # keeps private repos' events (the totals include them) but not their names or commits.
-    return {**report, "repos": [r for r in report["repos"] if r["name"] not in hidden],
-            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]],
-            "timeline": [{**ev, "repo": "(a private repo)", "commit": ""} if ev["repo"] in hidden else ev
-                         for ev in report["timeline"]]}
+    return report_cache.visible_report(request.app.state.vault.catalog, access.can_read)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -19,9 +19,10 @@ import weakref
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from weightvault.dedup.report import build_report
 from weightvault.store.db import Catalog
 from weightvault.store.models import Family, IngestEvent, Ref, Repo
+
+from .report import build_report
 
 _cache: "weakref.WeakKeyDictionary[Catalog, tuple[str, dict]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -54,3 +55,24 @@ def report_dict(catalog: Catalog) -> dict:
     with _lock:
         _cache[catalog] = (key, report)
     return report
+
+
+def visible_report(catalog: Catalog, can_read_private: bool) -> dict:
+    """The report without private repos' rows for a caller who cannot read them.
+
+    Totals stay store-wide: they are what the disk holds, whoever is looking. The
+    dashboard and ``/api/v1/report`` both answer with this.
+    """
+    report = report_dict(catalog)
+    if can_read_private:
+        return report
+    with catalog.read_session() as s:
+        hidden = set(s.scalars(select(Repo.name).where(Repo.private.is_(True))))
+    if not hidden:
+        return report
+    # The cached report is shared between requests: filter into new lists, never in place. The timeline
+    # keeps private repos' events (the totals include them) but not their names or commits.
+    return {**report, "repos": [r for r in report["repos"] if r["name"] not in hidden],
+            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]],
+            "timeline": [{**ev, "repo": "(a private repo)", "commit": ""} if ev["repo"] in hidden else ev
+                         for ev in report["timeline"]]}
