@@ -143,22 +143,66 @@ static size_t blocks_scalar_any(uint32_t *st, const uint8_t **pp, const uint8_t 
     return cx ? blocks_scalar(st, pp, end, dst, n, cx, tab) : blocks_scalar(st, pp, end, dst, n, NULL, tab);
 }
 
+/* AVX-512: 16 lanes per register, two registers per block.  The mask compare feeds
+ * vpexpandd directly, so the renorm needs no permutation-table load. */
+#define AVX512 __attribute__((target("avx512f")))
+static inline __attribute__((always_inline)) AVX512 size_t blocks_avx512_body(
+    uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n, const uint8_t *cx,
+    const uint32_t *tab)
+{
+    const __m512i m12 = _mm512_set1_epi32(WV_RANS_M - 1), lim = _mm512_set1_epi32(WV_RANS_L);
+    const uint8_t *p = *pp;
+    size_t i = 0;
+    __m512i x[2];
+    for (int g = 0; g < 2; g++) x[g] = _mm512_loadu_si512((const void *)(st + 16 * g));
+    while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
+        for (int g = 0; g < 2; g++) {
+            __m512i slot = _mm512_and_si512(x[g], m12);
+            if (cx) {
+                __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cx + i + 16 * g)));
+                slot = _mm512_add_epi32(slot, _mm512_slli_epi32(c, WV_RANS_PROB_BITS));
+            }
+            __m512i e = _mm512_i32gather_epi32(slot, (const void *)tab, 4);
+            _mm_storeu_si128((__m128i *)(dst + i + 16 * g), _mm512_cvtepi32_epi8(e));
+            __m512i freq = _mm512_and_si512(_mm512_srli_epi32(e, 8), m12);
+            __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(x[g], WV_RANS_PROB_BITS)),
+                                          _mm512_srli_epi32(e, 20));
+            __mmask16 need = _mm512_cmplt_epu32_mask(xn, lim);
+            __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+            __m512i w = _mm512_maskz_expand_epi32(need, words);
+            x[g] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), w);
+            p += 2 * __builtin_popcount((unsigned)need);
+        }
+        i += WV_RANS_LANES;
+    }
+    for (int g = 0; g < 2; g++) _mm512_storeu_si512((void *)(st + 16 * g), x[g]);
+    *pp = p;
+    return i;
+}
+
+AVX512 static size_t blocks_avx512(uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n,
+                                   const uint8_t *cx, const uint32_t *tab)
+{
+    return cx ? blocks_avx512_body(st, pp, end, dst, n, cx, tab) : blocks_avx512_body(st, pp, end, dst, n, NULL, tab);
+}
+
 typedef size_t (*blocks_fn)(uint32_t *, const uint8_t **, const uint8_t *, uint8_t *, size_t, const uint8_t *,
                             const uint32_t *);
 static blocks_fn dec_blocks = blocks_scalar_any;
 
-/* Kernel 0 = scalar reference, 1 = AVX2; -1 = the best this CPU has.  Returns the
- * kernel in use, or -1 if the one demanded is not supported here.  Measured on the
- * MiniLM BF16 exponent plane (2.6 GHz Zen 4, one 128 Ki-symbol plane): decode
- * scalar ~400 MB/s, AVX2 ~1100 MB/s; encode scalar ~350 MB/s, AVX2 see bench/. */
+/* Kernel 0 = scalar reference, 1 = AVX2, 2 = AVX-512 decoder (AVX2 encoder); -1 = the
+ * best this CPU has.  Returns the kernel in use, or -1 if the one demanded is not
+ * supported here.  Best of 300 on one 128 Ki-symbol MiniLM BF16 exponent plane
+ * (2.6 GHz Zen 4 VM): decode scalar ~400 MB/s, AVX2 1150, AVX-512 1520 (whole
+ * frames 1900 -> 2300 MB/s); encode scalar ~350 MB/s, AVX2 1140. */
 int wv_rans_select_kernel(int kernel)
 {
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") != 0;
-    if (kernel < 0) kernel = avx2;
-    if (kernel > 1 || (kernel == 1 && !avx2)) return -1;
-    dec_blocks = kernel == 1 ? blocks_avx2 : blocks_scalar_any;
-    wv_rans_enc_select(kernel == 1);
+    int avx2 = __builtin_cpu_supports("avx2") != 0, avx512 = avx2 && __builtin_cpu_supports("avx512f") != 0;
+    if (kernel < 0) kernel = avx512 ? 2 : avx2;
+    if (kernel > 2 || (kernel == 1 && !avx2) || (kernel == 2 && !avx512)) return -1;
+    dec_blocks = kernel == 2 ? blocks_avx512 : kernel == 1 ? blocks_avx2 : blocks_scalar_any;
+    wv_rans_enc_select(kernel >= 1);
     return kernel;
 }
 
@@ -169,7 +213,8 @@ __attribute__((constructor)) static void rans_dispatch_init(void) { wv_rans_sele
  * second stream's chains fill the gaps: 1150 -> 1730 MB/s (best of 300, one 128 Ki
  * BF16 exponent plane per stream).  Four streams measured 1155 MB/s: 16 state
  * registers spill. */
-__attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_dec *b)
+static inline __attribute__((always_inline, target("avx2"))) void pair_avx2_body(wv_rans_dec *a, wv_rans_dec *b,
+                                                                               int with_cx)
 {
     __m256i xa[4], xb[4];
     for (int g = 0; g < 4; g++) {
@@ -178,8 +223,8 @@ __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_de
     }
     while (a->i + WV_RANS_LANES <= a->coded && a->end - a->p >= 2 * WV_RANS_LANES &&
            b->i + WV_RANS_LANES <= b->coded && b->end - b->p >= 2 * WV_RANS_LANES) {
-        block_avx2(xa, &a->p, a->dst + a->i, a->cx ? a->cx + a->i : NULL, a->tab);
-        block_avx2(xb, &b->p, b->dst + b->i, b->cx ? b->cx + b->i : NULL, b->tab);
+        block_avx2(xa, &a->p, a->dst + a->i, with_cx && a->cx ? a->cx + a->i : NULL, a->tab);
+        block_avx2(xb, &b->p, b->dst + b->i, with_cx && b->cx ? b->cx + b->i : NULL, b->tab);
         a->i += WV_RANS_LANES;
         b->i += WV_RANS_LANES;
     }
@@ -187,6 +232,12 @@ __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_de
         _mm256_storeu_si256((__m256i *)(a->st + 8 * g), xa[g]);
         _mm256_storeu_si256((__m256i *)(b->st + 8 * g), xb[g]);
     }
+}
+
+__attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_dec *b)
+{
+    if (a->cx || b->cx) pair_avx2_body(a, b, 1);
+    else pair_avx2_body(a, b, 0);
 }
 
 size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
@@ -228,7 +279,7 @@ size_t wv_rans_dec_finish(wv_rans_dec *d)
 
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b)
 {
-    if (dec_blocks == blocks_avx2) pair_avx2(a, b);
+    if (dec_blocks != blocks_scalar_any) pair_avx2(a, b);
     WV_FORWARD_IF_ERROR(wv_rans_dec_finish(a));
     return wv_rans_dec_finish(b);
 }

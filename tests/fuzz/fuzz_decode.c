@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {0, 1, 8, 96, 1000, 4096, 70000, 262144};
     uint8_t **frames = calloc(512, sizeof *frames);
     size_t *fsizes = calloc(512, sizeof *fsizes), nframes = 0;
-    for (int kernel = 0; kernel <= 1; kernel++) {
+    for (int kernel = 0; kernel <= 2; kernel++) {
         if (wv_rans_select_kernel(kernel) < 0) continue;
         for (size_t di = 0; di < sizeof dtypes / sizeof *dtypes; di++)
             for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
@@ -148,7 +148,7 @@ int main(int argc, char **argv)
     uint8_t *buf = malloc(300000 + 8);
     for (long it = 0; it < iters && nframes; it++) {
         size_t f = rnd() % nframes, size = fsizes[f];
-        if (wv_rans_select_kernel((int)(it & 1)) < 0) wv_rans_select_kernel(0);
+        if (wv_rans_select_kernel((int)(it % 3)) < 0) wv_rans_select_kernel(0);
         int payload_mode = rnd() & 1;
         buf[0] = payload_mode ? 1 : 0;
         size_t o = 1;
