@@ -294,16 +294,20 @@ static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, unsigned tb, w
     }
 }
 
-static void payload_finish(const payload_view *v, uint8_t *dst)
+/* Merge (and xor) elements from..n_el; earlier ones were written by the fused path. */
+static void payload_finish(const payload_view *v, uint8_t *dst, size_t from)
 {
-    wv_merge(dst, v->n_el, v->k, v->flags & WV_PF_ROT, v->pl);
-    if (v->pred) wv_xor_into(dst, dst, v->pred, v->n);
+    const uint8_t *pl[8];
+    for (unsigned p = 0; p < v->k; p++) pl[p] = v->pl[p] + from;
+    size_t off = from * v->k;
+    wv_merge(dst + off, v->n_el - from, v->k, v->flags & WV_PF_ROT, pl);
+    if (v->pred) wv_xor_into(dst + off, dst + off, v->pred + off, v->n - off);
 }
 
 size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype)
 {
-    payload_view v;
+    payload_view v = {0};
     WV_FORWARD_IF_ERROR(payload_parse(c, &v, n, src, size, dtype, base, base_dtype));
     /* rANS planes of one frame decode two at a time (xor: both planes; F32: 3 planes) */
     wv_rans_dec d[2];
@@ -320,8 +324,14 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
             slots = used;
         }
     }
-    if (pending) WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));
-    payload_finish(&v, dst);
+    size_t done = 0;
+    if (pending) {
+        /* plain BF16/F16: the exponent plane decodes straight into dst (AVX-512 only) */
+        if (v.k == 2 && !v.pred && v.mode[0] == WV_PLANE_RANS && v.mode[1] == WV_PLANE_RAW)
+            done = wv_rans_dec_merge2(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT);
+        WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));
+    }
+    payload_finish(&v, dst, done);
     return n;
 }
 

@@ -68,4 +68,7 @@ size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *s
                         const uint8_t *cx, const uint32_t *tab);
 size_t wv_rans_dec_finish(wv_rans_dec *d);
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b); /* finishes both */
+/* Decodes what it can of a plane-0 stream of 2-byte elements directly into out, merged
+ * with the raw low plane (merge order of planes.c); returns elements done (d->i). */
+size_t wv_rans_dec_merge2(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot);
 #endif

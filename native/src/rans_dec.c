@@ -240,6 +240,45 @@ __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_de
     else pair_avx2_body(a, b, 0);
 }
 
+/* Plain 2-byte planes (BF16/F16) whose only coded plane is plane 0: decode it straight
+ * into the output, merged with the raw low plane, instead of into scratch and then
+ * merging.  AVX-512 kernel only; returns how many elements were written (d->i). */
+AVX512 static size_t merge2_avx512(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot)
+{
+    const __m512i m12 = _mm512_set1_epi32(WV_RANS_M - 1), m8 = _mm512_set1_epi32(0xff);
+    const __m512i lim = _mm512_set1_epi32(WV_RANS_L);
+    const uint8_t *p = d->p;
+    size_t i = d->i;
+    __m512i x[2];
+    for (int g = 0; g < 2; g++) x[g] = _mm512_loadu_si512((const void *)(d->st + 16 * g));
+    while (i + WV_RANS_LANES <= d->coded && d->end - p >= 2 * WV_RANS_LANES) {
+        for (int g = 0; g < 2; g++) {
+            __m512i e = _mm512_i32gather_epi32(_mm512_and_si512(x[g], m12), (const void *)d->tab, 4);
+            __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(low + i + 16 * g)));
+            __m512i w = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(e, m8), 8), lo);
+            if (rot) w = _mm512_or_si512(_mm512_srli_epi32(w, 1), _mm512_slli_epi32(w, 15));
+            _mm256_storeu_si256((__m256i *)(out + 2 * (i + 16 * g)), _mm512_cvtepi32_epi16(w));
+            __m512i freq = _mm512_and_si512(_mm512_srli_epi32(e, 8), m12);
+            __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(x[g], WV_RANS_PROB_BITS)),
+                                          _mm512_srli_epi32(e, 20));
+            __mmask16 need = _mm512_cmplt_epu32_mask(xn, lim);
+            __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+            x[g] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), _mm512_maskz_expand_epi32(need, words));
+            p += 2 * __builtin_popcount((unsigned)need);
+        }
+        i += WV_RANS_LANES;
+    }
+    for (int g = 0; g < 2; g++) _mm512_storeu_si512((void *)(d->st + 16 * g), x[g]);
+    d->p = p;
+    d->i = i;
+    return i;
+}
+
+size_t wv_rans_dec_merge2(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot)
+{
+    return dec_blocks == blocks_avx512 && !d->cx ? merge2_avx512(d, out, low, rot) : d->i;
+}
+
 size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
                         const uint8_t *cx, const uint32_t *tab)
 {
