@@ -32,7 +32,9 @@ static inline __attribute__((always_inline)) size_t enc_blocks_scalar(uint32_t *
     return i;
 }
 
-/* AVX2 encoder: lanes 8g..8g+7 at once; the words of the lanes that renormalise are
+/* (An AVX-512 version, vpcompressd + vpexpandd, measured no faster: 1139 vs 1140 MB/s
+ * on the BF16 exponent plane; 16-element gathers cost twice the 8-element ones.)
+ * AVX2 encoder: lanes 8g..8g+7 at once; the words of the lanes that renormalise are
  * compacted (compress_idx) so they land in lane order right below p, exactly where
  * the scalar loop (lanes 7..0, writing downwards) would have put them. */
 static uint32_t compress_idx[256][8] __attribute__((aligned(32)));
