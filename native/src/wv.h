@@ -9,4 +9,5 @@
 #include "cast.h"
 #include "rans.h"
 #include "pcodec.h"
+#include "ckpt.h"
 #endif
