@@ -39,7 +39,6 @@ import numpy as np
 import zstandard
 from zipnn import ZipNN
 
-from weightvault import codec
 from weightvault.codec import base_range, decode_frame, encode_frames, frame_info
 from weightvault.dedup.torchzip import parse_torch_zip
 

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import ROOT, free_port, wait_port  # noqa: E402
 FAMILY_SIZE = 20
 
 
@@ -66,22 +66,6 @@ def synthetic_repo(folder: Path, index: int, families: int) -> tuple[str, str | 
     (folder / "README.md").write_text(card + f"# {name}\n")
     (folder / "config.json").write_text(json.dumps({"model_type": "tiny", "hidden_size": 96 + family}))
     return name, card_base
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"server did not listen on {port}")
 
 
 def time_get(client, url: str, requests: int) -> dict:

@@ -29,9 +29,8 @@ import numpy as np
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import REPOS, folder_bytes, materialized  # noqa: E402
+from support import REPOS, ROOT, folder_bytes, materialized  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE, BF16_BASE = REPOS[0], REPOS[2]
 BF16_FINETUNES = ["acme/minilm-codesearch-bf16", "acme/minilm-frozen-bf16"]
 ZIPNN_DTYPE = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}

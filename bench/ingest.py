@@ -11,32 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REPOS = [
-    "sentence-transformers/all-MiniLM-L6-v2",
-    "mirror-org/all-MiniLM-L6-v2",
-    "acme/all-MiniLM-L6-v2-bf16",
-    "acme/minilm-codesearch-bf16",
-    "acme/minilm-frozen-bf16",
-    "lab/minilm-codesearch-fp32",
-]
-
-
-def materialized(repos: Path) -> Path:
-    if not (repos / REPOS[-1]).exists():
-        subprocess.run([sys.executable, str(ROOT.parent / "shared" / "data" / "materialize.py"), str(repos)],
-                       check=True, stdout=subprocess.DEVNULL)
-    return repos
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import REPOS, ROOT, folder_bytes, materialized  # noqa: E402
 
 
 def main() -> None:

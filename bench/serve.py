@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import free_port  # noqa: E402
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,14 +67,6 @@ def make_model(path: Path, size_mb: int) -> None:
         for _ in range(n_tensors):
             w = (rng.standard_normal(elems, dtype=np.float32) * 0.02).view(np.uint32)
             f.write((w >> 16).astype(np.uint16).tobytes())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

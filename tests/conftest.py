@@ -8,58 +8,41 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", ROOT.parent / "shared"))
+sys.path.insert(0, str(ROOT / "bench"))
+from support import REPOS as SHARED_REPOS, SHARED, free_port, materialized, wait_port  # noqa: E402
+
 REPO_CACHE = Path(os.environ.get("WEIGHTVAULT_TEST_REPOS", ROOT / ".cache" / "shared-repos"))
-
-SHARED_REPOS = [
-    "sentence-transformers/all-MiniLM-L6-v2",
-    "mirror-org/all-MiniLM-L6-v2",
-    "acme/all-MiniLM-L6-v2-bf16",
-    "acme/minilm-codesearch-bf16",
-    "acme/minilm-frozen-bf16",
-    "lab/minilm-codesearch-fp32",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 @pytest.fixture(scope="session")
 def shared_repos() -> Path:
     """The six real repos from ../shared/data, materialized once (about 410 MB)."""
-    done = REPO_CACHE / ".complete"
-    if not done.exists():
-        script = SHARED / "data" / "materialize.py"
-        if not script.exists():
-            pytest.skip(f"shared data not found at {SHARED}")
-        if REPO_CACHE.exists():
-            shutil.rmtree(REPO_CACHE)
-        subprocess.run([sys.executable, str(script), str(REPO_CACHE)], check=True, stdout=subprocess.DEVNULL)
-        done.touch()
-    return REPO_CACHE
+    if not (SHARED / "data" / "materialize.py").exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return materialized(REPO_CACHE)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_series(tmp_path_factory) -> Path:
+    """A real training run from ../shared/data/make_checkpoints.py: a tiny GPT, five checkpoints
+    (steps 10..50), each with model.safetensors, optimizer.safetensors, optimizer.pt and trainer_state.json."""
+    pytest.importorskip("torch")
+    script = SHARED / "data" / "make_checkpoints.py"
+    if not script.exists():
+        pytest.skip(f"{script} not found")
+    out = tmp_path_factory.mktemp("series") / "run"
+    subprocess.run([sys.executable, str(script), "--out", str(out), "--steps", "50", "--ckpt-every", "10",
+                    "--d", "64", "--heads", "4", "--layers", "1", "--ctx", "32", "--bs", "8"],
+                   check=True, capture_output=True)
+    return out
 
 
 def _pg_bin(name: str) -> str:

@@ -6,10 +6,7 @@ the rest are small synthetic tensors, special values and hostile payloads.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,28 +19,12 @@ from weightvault.codec import CodecError, base_range, decode_frame, encode_frame
 from weightvault.codec import ckpt
 from weightvault.codec._lib import ffi, lib
 
-SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-MAKE = SHARED / "data" / "make_checkpoints.py"
 CODES = {"F32": 2, "F16": 3, "BF16": 4}
 
 
-def _series(tmp_path_factory) -> Path:
-    """A 2-checkpoint series (reused by test_torchzip.py through the session temp dir)."""
-    if os.environ.get("WEIGHTVAULT_CKPT_SERIES"):
-        return Path(os.environ["WEIGHTVAULT_CKPT_SERIES"])
-    out = tmp_path_factory.getbasetemp() / "ckpt-series"
-    if not (out / "checkpoint-20" / "optimizer.pt").exists():
-        if not MAKE.exists():
-            pytest.skip(f"{MAKE} not found")
-        pytest.importorskip("torch")
-        subprocess.run([sys.executable, str(MAKE), "--out", str(out), "--steps", "20", "--ckpt-every", "10",
-                        "--d", "64", "--heads", "4", "--layers", "1"], check=True, capture_output=True)
-    return out
-
-
 @pytest.fixture(scope="module")
-def series(tmp_path_factory) -> Path:
-    return _series(tmp_path_factory)
+def series(checkpoint_series) -> Path:
+    return checkpoint_series
 
 
 def read_safetensors(path: Path) -> dict[str, tuple[str, bytes]]:

@@ -22,7 +22,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, SHARED, SHARED_REPOS, free_port, run_cli, wait_port
+from conftest import ROOT, SHARED_REPOS, free_port, run_cli, wait_port
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 @pytest.fixture(scope="module")
-def store_env(shared_repos, tmp_path_factory) -> dict[str, str]:
+def store_env(shared_repos, tmp_path_factory, request) -> dict[str, str]:
     """An embedded store holding the six repos, ingested with the CLI in the order a hub would get them,
     then (where PyTorch is installed to train it) a small checkpoint series."""
     work = tmp_path_factory.mktemp("dash")
@@ -105,10 +105,8 @@ def store_env(shared_repos, tmp_path_factory) -> dict[str, str]:
     for name in SHARED_REPOS:
         run_cli("ingest", str(shared_repos / name), "--repo", name, "--json", env=env)
     if HAS_TORCH:
-        subprocess.run([sys.executable, str(SHARED / "data" / "make_checkpoints.py"), "--out", str(work / "run"),
-                        "--steps", "50", "--ckpt-every", "10", "--d", "32", "--heads", "2", "--ctx", "32",
-                        "--bs", "8"], check=True, stdout=subprocess.DEVNULL)
-        run_cli("ingest", str(work / "run"), "--repo", SERIES, "--keyframe-every", "3", "--json", env=env)
+        series = request.getfixturevalue("checkpoint_series")
+        run_cli("ingest", str(series), "--repo", SERIES, "--keyframe-every", "3", "--json", env=env)
     return env
 
 

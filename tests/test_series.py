@@ -4,26 +4,19 @@ checkpoint named by verify without taking down the checkpoints that don't depend
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
 
-from conftest import SHARED, run_cli
+from conftest import run_cli
 from helpers import tree_sha256
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    pytest.importorskip("torch")
-    out = tmp_path_factory.mktemp("series") / "run"
-    subprocess.run([sys.executable, str(SHARED / "data" / "make_checkpoints.py"), "--out", str(out), "--steps", "50",
-                    "--ckpt-every", "10", "--d", "32", "--heads", "2", "--ctx", "32", "--bs", "8"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return out
+def series(checkpoint_series):
+    return checkpoint_series
 
 
 def test_series_round_trip_and_corruption(series, tmp_path, monkeypatch):

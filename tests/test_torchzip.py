@@ -5,8 +5,6 @@ import io
 import os
 import pickle
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,22 +15,9 @@ from weightvault.dedup.torchzip import Segment, parse_torch_zip, storage_dtypes
 
 torch = pytest.importorskip("torch")
 
-SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-MAKE = SHARED / "data" / "make_checkpoints.py"
-
-
 @pytest.fixture(scope="module")
-def series(tmp_path_factory) -> Path:
-    """The same tiny series test_ckpt_codec.py makes (shared through the session temp dir)."""
-    if os.environ.get("WEIGHTVAULT_CKPT_SERIES"):
-        return Path(os.environ["WEIGHTVAULT_CKPT_SERIES"])
-    out = tmp_path_factory.getbasetemp() / "ckpt-series"
-    if not (out / "checkpoint-20" / "optimizer.pt").exists():
-        if not MAKE.exists():
-            pytest.skip(f"{MAKE} not found")
-        subprocess.run([sys.executable, str(MAKE), "--out", str(out), "--steps", "20", "--ckpt-every", "10",
-                        "--d", "64", "--heads", "4", "--layers", "1"], check=True, capture_output=True)
-    return out
+def series(checkpoint_series) -> Path:
+    return checkpoint_series
 
 
 def check_cover(data: bytes, segs: list[Segment]) -> None:

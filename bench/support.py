@@ -1,0 +1,52 @@
+"""What the benchmarks (and the tests) share: the shared repos, and waiting for a server's port."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", ROOT.parent / "shared"))
+
+#: The six real repos of ../shared/data, in the order a hub would receive them.
+REPOS = [
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "mirror-org/all-MiniLM-L6-v2",
+    "acme/all-MiniLM-L6-v2-bf16",
+    "acme/minilm-codesearch-bf16",
+    "acme/minilm-frozen-bf16",
+    "lab/minilm-codesearch-fp32",
+]
+
+
+def materialized(repos: Path) -> Path:
+    """The six repos under ``repos``, rebuilt by ../shared/data/materialize.py when absent."""
+    done = repos / ".complete"
+    if not done.exists():
+        subprocess.run([sys.executable, str(SHARED / "data" / "materialize.py"), str(repos)],
+                       check=True, stdout=subprocess.DEVNULL)
+        done.touch()
+    return repos
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
