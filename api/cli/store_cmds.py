@@ -1,0 +1,185 @@
+"""Commands on the store itself: ingest, get, ls, verify, rm, gc, db upgrade."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import DataDir, JsonOut, app, bytes_progress, console, db_app, human, open_vault, out, parse_ref, user_errors
+
+
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., help="Folder holding the model repo (config, tokenizer, safetensors, ...)."),
+    repo: str = typer.Option(..., "--repo", "-r", help="Name to store it under, as org/name."),
+    revision: str = typer.Option("main", "--revision", help="Branch to commit to."),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message."),
+    previous: Optional[str] = typer.Option(None, "--previous", help="A stored repo this one is the next training "
+                                           "checkpoint of: code every tensor against it with the checkpoint codec."),
+    keyframe_every: int = typer.Option(5, "--keyframe-every", help="In a folder of checkpoint-<step>/ folders, "
+                                       "code every Nth checkpoint alone so restores never walk a long chain."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """Store a model repo folder as a new revision: dedup files and tensors, delta-code fine-tunes
+    against their family base and checkpoints against the previous one, plane-code the rest."""
+    from weightvault.dedup.ingest import ingest_folder, walk_repo
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        total = sum(real.stat().st_size for _, real in walk_repo(path))
+        with bytes_progress(total, f"ingest {repo}", as_json) as (advance, on_file):
+            result = ingest_folder(vault, path, repo, revision, message=message, progress=advance, on_file=on_file,
+                                   previous=previous, keyframe_every=keyframe_every)
+    if as_json:
+        out.print_json(json.dumps(result.__dict__))
+    else:
+        out.print(f"{result.repo}@{result.revision} -> commit {result.commit}: {result.files} files, "
+                  f"{human(result.raw_bytes)} raw, {human(result.new_stored_bytes)} newly stored")
+        out.print(f"family {result.family}" + (f", coded against {result.base}" if result.base else ", as its base")
+                  + f" ({result.family_reason})")
+
+
+@app.command()
+def get(
+    spec: str = typer.Argument(..., help="org/name or org/name@revision (branch or commit id)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the files into."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """Write every file of a revision to a folder, bit-exactly, each checked against its sha256."""
+    from weightvault.dedup.commits import resolve, tree_of
+    from weightvault.dedup.restore import restore
+
+    repo, rev = parse_ref(spec)
+    with user_errors():
+        vault = open_vault(data_dir)
+        with vault.catalog.read_session() as s:
+            total = sum(f.size for f in tree_of(s, resolve(s, repo, rev).commit).values())
+        with bytes_progress(total, f"get {spec}", as_json) as (advance, on_file):
+            written = restore(vault, repo, rev, out_dir, progress=advance, on_file=on_file)
+    if as_json:
+        out.print_json(json.dumps({"repo": repo, "revision": rev, "files": written}))
+    else:
+        out.print(f"{len(written)} files written to {out_dir} ({human(total)}), all sha256 verified")
+
+
+@app.command("ls")
+def list_repos(
+    spec: Optional[str] = typer.Argument(None, help="Without it: every repo. With org/name[@rev]: its files."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """List repositories, or the files of one revision."""
+    from sqlalchemy import select
+
+    from weightvault.dedup.commits import resolve, tree_of
+    from weightvault.store.models import Commit, Ref, Repo
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        with vault.catalog.read_session() as s:
+            if spec:
+                repo, rev = parse_ref(spec)
+                r = resolve(s, repo, rev)
+                rows = [{"path": p, "size": f.size, "sha256": f.sha256} for p, f in sorted(tree_of(s, r.commit).items())]
+                title, cols = f"{repo}@{rev} ({r.commit.oid[:12]})", ["path", "size", "sha256"]
+            else:
+                rows = [{"repo": name, "revision": ref, "commit": oid}
+                        for name, ref, oid in s.execute(
+                            select(Repo.name, Ref.name, Commit.oid).join(Ref, Ref.repo_id == Repo.id)
+                            .join(Commit, Commit.id == Ref.commit_id).order_by(Repo.name, Ref.name))]
+                title, cols = "repositories", ["repo", "revision", "commit"]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, justify="right" if c == "size" else "left")
+    for row in rows:
+        table.add_row(*(human(row[c]) if c == "size" else str(row[c])[:16] if c in ("sha256", "commit") else str(row[c])
+                        for c in cols))
+    out.print(table)
+
+
+@app.command()
+def verify(
+    repo: Optional[str] = typer.Option(None, "--repo", "-r", help="Check only this repo's files and packs."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """Re-read every pack, frame and file and check their checksums; exit 1 naming what is wrong."""
+    from weightvault.dedup.verify import verify as run
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        with bytes_progress(None, "verify", as_json) as (advance, _):
+            report = run(vault, repo, progress=advance)
+    if as_json:
+        out.print_json(json.dumps({**report.__dict__, "ok": report.ok}))
+    else:
+        for p in report.problems:
+            console.print(f"[red]BAD[/red] {p}")
+        out.print(f"{report.packs} packs, {report.files} files, {human(report.bytes)} checked: "
+                  + ("OK" if report.ok else f"{len(report.problems)} problems"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rm(
+    repo: str = typer.Argument(..., help="org/name of the repo to remove."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Remove a repo and its revisions. Space comes back with `weightvault gc`."""
+    from weightvault.dedup.commits import delete_repo
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        with vault.catalog.write_session() as s:
+            delete_repo(s, repo)
+    out.print(f"removed {repo}; run `weightvault gc` to reclaim its space")
+
+
+@app.command()
+def gc(
+    grace_minutes: float = typer.Option(60.0, "--grace-minutes", help="Keep unreferenced packs this long "
+                                        "(readers and running ingests may still need them)."),
+    compact_below: float = typer.Option(0.5, "--compact-below", help="Rewrite packs whose live frames fill "
+                                        "less than this share of them (0 turns compaction off)."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """Delete files, objects and packs that no revision references any more, and compact sparse packs.
+
+    Packs are deleted in two steps (marked, then deleted after the grace period), so
+    downloads and ingests running meanwhile are safe."""
+    from weightvault.store.gc import collect, compact
+
+    vault = open_vault(data_dir)
+    grace = timedelta(minutes=grace_minutes)
+    result = collect(vault.catalog, vault.backend, grace)
+    if compact_below > 0:
+        compact(vault.catalog, vault.backend, vault.pack_writer(), compact_below, result)
+        if result.packs_compacted:  # the emptied packs go now if their grace is over, else in a later run
+            again = collect(vault.catalog, vault.backend, grace)
+            result.packs_deleted += again.packs_deleted
+            result.bytes_freed += again.bytes_freed
+    if as_json:
+        out.print_json(json.dumps(result.__dict__))
+    else:
+        out.print(f"dropped {result.files} files, {result.objects} objects; marked {result.packs_marked} packs; "
+                  f"deleted {result.packs_deleted} packs ({human(result.bytes_freed)}); "
+                  f"compacted {result.packs_compacted} packs ({human(result.bytes_moved)} moved)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Optional[Path] = DataDir):
+    """Apply catalog migrations (also done automatically on first start)."""
+    vault = open_vault(data_dir)
+    vault.catalog.upgrade()
+    out.print(f"catalog at the newest schema: {vault.describe()}")
