@@ -33,8 +33,9 @@ def make_repo(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def tree_sha256(root: Path) -> dict[str, str]:
+    files = (p for p in sorted(root.rglob("*")) if p.is_file())
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+            for p in files if ".cache" not in p.relative_to(root).parts}
 
 
 def small_model(seed: int = 0, dtype: str = "F32") -> bytes:
