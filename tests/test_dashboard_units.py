@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from helpers import make_repo, safetensors_bytes
 
 from weightvault.api.app import create_app
-from weightvault.api.cli import human
+from weightvault.api.cli.common import human
 from weightvault.api.dashboard import charts, listing
 from weightvault.api.dashboard.access import safe_next
 from weightvault.api.dashboard.fmt import human_bytes
