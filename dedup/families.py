@@ -74,6 +74,7 @@ class Decision:
     family: str
     base_repo: str | None  # repo to code against (None: this repo is a family base)
     reason: str
+    #: Candidate repo -> share of sampled values agreeing in sign and exponent.
     scores: dict[str, float] = field(default_factory=dict)
 
 

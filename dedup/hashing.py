@@ -19,26 +19,6 @@ def digest_bytes(data) -> FileDigest:
     return FileDigest(hashlib.sha256(view).hexdigest(), git.hexdigest(), len(view))
 
 
-class StreamingDigest:
-    """Both hashes over a stream whose length is known up front (as an upload's is)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.seen = 0
-        self._sha256 = hashlib.sha256()
-        self._git = hashlib.sha1(b"blob %d\x00" % size)
-
-    def update(self, block) -> None:
-        self._sha256.update(block)
-        self._git.update(block)
-        self.seen += len(block)
-
-    def result(self) -> FileDigest:
-        if self.seen != self.size:
-            raise ValueError(f"expected {self.size} bytes, got {self.seen}")
-        return FileDigest(self._sha256.hexdigest(), self._git.hexdigest(), self.size)
-
-
 def object_digest(data) -> str:
     """Identity of a tensor or blob: sha256 of its raw bytes (collision resistant, SHA-NI fast)."""
     return hashlib.sha256(data).hexdigest()

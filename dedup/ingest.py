@@ -27,6 +27,7 @@ class IngestResult:
     family: str
     base: str | None
     family_reason: str
+    family_candidates: dict[str, float]  # repos considered as base -> bitwise similarity
     files: int
     raw_bytes: int
     new_stored_bytes: int
@@ -104,5 +105,5 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         return commit.oid
 
     oid = retrying(vault.catalog, land)
-    return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, len(files),
-                        writer.raw_bytes, writer.new_stored_bytes)
+    return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
+                        len(files), writer.raw_bytes, writer.new_stored_bytes)

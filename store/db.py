@@ -13,7 +13,7 @@ import fcntl
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,9 +111,6 @@ class Catalog:
         with open(db_path.with_suffix(".migrate.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
-
-    def table_names(self) -> list[str]:
-        return inspect(self.engine).get_table_names()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -125,11 +125,6 @@ def claim_packs(session, pack_ids: list[int]) -> None:
         raise RuntimeError("a pack written by this ingest was collected before it committed; run the ingest again")
 
 
-def read_entry(backend: ObjectBackend, loc_pack: str, offset: int, size: int) -> bytes:
-    """The payload at a location (the codec frame checks its own integrity)."""
-    return backend.read(loc_pack, offset, size)
-
-
 def iter_entries(backend: ObjectBackend, name: str, size: int, block: int = 16 << 20) -> Iterator[tuple[int, bytes]]:
     """Walk a whole pack, checking every entry's length and CRC: yields (payload offset, payload)."""
     head = backend.read(name, 0, len(MAGIC))
