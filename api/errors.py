@@ -47,6 +47,21 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
+#: Store and dedup exceptions -> (HTTP status, hub error code). A stale reference means a
+#: concurrent gc removed content a write reused: hub clients retry 503s on their own. A stale
+#: ``parentCommit`` is 412 Precondition Failed, as on the hub.
+STATUS_OF: dict[type[Exception], tuple[int, str]] = {
+    RepoNotFound: (404, "RepoNotFound"),
+    RevisionNotFound: (404, "RevisionNotFound"),
+    InvalidName: (400, "InvalidName"),
+    SafetensorsError: (400, "BadSafetensors"),
+    StaleReference: (503, "Retry"),
+    IntegrityError: (500, "StorageError"),
+    ObjectMissing: (500, "StorageError"),
+    CommitConflict: (412, "CommitConflict"),
+}
+
+
 def install(app: FastAPI) -> None:
     """Map store exceptions raised anywhere in a handler to hub-style responses."""
 
@@ -54,33 +69,11 @@ def install(app: FastAPI) -> None:
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
-    @app.exception_handler(RepoNotFound)
-    async def _repo(_: Request, exc: RepoNotFound) -> JSONResponse:
-        return ApiError(404, "RepoNotFound", str(exc)).response()
+    async def _mapped(_: Request, exc: Exception) -> JSONResponse:
+        status, code = next(v for cls, v in STATUS_OF.items() if isinstance(exc, cls))
+        message = f"stored content could not be read: {exc}" if code == "StorageError" else str(exc)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return ApiError(status, code, message, headers=headers).response()
 
-    @app.exception_handler(RevisionNotFound)
-    async def _rev(_: Request, exc: RevisionNotFound) -> JSONResponse:
-        return ApiError(404, "RevisionNotFound", str(exc)).response()
-
-    @app.exception_handler(InvalidName)
-    async def _name(_: Request, exc: InvalidName) -> JSONResponse:
-        return ApiError(400, "InvalidName", str(exc)).response()
-
-    @app.exception_handler(SafetensorsError)
-    async def _st(_: Request, exc: SafetensorsError) -> JSONResponse:
-        return ApiError(400, "BadSafetensors", str(exc)).response()
-
-    @app.exception_handler(StaleReference)
-    async def _stale(_: Request, exc: StaleReference) -> JSONResponse:
-        # A concurrent gc removed content this write reused; hub clients retry 503s on their own.
-        return ApiError(503, "Retry", str(exc), headers={"Retry-After": "1"}).response()
-
-    @app.exception_handler(IntegrityError)
-    @app.exception_handler(ObjectMissing)
-    async def _storage(_: Request, exc: Exception) -> JSONResponse:
-        return ApiError(500, "StorageError", f"stored content could not be read: {exc}").response()
-
-    @app.exception_handler(CommitConflict)
-    async def _conflict(_: Request, exc: CommitConflict) -> JSONResponse:
-        # The hub answers a stale ``parentCommit`` with 412 Precondition Failed.
-        return ApiError(412, "CommitConflict", str(exc)).response()
+    for cls in STATUS_OF:
+        app.add_exception_handler(cls, _mapped)

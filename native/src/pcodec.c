@@ -159,6 +159,29 @@ static size_t encode_plane(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *p
     return n;
 }
 
+/* Delta coding: replace *src by src XOR the prediction (the base cast to dtype), and when
+ * contexts are wanted and the dtype has an exponent, point *cx at the per-element contexts
+ * taken from the prediction's exponent. */
+static size_t xor_against_base(wv_ctx *c, const uint8_t **src, size_t n, unsigned dtype, const uint8_t *base,
+                               unsigned base_dtype, int contexts, const uint8_t **cx)
+{
+    size_t n_el = n / wv_dtype_size(dtype);
+    const uint8_t *pred = base;
+    if (base_dtype != dtype) {
+        WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
+        pred = c->pred;
+    }
+    wv_xor_into(c->delta, *src, pred, n);
+    *src = c->delta;
+    unsigned sh, mask;
+    int bias;
+    if (contexts && exp_layout(dtype, &sh, &mask, &bias)) {
+        exp_contexts(c->cx, pred, n_el, dtype);
+        *cx = c->cx;
+    }
+    return 0;
+}
+
 size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src, size_t n, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype)
 {
@@ -171,20 +194,8 @@ size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src
     unsigned flags = rotate_for(dtype) ? WV_PF_ROT : 0;
     const uint8_t *cx = NULL;
     if (base) {
-        const uint8_t *pred = base;
-        if (base_dtype != dtype) {
-            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
-            pred = c->pred;
-        }
-        wv_xor_into(c->delta, src, pred, n);
-        src = c->delta;
-        unsigned sh, mask;
-        int bias;
-        if (c->use_contexts && exp_layout(dtype, &sh, &mask, &bias)) {
-            exp_contexts(c->cx, pred, n_el, dtype);
-            cx = c->cx;
-            flags |= WV_PF_CTX_EXP;
-        }
+        WV_FORWARD_IF_ERROR(xor_against_base(c, &src, n, dtype, base, base_dtype, c->use_contexts, &cx));
+        if (cx) flags |= WV_PF_CTX_EXP;
     }
     uint8_t *pl[8];
     for (unsigned p = 0; p < k; p++) pl[p] = c->planes + p * n_el;
@@ -345,18 +356,7 @@ size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dty
     WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
     size_t n_el = n / k;
     const uint8_t *cx = NULL;
-    if (base) {
-        const uint8_t *pred = base;
-        if (base_dtype != dtype) {
-            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
-            pred = c->pred;
-        }
-        wv_xor_into(c->delta, src, pred, n);
-        src = c->delta;
-        unsigned sh, mask;
-        int bias;
-        if (exp_layout(dtype, &sh, &mask, &bias)) { exp_contexts(c->cx, pred, n_el, dtype); cx = c->cx; }
-    }
+    if (base) WV_FORWARD_IF_ERROR(xor_against_base(c, &src, n, dtype, base, base_dtype, 1, &cx));
     uint8_t *pl[8];
     for (unsigned p = 0; p < k; p++) pl[p] = c->planes + p * n_el;
     wv_split(src, n_el, k, rotate_for(dtype), pl);
