@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from ..sizes import human_bytes as human  # noqa: F401  (as the dashboard prints sizes)
+
 HELP = """The ``weightvault`` command line.
 
 Every command works on the store named by ``--data-dir`` (or
@@ -76,13 +78,3 @@ def user_errors():
 def parse_ref(spec: str) -> tuple[str, str]:
     repo, _, rev = spec.partition("@")
     return repo, rev or "main"
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return str(n)
-
-

@@ -10,18 +10,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
-
-
-def human_bytes(n: float) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as the CLI prints them)."""
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for unit in UNITS:
-        if n < 1000 or unit == UNITS[-1]:
-            return f"{sign}{int(n)} B" if unit == "B" else f"{sign}{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable: the last unit always returns")
+from ..sizes import human_bytes  # noqa: F401  (the one formatter; the CLI uses it too)
 
 
 def percent(part: float, whole: float) -> str:
