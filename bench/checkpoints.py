@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import struct
 import subprocess
 import sys
 import time
@@ -39,12 +38,12 @@ import numpy as np
 import zstandard
 from zipnn import ZipNN
 
-from weightvault.codec import base_range, decode_frame, encode_frames, frame_info
+from weightvault.codec import base_range, decode_frame, encode_frames, frame_info, itemsize
+from weightvault.dedup import safetensors
 from weightvault.dedup.torchzip import parse_torch_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE = ROOT.parent / "shared" / "data" / "make_checkpoints.py"
-ITEM = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 METHODS = ["ckpt", "zstd3", "zipnn", "delta", "wv-xor"]
 GROUPS = {"weights": "model.safetensors", "optimizer": "optimizer.safetensors", "optimizer.pt": "optimizer.pt"}
 
@@ -75,19 +74,14 @@ class Clock:
 # ---- files as pieces: (kind, dtype, bytes) with kind "tensor" or "raw" ----
 
 def safetensors_pieces(data: bytes) -> list[tuple[str, str | None, bytes, str]]:
-    (n,) = struct.unpack_from("<Q", data, 0)
-    header = json.loads(data[8:8 + n])
-    pieces = [("raw", None, data[:8 + n], "__header__")]
-    body = 8 + n
-    items = sorted(((v["data_offsets"][0], k, v["dtype"]) for k, v in header.items() if k != "__metadata__"))
-    pos = body
-    for start, name, dtype in items:
-        a = body + start
-        end = body + header[name]["data_offsets"][1]
-        if a > pos:
-            pieces.append(("raw", None, data[pos:a], f"gap@{pos}"))
-        pieces.append(("tensor", dtype, data[a:end], name))
-        pos = end
+    layout = safetensors.parse(data, label="safetensors")
+    pieces = [("raw", None, data[:layout.header_end], "__header__")]
+    pos = layout.header_end
+    for t in layout.tensors:
+        if t.start > pos:
+            pieces.append(("raw", None, data[pos:t.start], f"gap@{pos}"))
+        pieces.append(("tensor", t.dtype, data[t.start:t.end], t.name))
+        pos = t.end
     if pos < len(data):
         pieces.append(("raw", None, data[pos:], "tail"))
     return pieces
@@ -193,7 +187,7 @@ def m_delta(cur, prev, clock: Clock):
     blobs = []
     with clock("delta", "enc"):
         for c, p in zip(cur, bases):
-            k = ITEM.get(c[1], 1) if c[0] == "tensor" else 1
+            k = itemsize(c[1]) if c[0] == "tensor" else 1
             a = np.frombuffer(c[2], np.uint8)
             if c[0] == "tensor" and p is not None and len(a) % k == 0:
                 a = a ^ np.frombuffer(p[2], np.uint8)
@@ -208,7 +202,7 @@ def m_delta(cur, prev, clock: Clock):
             for c, p, bl in zip(cur, bases, blobs):
                 planes = [np.frombuffer(ZD.decompress(b), np.uint8) for b in bl]
                 a = np.stack(planes, axis=1).reshape(-1) if len(planes) > 1 else planes[0]
-                if c[0] == "tensor" and p is not None and len(planes) == ITEM.get(c[1], 1):
+                if c[0] == "tensor" and p is not None and len(planes) == itemsize(c[1]):
                     a = a ^ np.frombuffer(p[2], np.uint8)
                 out.append(a.tobytes())
             return b"".join(out)
