@@ -20,6 +20,8 @@ import pickletools
 import struct
 from typing import NamedTuple
 
+from weightvault.codec.dtypes import itemsize
+
 
 class Segment(NamedTuple):
     offset: int
@@ -35,8 +37,6 @@ STORAGE_DTYPES: dict[str, str] = {
     "ByteStorage": "U8", "BoolStorage": "BOOL",
     "Float8_e4m3fnStorage": "F8_E4M3", "Float8_e5m2Storage": "F8_E5M2",
 }
-_ITEMSIZE = {"F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-             "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 _EOCD = b"PK\x05\x06"
 _EOCD64 = b"PK\x06\x06"
@@ -261,7 +261,7 @@ def parse_torch_zip(data: bytes) -> list[Segment]:
             continue
         key = e.name[len(root) + len("data/"):]
         dtype, numel = dtypes.get(key, (None, None))
-        if dtype is not None and numel * _ITEMSIZE[dtype] != e.size:
+        if dtype is not None and numel * itemsize(dtype) != e.size:
             dtype = None
         storages.append((e.data_offset, e.size, dtype))
     storages.sort()
