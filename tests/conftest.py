@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -92,19 +94,25 @@ def postgres_url(postgres_server) -> str:
     return f"{postgres_server}/{name}"
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """moto in server mode: a real S3-compatible HTTP endpoint on 127.0.0.1."""
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@contextmanager
+def listening(cmd: list[str], port: int, env: dict[str, str], log=subprocess.DEVNULL) -> Iterator[str]:
+    """Run a server process (``cmd``, listening on ``port``, with exactly ``env``) for the block; yields its URL."""
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(20)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto in server mode: a real S3-compatible HTTP endpoint on 127.0.0.1."""
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with listening([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, env) as url:
+        yield url
 
 
 @pytest.fixture

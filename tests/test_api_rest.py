@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import free_port, run_cli, wait_port
+from conftest import free_port, listening, run_cli
 from helpers import make_repo, small_model
 
 pytestmark = pytest.mark.slow
@@ -55,16 +54,10 @@ def running(env: dict[str, str], *args: str, tokens: tuple[str, str] | None = No
     """Start ``weightvault serve`` on a free port with ``env``; yields a Server, kills it at exit."""
     tokens = tokens or make_tokens(env)
     port = free_port()
-    log = open(Path(env["WEIGHTVAULT_DATA_DIR"]).parent / f"serve-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "weightvault.api.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, 60)
-        yield Server(f"http://127.0.0.1:{port}", env, *tokens)
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+    cmd = [sys.executable, "-m", "weightvault.api.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    with open(Path(env["WEIGHTVAULT_DATA_DIR"]).parent / f"serve-{port}.log", "w") as log, \
+            listening(cmd, port, env, log) as url:
+        yield Server(url, env, *tokens)
 
 
 @pytest.fixture(scope="module")

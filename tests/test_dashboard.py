@@ -22,7 +22,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, SHARED_REPOS, free_port, run_cli, wait_port
+from conftest import ROOT, SHARED_REPOS, free_port, listening, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -118,14 +118,9 @@ def stored_repos() -> list[str]:
 def serving(env: dict[str, str], *options: str) -> Iterator[str]:
     """``weightvault serve`` on a free port, stopped on exit; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "weightvault.api.cli", "serve", "--port", str(port), *options],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    cmd = [sys.executable, "-m", "weightvault.api.cli", "serve", "--port", str(port), *options]
+    with listening(cmd, port, {**os.environ, **env}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
