@@ -21,14 +21,10 @@ from weightvault.store.models import Commit, Ref
 from . import entries
 from .auth import ReadAccess, VaultDep
 from .errors import ApiError, entry_not_found
-from .lookup import kind_of, raw_segments, snapshot
+from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot
 from .streaming import file_response
 
 router = APIRouter(tags=["hub"])
-
-# Index of the revision in the raw path segments ("" first, for the leading slash).
-_API_REV = 6  # /api/{t}/{ns}/{name}/<verb>/{rev}/...
-
 
 def _info(request: Request, access, t: str, ns: str, name: str, revision: str) -> dict:
     kind = kind_of(t)
@@ -60,14 +56,14 @@ def repo_info(request: Request, access: ReadAccess, t: str, ns: str, name: str) 
 
 @router.get("/api/{t}/{ns}/{name}/revision/{rest:path}", summary="Repo info at a revision")
 def repo_info_at(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> dict:
-    return _info(request, access, t, ns, name, "/".join(raw_segments(request)[_API_REV:]))
+    return _info(request, access, t, ns, name, api_revision(request))
 
 
 @router.get("/api/{t}/{ns}/{name}/tree/{rest:path}", summary="List files and folders (paginated, Link header)")
 def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str, recursive: str = "false",
          cursor: int = 0) -> Response:
     segs = raw_segments(request)
-    revision, prefix = segs[_API_REV], "/".join(segs[_API_REV + 1:]).strip("/")
+    revision, prefix = segs[API_REV], "/".join(segs[API_REV + 1:]).strip("/")
     snap = snapshot(request, access, f"{ns}/{name}", revision, kind_of(t))
     if prefix:
         check_path(prefix)
@@ -79,8 +75,7 @@ def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest:
     if cursor + page < len(items):
         query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"),
                            ("cursor", str(cursor + page))])
-        raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
-        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{raw}?{query}>; rel="next"'
+        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{raw_path(request)}?{query}>; rel="next"'
     return JSONResponse(body, headers=headers)
 
 
@@ -91,7 +86,7 @@ async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name
         paths = list((await request.json()).get("paths", []))
     else:
         paths = [v for k, v in parse_qsl((await request.body()).decode()) if k == "paths"]
-    revision = "/".join(raw_segments(request)[_API_REV:])
+    revision = api_revision(request)
     snap = await run_in_threadpool(snapshot, request, access, f"{ns}/{name}", revision, kind_of(t))
     found = []
     for path in paths:
@@ -129,7 +124,7 @@ def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str,
 
 @router.get("/api/{t}/{ns}/{name}/commits/{rest:path}", summary="Commit history of a revision (list_repo_commits)")
 def commits(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
-    revision = "/".join(raw_segments(request)[_API_REV:])
+    revision = api_revision(request)
     snap = snapshot(request, access, f"{ns}/{name}", revision, kind_of(t), with_tree=False)
     with vault.catalog.read_session() as s:
         by_oid = {c.oid: c for c in s.scalars(select(Commit).where(Commit.repo_id == snap.repo.id))}

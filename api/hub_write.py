@@ -27,13 +27,10 @@ from weightvault.store.models import Ref, Repo
 from . import entries
 from .auth import VaultDep, WriteAccess
 from .errors import ApiError, bad_request
-from .lookup import KINDS, kind_of, raw_segments, repo_url
+from .lookup import KINDS, api_revision, kind_of, repo_url
 from .spool import spool_body
 
 router = APIRouter(tags=["hub"])
-
-_API_REV = 6  # raw segment index of {rev} in /api/{t}/{ns}/{name}/<verb>/{rev}
-
 
 def _repo_name(body: dict) -> tuple[str, str]:
     """(kind, org/name) from a create/delete body: ``{"name", "organization", "type"}``."""
@@ -102,7 +99,7 @@ async def validate_yaml(request: Request) -> JSONResponse:
 @router.post("/api/{t}/{ns}/{name}/preupload/{rest:path}", summary="Which files go through LFS")
 async def preupload(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
                     rest: str) -> dict:
-    kind, revision = kind_of(t), "/".join(raw_segments(request)[_API_REV:])
+    kind, revision = kind_of(t), api_revision(request)
     files = (await request.json()).get("files", [])
 
     def current() -> dict:
@@ -189,7 +186,7 @@ def _checked_path(path, n: int) -> str:
 async def commit(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
                  rest: str) -> dict:
     kind, repo_name = kind_of(t), f"{ns}/{name}"
-    revision = check_revision("/".join(raw_segments(request)[_API_REV:]))
+    revision = check_revision(api_revision(request))
     if request.query_params.get("create_pr", "").lower() in ("1", "true"):
         raise bad_request("pull requests are not supported; commit to a branch")
     body = await spool_body(request, vault)
@@ -217,7 +214,7 @@ async def commit(request: Request, vault: VaultDep, access: WriteAccess, t: str,
 async def create_branch(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
                         rest: str) -> dict:
     kind, repo_name = kind_of(t), f"{ns}/{name}"
-    branch = check_revision("/".join(raw_segments(request)[_API_REV:]))
+    branch = check_revision(api_revision(request))
     raw = await request.body()
     start = (json.loads(raw) if raw else {}).get("startingPoint") or "main"
 

@@ -32,10 +32,23 @@ def kind_of(plural: str) -> str:
         raise ApiError(404, "NotFound", f"unknown repo type {plural!r}") from None
 
 
+#: Index of the revision in the raw path segments ("" first, for the leading slash): /api/{t}/{ns}/{name}/<verb>/{rev}.
+API_REV = 6
+
+
+def raw_path(request: Request) -> str:
+    """The request path as the client sent it, still percent-encoded."""
+    return (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+
+
 def raw_segments(request: Request) -> list[str]:
     """The request path split on '/', each segment percent-decoded on its own."""
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
-    return [unquote(s) for s in raw.decode("latin-1").split("/")]
+    return [unquote(s) for s in raw_path(request).split("/")]
+
+
+def api_revision(request: Request) -> str:
+    """The revision of an ``/api/{t}/{ns}/{name}/<verb>/{rev}`` route (slashes kept, as in ``refs/pr/1``)."""
+    return "/".join(raw_segments(request)[API_REV:])
 
 
 def repo_url(request: Request, kind: str, name: str) -> str:
