@@ -18,7 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import (
-    RevisionNotFound, delete_repo, find_repo, resolve, retrying, tree_of, write_commit,
+    RevisionNotFound, delete_repo, resolve, retrying, tree_of, write_commit,
 )
 from weightvault.dedup.names import InvalidName, check_path, check_repo_name, check_revision
 from weightvault.dedup.uploads import Changes, commit_changes, has_file
@@ -104,8 +104,7 @@ async def preupload(request: Request, vault: VaultDep, access: WriteAccess, t: s
 
     def current() -> dict:
         with vault.catalog.read_session() as s:
-            find_repo(s, f"{ns}/{name}", kind)
-            try:
+            try:  # a missing repo still raises RepoNotFound; a new branch has no files yet
                 return tree_of(s, resolve(s, f"{ns}/{name}", revision, kind).commit)
             except RevisionNotFound:
                 return {}
@@ -226,7 +225,6 @@ async def create_branch(request: Request, vault: VaultDep, access: WriteAccess, 
 
     await run_in_threadpool(retrying, vault.catalog, work)
     return {}
-
 
 
 @router.get("/api/{t}/{ns}/{name}/xet-write-token/{rest:path}", include_in_schema=False)
