@@ -102,39 +102,39 @@ uint32_t wv_crc32c_scalar(uint32_t crc, const void *buf, size_t len)
     return ~c;
 }
 
+/* Three streams over adjacent blocks of blk bytes while 3 * blk bytes remain;
+ * inlined with a constant blk so each block size gets its own loop. */
+__attribute__((target("sse4.2"), always_inline)) static inline uint64_t
+crc32c_3way(uint64_t c0, const uint8_t **pp, size_t *lenp, size_t blk, uint32_t z[4][256])
+{
+    const uint8_t *p = *pp;
+    size_t len = *lenp;
+    while (len >= 3 * blk) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + blk;
+        do {
+            uint64_t a, b, d;
+            memcpy(&a, p, 8); memcpy(&b, p + blk, 8); memcpy(&d, p + 2 * blk, 8);
+            c0 = _mm_crc32_u64(c0, a); c1 = _mm_crc32_u64(c1, b); c2 = _mm_crc32_u64(c2, d);
+            p += 8;
+        } while (p < end);
+        c0 = shift(z, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = shift(z, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * blk;
+        len -= 3 * blk;
+    }
+    *pp = p;
+    *lenp = len;
+    return c0;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     uint64_t c0 = ~crc;
     while (len && ((uintptr_t)p & 7)) { c0 = _mm_crc32_u8((uint32_t)c0, *p++); len--; }
-    while (len >= 3 * LONG_BLK) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + LONG_BLK;
-        do {
-            uint64_t a, b, d;
-            memcpy(&a, p, 8); memcpy(&b, p + LONG_BLK, 8); memcpy(&d, p + 2 * LONG_BLK, 8);
-            c0 = _mm_crc32_u64(c0, a); c1 = _mm_crc32_u64(c1, b); c2 = _mm_crc32_u64(c2, d);
-            p += 8;
-        } while (p < end);
-        c0 = shift(zeros_long, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = shift(zeros_long, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * LONG_BLK;
-        len -= 3 * LONG_BLK;
-    }
-    while (len >= 3 * SHORT_BLK) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + SHORT_BLK;
-        do {
-            uint64_t a, b, d;
-            memcpy(&a, p, 8); memcpy(&b, p + SHORT_BLK, 8); memcpy(&d, p + 2 * SHORT_BLK, 8);
-            c0 = _mm_crc32_u64(c0, a); c1 = _mm_crc32_u64(c1, b); c2 = _mm_crc32_u64(c2, d);
-            p += 8;
-        } while (p < end);
-        c0 = shift(zeros_short, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = shift(zeros_short, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * SHORT_BLK;
-        len -= 3 * SHORT_BLK;
-    }
+    c0 = crc32c_3way(c0, &p, &len, LONG_BLK, zeros_long);
+    c0 = crc32c_3way(c0, &p, &len, SHORT_BLK, zeros_short);
     while (len >= 8) { uint64_t a; memcpy(&a, p, 8); c0 = _mm_crc32_u64(c0, a); p += 8; len -= 8; }
     while (len--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
     return ~(uint32_t)c0;
