@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
+from weightvault.store.models import Commit, Family, File, Ref, Repo, TreeEntry
 
 from .names import check_path, check_repo_name, check_revision
 
@@ -115,8 +115,6 @@ def retrying(catalog, work, attempts: int = 5):
 
 def delete_repo(session, name: str, kind: str = "model") -> None:
     """Remove a repo and its revisions; its content stays until ``gc`` finds it unreferenced."""
-    from weightvault.store.models import Family
-
     repo = find_repo(session, name, kind)
     session.execute(update(Family).where(Family.base_repo_id == repo.id).values(base_repo_id=None))
     session.delete(repo)

@@ -86,6 +86,11 @@ def torch_zip_segments(view: memoryview) -> list[torchzip.Segment] | None:
         return None  # stored as opaque bytes: still bit-exact, just not tensor-coded
 
 
+def _inline(view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
+    progress(end - start)
+    return StagedSegment(start, end - start, name, inline=bytes(view[start:end]))
+
+
 class ContentWriter:
     """Stages files for one ingest or commit; ``land`` writes them to the catalog."""
 
@@ -129,28 +134,25 @@ class ContentWriter:
         elif (segments := torch_zip_segments(view)) is not None:
             staged = StagedFile(digest, "torch-zip", self._stage_torch_zip(rel, view, segments, progress))
         else:
-            staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), None, progress)])
+            staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), progress)])
         self.files[digest.sha256] = staged
         return staged
 
     def _stage_safetensors(self, rel: str, view: memoryview, layout: safetensors.Layout,
                            progress: Progress) -> list[StagedSegment]:
-        segments = [StagedSegment(0, layout.header_end, "__header__", inline=bytes(view[: layout.header_end]))]
-        progress(layout.header_end)
+        segments = [_inline(view, 0, layout.header_end, "__header__", progress)]
         pos = layout.header_end
         for t in layout.tensors:
             if t.start > pos:
-                segments.append(self._stage_run(view, pos, t.start, None, progress))
+                segments.append(self._stage_run(view, pos, t.start, progress))
             if t.end - t.start <= SMALL_FILE:
-                segments.append(StagedSegment(t.start, t.end - t.start, t.name, inline=bytes(view[t.start:t.end])))
-                progress(t.end - t.start)
-                pos = t.end
-                continue
-            obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, list(t.shape), progress)
-            segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
+                segments.append(_inline(view, t.start, t.end, t.name, progress))
+            else:
+                obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, list(t.shape), progress)
+                segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
             pos = t.end
         if pos < len(view):
-            segments.append(self._stage_run(view, pos, len(view), None, progress))
+            segments.append(self._stage_run(view, pos, len(view), progress))
         return segments
 
     def _stage_torch_zip(self, rel: str, view: memoryview, segments: list[torchzip.Segment],
@@ -164,16 +166,15 @@ class ContentWriter:
                 obj = self._stage_object(rel, view[seg.offset:end], "tensor", name, seg.dtype, None, progress)
                 staged.append(StagedSegment(seg.offset, seg.length, name, object_digest=obj))
             else:
-                staged.append(self._stage_run(view, seg.offset, end, None, progress))
+                staged.append(self._stage_run(view, seg.offset, end, progress))
         return staged
 
-    def _stage_run(self, view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
-        small = end - start <= INLINE_LIMIT if start > 0 else len(view) <= SMALL_FILE
-        if small and name is None:
-            progress(end - start)
-            return StagedSegment(start, end - start, name, inline=bytes(view[start:end]))
-        obj = self._stage_object("", view[start:end], "blob", name, None, None, progress)
-        return StagedSegment(start, end - start, name, object_digest=obj)
+    def _stage_run(self, view: memoryview, start: int, end: int, progress: Progress) -> StagedSegment:
+        """Bytes that are no tensor: inline when small, else a blob object."""
+        if (end - start <= INLINE_LIMIT) if start > 0 else len(view) <= SMALL_FILE:
+            return _inline(view, start, end, None, progress)
+        obj = self._stage_object("", view[start:end], "blob", None, None, None, progress)
+        return StagedSegment(start, end - start, object_digest=obj)
 
     def _stage_object(self, rel: str, data: memoryview, kind: str, name: str | None, dtype: str | None,
                       shape: list[int] | None, progress: Progress) -> str:

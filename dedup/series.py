@@ -8,6 +8,7 @@ more than ``keyframe_every - 1`` base references.
 """
 from __future__ import annotations
 
+import mmap
 import re
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class SeriesBases:
         self.paths = dict(files)
         self.keyframe_every = max(1, keyframe_every)
         self._layouts: dict[str, dict[str, safetensors.TensorSpan]] = {}
+        self._maps: dict[str, memoryview] = {}
 
     def __call__(self, rel: str, name: str | None, dtype: str | None, shape, data) -> BaseCandidate | None:
         step = checkpoint_step(rel)
@@ -55,26 +57,32 @@ class SeriesBases:
         span = self._tensors(prev_rel).get(name)
         if span is None or span.dtype != dtype or span.end - span.start != len(data):
             return None
-        with open(self.paths[prev_rel], "rb") as f:
-            f.seek(span.start)
-            prev = f.read(span.end - span.start)
-        return BaseCandidate(object_digest(prev), dtype, index % self.keyframe_every - 1, memoryview(prev),
+        prev = self._mapped(prev_rel)[span.start:span.end]
+        return BaseCandidate(object_digest(prev), dtype, index % self.keyframe_every - 1, prev,
                              "ckpt", f"{prev_rel}:{name}", "checkpoint_delta")
 
     def _tensors(self, rel: str) -> dict[str, safetensors.TensorSpan]:
         """Tensor name -> span in the file at ``rel`` (safetensors tensors, or torch zip storages)."""
         if rel not in self._layouts:
             found = {}
-            path = self.paths.get(rel)
-            if path is not None:
-                data = path.read_bytes()
+            if rel in self.paths:
+                data = self._mapped(rel)
                 if safetensors.looks_like_safetensors(rel):
                     found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
                 else:
-                    storages = [s for s in torch_zip_segments(memoryview(data)) or []
+                    storages = [s for s in torch_zip_segments(data) or []
                                 if s.kind == "tensor" and s.dtype is not None]
                     found = {storage_name(i): safetensors.TensorSpan(storage_name(i), s.dtype, (), s.offset,
                                                                       s.offset + s.length)
                              for i, s in enumerate(storages)}
             self._layouts[rel] = found
         return self._layouts[rel]
+
+    def _mapped(self, rel: str) -> memoryview:
+        """The file at ``rel``, mapped once (its header, then its tensors, are read from the mapping)."""
+        if rel not in self._maps:
+            path = self.paths[rel]
+            with open(path, "rb") as f:
+                self._maps[rel] = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                                             if path.stat().st_size else b"")
+        return self._maps[rel]
