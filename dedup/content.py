@@ -6,11 +6,12 @@ in the caller's transaction, so a repo appears whole or not at all.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import select
 
@@ -205,12 +206,16 @@ class ContentWriter:
 
     # -- landing ------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Make every staged frame durable (before the catalog transaction)."""
+    @contextlib.contextmanager
+    def staging(self) -> Iterator["ContentWriter"]:
+        """Stage inside the block; at its end every staged frame is durable (before the catalog
+        transaction), or, if the block failed, the unfinished pack is dropped."""
+        try:
+            yield self
+        except BaseException:
+            self.packs.abort()
+            raise
         self.pack_ids = self.packs.flush()
-
-    def abort(self) -> None:
-        self.packs.abort()
 
     def land(self, session) -> dict[str, int]:
         """Write staged objects and files in ``session``; return file sha256 -> file id."""

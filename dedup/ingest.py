@@ -85,14 +85,10 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         base_for = matcher.base_for(decision.base_repo)
     writer = ContentWriter(vault, base_for=base_for)
     staged: dict[str, str] = {}
-    try:
+    with writer.staging():
         for rel, real in files:
             on_file(rel)
             staged[rel] = writer.add_path(real, rel, progress).digest.sha256
-        writer.flush()
-    except BaseException:
-        writer.abort()
-        raise
 
     def land(session):
         file_ids = writer.land(session)

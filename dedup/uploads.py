@@ -53,12 +53,8 @@ def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin"
     """Store one uploaded file's content (deduplicated and coded); returns its sha256."""
     check_repo_name(repo_name)
     writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, rel, path))
-    try:
+    with writer.staging():
         sha = writer.add_path(path, rel).digest.sha256
-        writer.flush()
-    except BaseException:
-        writer.abort()
-        raise
     retrying(vault.catalog, writer.land)
     return sha
 
@@ -69,12 +65,8 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
     for path in [*changes.add_stored, *changes.add_bytes, *changes.delete_files]:
         check_path(path)
     writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, "", None))
-    try:
+    with writer.staging():
         small = {p: writer.add_bytes(data, p).digest.sha256 for p, data in changes.add_bytes.items()}
-        writer.flush()
-    except BaseException:
-        writer.abort()
-        raise
 
     def land(session) -> str:
         file_ids = writer.land(session)
