@@ -21,7 +21,7 @@ from weightvault.store.models import Commit, Ref
 from . import entries
 from .auth import ReadAccess, VaultDep
 from .errors import ApiError, entry_not_found
-from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot
+from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
 from .streaming import file_response
 
 router = APIRouter(tags=["hub"])
@@ -144,10 +144,7 @@ def _resolve_file(request: Request, vault, access, kind: str, ns: str, name: str
         raise ApiError(400, "BadRequest", "expected /resolve/{revision}/{path}")
     revision, path = segs[rev_index], "/".join(segs[rev_index + 1:])
     check_path(path)
-    snap = snapshot(request, access, f"{ns}/{name}", revision, kind, only=path)
-    file = snap.tree.get(path)
-    if file is None:
-        raise entry_not_found(path, snap.commit.oid)
+    snap, file = snapshot_file(request, access, f"{ns}/{name}", revision, kind, path)
     tag = entries.etag(path, file)
     headers = {"X-Repo-Commit": snap.commit.oid, "ETag": f'"{tag}"', "X-Linked-Etag": f'"{tag}"',
                "X-Linked-Size": str(file.size)}

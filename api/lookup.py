@@ -18,7 +18,7 @@ from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, t
 from weightvault.store.models import Commit, File, Repo, TreeEntry
 
 from .auth import Access
-from .errors import ApiError
+from .errors import ApiError, entry_not_found
 
 #: API path segment -> catalog kind, and the URL prefix of each kind on file and git URLs.
 KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -80,6 +80,16 @@ def snapshot(request: Request, access: Access, name: str, revision: str, kind: s
         if not fetch or mirror is None or not mirror.fetch(kind, name, revision):
             raise
     return _resolve(vault, access, name, revision, kind, with_tree, only)
+
+
+def snapshot_file(request: Request, access: Access, name: str, revision: str, kind: str,
+                  path: str) -> tuple[Snapshot, File]:
+    """One file of ``name@revision``, loading only its entry; EntryNotFound (with the commit) when absent."""
+    snap = snapshot(request, access, name, revision, kind, only=path)
+    file = snap.tree.get(path)
+    if file is None:
+        raise entry_not_found(path, snap.commit.oid)
+    return snap, file
 
 
 def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tree: bool,

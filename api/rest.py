@@ -28,9 +28,9 @@ from weightvault.store.models import Commit, Ref, Repo
 
 from . import entries
 from .auth import ReadAccess, VaultDep, WriteAccess
-from .errors import ApiError, bad_request, entry_not_found
+from .errors import ApiError, bad_request
 from .hub_write import create_repo
-from .lookup import snapshot
+from .lookup import snapshot, snapshot_file
 from .spool import spool_body, tmp_dir
 from .streaming import file_response
 
@@ -123,10 +123,7 @@ def list_files(request: Request, access: ReadAccess, ns: str, name: str, revisio
 def download(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str, path: str,
              revision: str = Revision, kind: str = Kind) -> Response:
     check_path(path)
-    snap = snapshot(request, access, f"{ns}/{name}", revision, kind, only=path)
-    file = snap.tree.get(path)
-    if file is None:
-        raise entry_not_found(path, snap.commit.oid)
+    snap, file = snapshot_file(request, access, f"{ns}/{name}", revision, kind, path)
     return file_response(request, vault, file, {"X-Repo-Commit": snap.commit.oid, "ETag": f'"{file.sha256}"'})
 
 
