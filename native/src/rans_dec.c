@@ -24,33 +24,15 @@ static size_t read_states(const uint8_t *src, size_t size, uint32_t *st)
     return o;
 }
 
-/* Fast step: branchless renorm (cmov), the caller guarantees 2 readable bytes. */
-#define DEC_STEP(l, idx)                                                        \
-    do {                                                                        \
-        uint32_t x_ = st[l];                                                    \
-        uint32_t e_ = tab[(cx ? cx[idx] * WV_RANS_M : 0u) + (x_ & (WV_RANS_M - 1))]; \
-        dst[idx] = (uint8_t)e_;                                                 \
-        x_ = ((e_ >> 8) & 0xfff) * (x_ >> WV_RANS_PROB_BITS) + (e_ >> 20);      \
-        uint32_t w_ = wv_rd16(p);                                               \
-        uint32_t need_ = x_ < WV_RANS_L; /* arithmetic, gcc turns ?: into a jump */ \
-        x_ = (x_ << (need_ << 4)) | (w_ & (0u - need_));                        \
-        p += 2 * need_;                                                         \
-        st[l] = x_;                                                             \
-    } while (0)
-/* Checked step for the tail. */
-#define DEC_STEP_CHECKED(l, idx)                                                \
-    do {                                                                        \
-        uint32_t x_ = st[l];                                                    \
-        uint32_t e_ = tab[(cx ? cx[idx] * WV_RANS_M : 0u) + (x_ & (WV_RANS_M - 1))]; \
-        dst[idx] = (uint8_t)e_;                                                 \
-        x_ = ((e_ >> 8) & 0xfff) * (x_ >> WV_RANS_PROB_BITS) + (e_ >> 20);      \
-        if (x_ < WV_RANS_L) {                                                   \
-            if (end - p < 2) return WV_ERROR(WV_ERR_CORRUPT);                   \
-            x_ = (x_ << 16) | wv_rd16(p);                                       \
-            p += 2;                                                             \
-        }                                                                       \
-        st[l] = x_;                                                             \
-    } while (0)
+/* One symbol of one lane: look up slot x mod M (in context cx[idx]'s table), write
+ * the symbol, return the state before renormalisation. */
+static inline __attribute__((always_inline)) uint32_t dec_sym(uint32_t x, size_t idx, uint8_t *dst,
+                                                              const uint8_t *cx, const uint32_t *tab)
+{
+    uint32_t e = tab[(cx ? cx[idx] * WV_RANS_M : 0u) + (x & (WV_RANS_M - 1))];
+    dst[idx] = (uint8_t)e;
+    return ((e >> 8) & 0xfff) * (x >> WV_RANS_PROB_BITS) + (e >> 20);
+}
 
 /* Scalar fast blocks: 32 symbols read at most 32 words, so bounds are checked once
  * per block.  Returns the number of symbols decoded. */
@@ -61,7 +43,13 @@ static inline __attribute__((always_inline)) size_t blocks_scalar(uint32_t *st, 
     const uint8_t *p = *pp;
     size_t i = 0;
     while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
-        for (int l = 0; l < WV_RANS_LANES; l++) DEC_STEP(l, i + l);
+        for (int l = 0; l < WV_RANS_LANES; l++) {
+            /* branchless renorm (cmov); the block check guarantees 2 readable bytes */
+            uint32_t x = dec_sym(st[l], i + l, dst, cx, tab), w = wv_rd16(p);
+            uint32_t need = x < WV_RANS_L; /* arithmetic, gcc turns ?: into a jump */
+            st[l] = (x << (need << 4)) | (w & (0u - need));
+            p += 2 * need;
+        }
         i += WV_RANS_LANES;
     }
     *pp = p;
@@ -304,7 +292,15 @@ size_t wv_rans_dec_finish(wv_rans_dec *d)
     uint8_t *dst = d->dst;
     size_t i = d->i, n = d->n, coded = d->coded;
     i += dec_blocks(st, &p, end, dst + i, coded - i, cx ? cx + i : NULL, tab);
-    for (; i < coded; i++) DEC_STEP_CHECKED(i % WV_RANS_LANES, i);
+    for (; i < coded; i++) { /* checked step for the tail */
+        uint32_t x = dec_sym(st[i % WV_RANS_LANES], i, dst, cx, tab);
+        if (x < WV_RANS_L) {
+            WV_RETURN_ERROR_IF(end - p < 2, WV_ERR_CORRUPT);
+            x = (x << 16) | wv_rd16(p);
+            p += 2;
+        }
+        st[i % WV_RANS_LANES] = x;
+    }
     for (; i < n; i++) { /* each lane's last symbol sits in its final state */
         uint32_t v = st[i % WV_RANS_LANES] - WV_RANS_L;
         WV_RETURN_ERROR_IF(v > 255, WV_ERR_CORRUPT);
