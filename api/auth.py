@@ -22,7 +22,6 @@ from weightvault.store import Vault
 from weightvault.store.models import Repo, Token
 
 from .errors import ApiError, repo_not_found
-from .settings import ServerSettings
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,7 @@ def get_vault(request: Request) -> Vault:
     return request.app.state.vault
 
 
-def get_settings(request: Request) -> ServerSettings:
-    return request.app.state.settings
-
-
 VaultDep = Annotated[Vault, Depends(get_vault)]
-SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 
 
 def bearer(request: Request) -> str | None:

@@ -61,7 +61,6 @@ class Snapshot:
 
     repo: Repo
     commit: Commit
-    revision: str
     tree: dict[str, File]
 
 
@@ -103,4 +102,4 @@ def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tr
             tree = {only: file} if file is not None else {}
         else:
             tree = tree_of(s, r.commit) if with_tree else {}
-        return Snapshot(r.repo, r.commit, revision, tree)
+        return Snapshot(r.repo, r.commit, tree)
