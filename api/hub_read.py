@@ -16,12 +16,12 @@ from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import RepoNotFound, find_repo
 from weightvault.dedup.names import check_path
-from weightvault.store.models import Commit, Ref
+from weightvault.store.models import Commit
 
 from . import entries
 from .auth import ReadAccess, VaultDep
 from .errors import ApiError, entry_not_found
-from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
+from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, ref_heads, snapshot, snapshot_file
 from .streaming import file_response
 
 router = APIRouter(tags=["hub"])
@@ -106,8 +106,7 @@ def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str,
         with vault.catalog.read_session() as s:
             repo = find_repo(s, repo_name, kind)
             access.check_visible(repo)
-            return s.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
-                             .where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+            return ref_heads(s, repo)
 
     try:
         rows = read()

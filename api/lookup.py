@@ -15,7 +15,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
-from weightvault.store.models import Commit, File, Repo, TreeEntry
+from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
 
 from .auth import Access
 from .errors import ApiError, entry_not_found
@@ -79,6 +79,12 @@ def snapshot(request: Request, access: Access, name: str, revision: str, kind: s
         if not fetch or mirror is None or not mirror.fetch(kind, name, revision):
             raise
     return _resolve(vault, access, name, revision, kind, with_tree, only)
+
+
+def ref_heads(session, repo: Repo) -> list[tuple[str, str]]:
+    """(ref name, commit oid) of each branch and PR ref of ``repo``, by name."""
+    return session.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
+                           .where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
 
 
 def snapshot_file(request: Request, access: Access, name: str, revision: str, kind: str,

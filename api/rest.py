@@ -30,7 +30,7 @@ from . import entries
 from .auth import ReadAccess, VaultDep, WriteAccess
 from .errors import ApiError, bad_request
 from .hub_write import create_repo
-from .lookup import snapshot, snapshot_file
+from .lookup import ref_heads, snapshot, snapshot_file
 from .spool import spool_body, tmp_dir
 from .streaming import file_response
 
@@ -101,8 +101,7 @@ def revisions(vault: VaultDep, access: ReadAccess, ns: str, name: str, kind: str
     with vault.catalog.read_session() as s:
         repo = find_repo(s, f"{ns}/{name}", kind)
         access.check_visible(repo)
-        refs = s.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
-                         .where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+        refs = ref_heads(s, repo)
         commits = s.scalars(select(Commit).where(Commit.repo_id == repo.id).order_by(Commit.id.desc())).all()
     return {"branches": [{"name": n, "commit": oid} for n, oid in refs],
             "commits": [{"oid": c.oid, "parent": c.parent_oid, "message": c.message,
