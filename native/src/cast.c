@@ -2,15 +2,16 @@
  * once per frame over the base and the decoder must reproduce them bit for bit. */
 #include "cast.h"
 
-uint16_t wv_f32_to_bf16(uint32_t x)
+/* Round to nearest even, branch-free so array loops vectorise.  torch 2.x CPU
+ * (vectorised path) turns every NaN into 0xFFFF; its scalar c10::BFloat16 gives
+ * 0x7FC0.  Either way this is only a prediction. */
+static inline uint16_t f32_to_bf16(uint32_t x)
 {
-    /* torch 2.x CPU (vectorised path) turns every NaN into 0xFFFF; its scalar
-     * c10::BFloat16 gives 0x7FC0.  Either way this is only a prediction. */
-    if ((x & 0x7fffffffu) > 0x7f800000u) return 0xffff;
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+    uint32_t r = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
+    return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? 0xffffu : r);
 }
 
-uint16_t wv_f32_to_f16(uint32_t x)
+static uint16_t f32_to_f16(uint32_t x)
 {
     uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
     /* NaN: quiet, sign and top payload bits kept (what torch produces) */
@@ -30,7 +31,7 @@ uint16_t wv_f32_to_f16(uint32_t x)
     return (uint16_t)(sign | h);
 }
 
-uint32_t wv_f16_to_f32(uint16_t h)
+static uint32_t f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
     if (e == 0x1f) return sign | 0x7f800000u | (m << 13);
@@ -51,16 +52,11 @@ int wv_cast_supported(unsigned dtype, unsigned base_dtype)
     return 0;
 }
 
-/* F32 -> BF16 over an array, branch-free so it vectorises (AVX2 build chosen at run
- * time): 128 Ki elements 32 us scalar-branchy -> a few us. */
+/* F32 -> BF16 over an array, vectorised (AVX2 build chosen at run time): 128 Ki
+ * elements 32 us scalar-branchy -> a few us. */
 static inline __attribute__((always_inline)) void f32_to_bf16_body(uint8_t *dst, const uint8_t *src, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t x = wv_rd32(src + 4 * i);
-        uint32_t r = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
-        uint32_t nan = (x & 0x7fffffffu) > 0x7f800000u;
-        wv_wr16(dst + 2 * i, (uint16_t)(nan ? 0xffffu : r));
-    }
+    for (size_t i = 0; i < n; i++) wv_wr16(dst + 2 * i, f32_to_bf16(wv_rd32(src + 4 * i)));
 }
 
 static void f32_to_bf16_sse2(uint8_t *dst, const uint8_t *src, size_t n) { f32_to_bf16_body(dst, src, n); }
@@ -85,11 +81,11 @@ size_t wv_cast(uint8_t *dst, unsigned dtype, const uint8_t *base, unsigned base_
     } else if (base_dtype == WV_DT_F32 && dtype == WV_DT_BF16) {
         (have_avx2 ? f32_to_bf16_avx2 : f32_to_bf16_sse2)(dst, base, n_el);
     } else if (base_dtype == WV_DT_F32) {
-        for (i = 0; i < n_el; i++) wv_wr16(dst + 2 * i, wv_f32_to_f16(wv_rd32(base + 4 * i)));
+        for (i = 0; i < n_el; i++) wv_wr16(dst + 2 * i, f32_to_f16(wv_rd32(base + 4 * i)));
     } else if (base_dtype == WV_DT_BF16) {
         for (i = 0; i < n_el; i++) wv_wr32(dst + 4 * i, (uint32_t)wv_rd16(base + 2 * i) << 16);
     } else {
-        for (i = 0; i < n_el; i++) wv_wr32(dst + 4 * i, wv_f16_to_f32(wv_rd16(base + 2 * i)));
+        for (i = 0; i < n_el; i++) wv_wr32(dst + 4 * i, f16_to_f32(wv_rd16(base + 2 * i)));
     }
     return n_el;
 }

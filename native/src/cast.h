@@ -8,7 +8,4 @@
 int wv_cast_supported(unsigned dtype, unsigned base_dtype);
 /* dst: n_el elements of dtype; base: n_el elements of base_dtype. */
 size_t wv_cast(uint8_t *dst, unsigned dtype, const uint8_t *base, unsigned base_dtype, size_t n_el);
-uint16_t wv_f32_to_bf16(uint32_t x);
-uint16_t wv_f32_to_f16(uint32_t x);
-uint32_t wv_f16_to_f32(uint16_t h);
 #endif
