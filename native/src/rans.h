@@ -3,7 +3,8 @@
  * Recipe (as in zstd lib/common/fse.h):
  *  1. count symbols (hist.c), 2. wv_rans_normalize() to 12-bit frequencies,
  *  3. wv_rans_write_table() / wv_rans_read_table() to serialise them,
- *  4. wv_rans_build_etab() + wv_rans_encode()  /  wv_rans_build_dtab() + wv_rans_decode().
+ *  4. wv_rans_build_etab() + wv_rans_encode()  /
+ *     wv_rans_build_dtab() + wv_rans_dec_init() + wv_rans_dec_finish().
  *
  * Parameters and why:
  *  - 12-bit probabilities: a decode table is 4096 x u32 = 16 KiB, one fits in L1;
@@ -50,9 +51,6 @@ void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M]);
 /* cx == NULL: every symbol uses table 0.  scratch must hold cap bytes. */
 size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
                       const wv_rans_esym *etabs, uint8_t *scratch);
-/* Never reads outside src[0..size) nor writes outside dst[0..n); cx values must be < ntables. */
-size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
-                      const uint32_t *dtabs);
 int wv_rans_select_kernel(int kernel);
 void wv_rans_enc_select(int avx2); /* called by wv_rans_select_kernel */
 
@@ -64,6 +62,7 @@ typedef struct {
     uint8_t *dst;
     size_t n, coded, i;
 } wv_rans_dec;
+/* Never reads outside src[0..size) nor writes outside dst[0..n); cx values must be < ntables. */
 size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
                         const uint8_t *cx, const uint32_t *tab);
 size_t wv_rans_dec_finish(wv_rans_dec *d);

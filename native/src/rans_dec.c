@@ -318,11 +318,3 @@ size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b)
     WV_FORWARD_IF_ERROR(wv_rans_dec_finish(a));
     return wv_rans_dec_finish(b);
 }
-
-size_t wv_rans_decode(uint8_t *dst, size_t n, const uint8_t *src, size_t size, const uint8_t *cx,
-                      const uint32_t *tab)
-{
-    wv_rans_dec d;
-    WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d, dst, n, src, size, cx, tab));
-    return wv_rans_dec_finish(&d);
-}
