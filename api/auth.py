@@ -54,12 +54,17 @@ def bearer(request: Request) -> str | None:
     return secret.strip() if kind.lower() == "bearer" and secret.strip() else None
 
 
+def scope_of(request: Request, secret: str) -> str | None:
+    """The scope of a presented token, None if no such token exists."""
+    with request.app.state.vault.catalog.read_session() as s:
+        return token_scope(s, secret)
+
+
 def _access(request: Request) -> Access:
     secret = bearer(request)
     if secret is None:
         return Access(None)
-    with request.app.state.vault.catalog.read_session() as s:
-        scope = token_scope(s, secret)
+    scope = scope_of(request, secret)
     if scope is None:
         raise ApiError(401, "Unauthorized", "Invalid credentials in Authorization header")
     return Access(scope, secret)

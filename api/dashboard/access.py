@@ -13,9 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
-from weightvault.dedup.tokens import token_scope
-
-from ..auth import Access, bearer
+from ..auth import Access, bearer, scope_of
 
 COOKIE = "wv_token"
 
@@ -34,11 +32,6 @@ class TokenInQuery(Exception):
     def __init__(self, token: str, clean_url: str) -> None:
         super().__init__("token moved to cookie")
         self.token, self.clean_url = token, clean_url
-
-
-def scope_of(request: Request, secret: str) -> str | None:
-    with request.app.state.vault.catalog.read_session() as s:
-        return token_scope(s, secret)
 
 
 def page_access(request: Request) -> Access:

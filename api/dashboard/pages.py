@@ -21,12 +21,12 @@ from fastapi.templating import Jinja2Templates
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
 from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, footprint, repo_detail
 
-from ..auth import Access
+from ..auth import Access, scope_of
 from ..errors import ApiError
 from ..lookup import snapshot
 from ..streaming import file_response
 from . import charts, fmt, listing
-from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, scope_of, without_token
+from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, without_token
 from weightvault.dedup import report_cache
 from .tree import tree_prefixes
 
