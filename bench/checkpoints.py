@@ -107,7 +107,7 @@ def paired(cur, prev):
 
 def m_ckpt(cur, prev, clock: Clock):
     bases = paired(cur, prev)
-    stored, coded = 0, []
+    coded = []
     raw_blob = b"".join(c[2] for c in cur if c[0] == "raw" or c[1] not in ("F32", "BF16", "F16"))
     with clock("ckpt", "enc"):
         raw_z = ZC.compress(raw_blob)
@@ -121,27 +121,26 @@ def m_ckpt(cur, prev, clock: Clock):
     stored = len(raw_z) + sum(len(f) for _, _, fr in coded for f in fr)
 
     def decode() -> bytes:
-        if True:
-            raw = ZD.decompress(raw_z)
-            out, rpos, it = [], 0, iter(coded)
-            for c in cur:
-                if c[0] == "tensor" and c[1] in ("F32", "BF16", "F16"):
-                    _, p, frames = next(it)
-                    buf = bytearray(len(c[2]))
-                    mv, pos = memoryview(buf), 0
-                    for f in frames:
-                        info = frame_info(f)
-                        b = None
-                        if info.needs_base:
-                            off, ln = base_range(pos, info.raw_size, c[1], info.base_dtype)
-                            b = memoryview(p[2])[off:off + ln]
-                        decode_frame(f, mv[pos:pos + info.raw_size], base=b)
-                        pos += info.raw_size
-                    out.append(bytes(buf))
-                else:
-                    out.append(raw[rpos:rpos + len(c[2])])
-                    rpos += len(c[2])
-            return b"".join(out)
+        raw = ZD.decompress(raw_z)
+        out, rpos, it = [], 0, iter(coded)
+        for c in cur:
+            if c[0] == "tensor" and c[1] in ("F32", "BF16", "F16"):
+                _, p, frames = next(it)
+                buf = bytearray(len(c[2]))
+                mv, pos = memoryview(buf), 0
+                for f in frames:
+                    info = frame_info(f)
+                    b = None
+                    if info.needs_base:
+                        off, ln = base_range(pos, info.raw_size, c[1], info.base_dtype)
+                        b = memoryview(p[2])[off:off + ln]
+                    decode_frame(f, mv[pos:pos + info.raw_size], base=b)
+                    pos += info.raw_size
+                out.append(bytes(buf))
+            else:
+                out.append(raw[rpos:rpos + len(c[2])])
+                rpos += len(c[2])
+        return b"".join(out)
     return stored, decode
 
 
@@ -197,15 +196,14 @@ def m_delta(cur, prev, clock: Clock):
     stored = sum(len(b) for bl in blobs for b in bl)
 
     def decode():
-        if True:
-            out = []
-            for c, p, bl in zip(cur, bases, blobs):
-                planes = [np.frombuffer(ZD.decompress(b), np.uint8) for b in bl]
-                a = np.stack(planes, axis=1).reshape(-1) if len(planes) > 1 else planes[0]
-                if c[0] == "tensor" and p is not None and len(planes) == itemsize(c[1]):
-                    a = a ^ np.frombuffer(p[2], np.uint8)
-                out.append(a.tobytes())
-            return b"".join(out)
+        out = []
+        for c, p, bl in zip(cur, bases, blobs):
+            planes = [np.frombuffer(ZD.decompress(b), np.uint8) for b in bl]
+            a = np.stack(planes, axis=1).reshape(-1) if len(planes) > 1 else planes[0]
+            if c[0] == "tensor" and p is not None and len(planes) == itemsize(c[1]):
+                a = a ^ np.frombuffer(p[2], np.uint8)
+            out.append(a.tobytes())
+        return b"".join(out)
     return stored, decode
 
 
