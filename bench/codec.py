@@ -22,7 +22,6 @@ import ctypes
 import gc
 import json
 import os
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from zipnn import ZipNN
 
 from weightvault import codec
 from weightvault.codec import _lib
+from weightvault.dedup import safetensors
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 FLOATS = {"F32", "F16", "BF16"}
@@ -41,13 +41,12 @@ ZIPNN_DTYPE = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
 def float_tensors(path: Path) -> tuple[str, bytes]:
     """(dtype, concatenated bytes) of the float tensors of one safetensors file, in name order."""
     raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    body = memoryview(raw)[8 + n:]
-    items = sorted((k, v) for k, v in header.items() if k != "__metadata__" and v["dtype"] in FLOATS)
-    dtypes = {v["dtype"] for _, v in items}
+    spans = sorted((t for t in safetensors.parse(raw, label=path.name).tensors if t.dtype in FLOATS),
+                   key=lambda t: t.name)
+    dtypes = {t.dtype for t in spans}
     assert len(dtypes) == 1, dtypes
-    return dtypes.pop(), b"".join(body[v["data_offsets"][0]:v["data_offsets"][1]] for _, v in items)
+    body = memoryview(raw)
+    return dtypes.pop(), b"".join(body[t.start:t.end] for t in spans)
 
 
 def fp16_cast(f32: bytes) -> bytes:
