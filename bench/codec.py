@@ -199,7 +199,6 @@ def bench_delta(repos: Path, base: bytes, repeat: int) -> list[dict]:
             frames = codec.encode_frames(data, dtype, codec="xor", base=base, base_dtype="F32")
             row["ratio" if contexts else "ratio_order0"] = sum(map(len, frames)) / len(data)
         _lib.lib.wv_ctx_set_contexts(ctx, 1)
-        frames = codec.encode_frames(data, dtype, codec="xor", base=base, base_dtype="F32")
         container = codec.encode(data, dtype, codec="xor", base=base, base_dtype="F32")
         assert bytes(codec.decode(container, base=base)) == data
         row["estimate"] = codec.estimate_size(data, dtype, base=base, base_dtype="F32") / len(data)
