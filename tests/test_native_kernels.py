@@ -76,3 +76,12 @@ def test_rans_kernels_identical(kernels) -> None:
         for k in kernels:  # each kernel decodes every kernel's output
             lib.wv_rans_select_kernel(k)
             assert bytes(codec.decode(outputs[0], base=base)) == data
+
+
+def test_dtype_tables_agree() -> None:
+    """codec/dtypes.py and native/src/dtype.c code the same element sizes."""
+    from weightvault.codec.dtypes import DTYPES, dtype_code, itemsize
+    for name in DTYPES:
+        assert lib.wv_dtype_size(dtype_code(name)) == itemsize(name), name
+    assert lib.wv_dtype_size(0) == 1  # opaque bytes
+    assert lib.wv_dtype_size(max(map(dtype_code, DTYPES)) + 1) == 0

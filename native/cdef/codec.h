@@ -2,6 +2,7 @@
  * with expressions, no attributes.  Errors: see wv_isError / wv_getErrorName. */
 int wv_isError(size_t code);
 unsigned wv_errorCode(size_t code);
+unsigned wv_dtype_size(unsigned dtype);
 const char *wv_getErrorName(size_t code);
 
 uint32_t wv_crc32c(uint32_t crc, const void *buf, size_t len);
