@@ -49,6 +49,10 @@ class _SharedPlans:
             self._plans.move_to_end(key)
             return hit[1]
 
+    def drop(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._plans.pop(key, None)
+
     def put(self, key: tuple[str, int], plan: "ObjectPlan") -> None:
         with self._lock:
             self._plans[key] = (time.monotonic(), plan)
@@ -129,6 +133,14 @@ class Reader:
             refs = frames[oid]
             self._plans[oid] = ObjectPlan(oid, digest, dtype, base_id, base_dtype, refs, [f.raw_offset for f in refs])
             _shared_plans.put((url, oid), self._plans[oid])
+
+    def forget(self, object_ids) -> None:
+        """Drop cached frame lists (this process's) of objects whose frames were just replaced."""
+        for i in object_ids:
+            self._plans.pop(i, None)
+            _shared_plans.drop((self.vault.catalog.url, i))
+            for key in [k for k in self._cache if k[0] == i]:
+                del self._cache[key]
 
     def frame(self, plan: ObjectPlan, ref: FrameRef) -> bytes:
         key = (plan.id, ref.seq)

@@ -5,7 +5,7 @@ with a thousand repos, on every page view. What it reads splits into rows that
 change (repos, families, branch refs, the ingest log) and rows that never do
 once written (a commit's tree, a file's segments, an object's sizes and
 mechanism are content-addressed and immutable; gc only removes rows no branch
-reaches). So a fingerprint of the changing rows — a scan of three small tables
+reaches; a rebase re-codes objects but logs an event for each repo it changes). So a fingerprint of the changing rows — a scan of three small tables
 plus the ingest log's high-water mark — says exactly when the cached report is
 stale. Same catalog state in, same figures out: the page still shows exactly
 what ``weightvault report`` and ``/api/v1/report`` compute.

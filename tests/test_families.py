@@ -1,4 +1,4 @@
-"""Families from evidence other than cards, delta coding against the family base, and base removal."""
+"""Families from evidence other than cards, delta coding against the family base, re-basing, and base removal."""
 from __future__ import annotations
 
 import json
@@ -42,7 +42,7 @@ def test_unrelated_model_of_same_shape_starts_its_own_family(vault, tmp_path):
 
 
 @pytest.mark.slow
-def test_six_repos_without_cards_form_one_family_and_survive_base_removal(shared_repos, tmp_path, monkeypatch):
+def test_six_repos_without_cards_form_one_family_rebase_and_survive_base_removal(shared_repos, tmp_path, monkeypatch):
     env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store")}
     for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
         monkeypatch.delenv(k, raising=False)
@@ -58,6 +58,13 @@ def test_six_repos_without_cards_form_one_family_and_survive_base_removal(shared
     cast = repos["acme/all-MiniLM-L6-v2-bf16"]
     assert cast["stored_bytes"] < 0.01 * cast["raw_bytes"]  # a cast repo costs almost nothing
     assert report["overall"]["family_delta"] > 0
+
+    # The BF16 fine-tune came before the FP32 weights of the same run: re-based on them it costs ~nothing.
+    rebased = json.loads(run_cli("rebase", "--json", env=env).stdout)
+    assert [(m["repo"], m["base"]) for m in rebased["members"]] == [("acme/minilm-codesearch-bf16",
+                                                                     "lab/minilm-codesearch-fp32")]
+    tuned = {r["name"]: r for r in json.loads(run_cli("report", "--json", env=env).stdout)["repos"]}
+    assert tuned["acme/minilm-codesearch-bf16"]["stored_bytes"] < 0.01 * tuned["acme/minilm-codesearch-bf16"]["raw_bytes"]
 
     run_cli("rm", SHARED_REPOS[0], env=env)
     run_cli("gc", "--grace-minutes", "0", env=env)

@@ -66,12 +66,13 @@ def user_errors():
     from weightvault.dedup.content import StaleReference
     from weightvault.dedup.names import InvalidName
     from weightvault.dedup.reader import IntegrityError
+    from weightvault.dedup.rebase import FamilyNotFound
     from weightvault.dedup.safetensors import SafetensorsError
 
     try:
         yield
     except (InvalidName, SafetensorsError, RepoNotFound, RevisionNotFound, CommitConflict, StaleReference,
-            IntegrityError, FileNotFoundError, NotADirectoryError) as exc:
+            IntegrityError, FamilyNotFound, FileNotFoundError, NotADirectoryError) as exc:
         fail(str(exc))
 
 

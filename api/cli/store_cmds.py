@@ -1,4 +1,4 @@
-"""Commands on the store itself: ingest, get, ls, verify, rm, gc, db upgrade."""
+"""Commands on the store itself: ingest, get, ls, verify, rm, gc, rebase, db upgrade."""
 from __future__ import annotations
 
 import json
@@ -175,6 +175,43 @@ def gc(
         out.print(f"dropped {result.files} files, {result.objects} objects; marked {result.packs_marked} packs; "
                   f"deleted {result.packs_deleted} packs ({human(result.bytes_freed)}); "
                   f"compacted {result.packs_compacted} packs ({human(result.bytes_moved)} moved)")
+
+
+@app.command()
+def rebase(
+    family: Optional[str] = typer.Argument(None, help="Only this family (default: every family)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be re-coded; change nothing."),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = JsonOut,
+):
+    """Re-code family members against the sibling that predicts them best.
+
+    Ingest codes a repo against a base already stored; a repo that arrives later
+    can predict an earlier one far better (a BF16 fine-tune against the FP32
+    fine-tune of the same run). Run this after adding related repos, then
+    `weightvault gc` to reclaim the replaced frames. Safe while the store serves."""
+    from sqlalchemy import func, select
+
+    from weightvault.dedup.rebase import Rebaser
+    from weightvault.store.models import Object
+
+    vault = open_vault(data_dir)
+    with vault.catalog.read_session() as s:
+        total = s.scalar(select(func.sum(Object.raw_size)).where(Object.kind == "tensor")) or 0
+    with user_errors(), bytes_progress(total, "rebase", as_json) as (progress, _):
+        result = Rebaser(vault, dry_run=dry_run, progress=progress).run(family)
+    if as_json:
+        out.print_json(json.dumps({"dry_run": dry_run, "bytes_saved": result.bytes_saved,
+                                   "members": [m.__dict__ for m in result.members], "screened": result.screened}))
+        return
+    table = Table(title="rebase" + (" (dry run: nothing changed)" if dry_run else ""))
+    for col in ("repo", "now coded against", "tensors", "before", "after"):
+        table.add_column(col, justify="right" if col in ("tensors", "before", "after") else "left")
+    for m in result.members:
+        table.add_row(m.repo, m.base, str(m.tensors), human(m.bytes_before), human(m.bytes_after))
+    out.print(table if result.members else "no member gains from another base")
+    if result.members and not dry_run:
+        out.print(f"saved {human(result.bytes_saved)}; run `weightvault gc` to reclaim the replaced frames")
 
 
 @db_app.command("upgrade")

@@ -136,8 +136,10 @@ def timeline_chart(timeline: list[dict], *, max_points_with_tips: int = 200) -> 
         if n <= max_points_with_tips:
             for i, ev in enumerate(timeline, start=1):
                 x, y = xy(i, raw_cum[i])
+                stored = int(ev["new_stored_bytes"])  # negative after a rebase re-coded a repo smaller
                 tip = (f"#{i} {when(ev['at'])} {ev['repo']}: +{human_bytes(ev['raw_bytes'])} raw, "
-                       f"+{human_bytes(ev['new_stored_bytes'])} stored; total {human_bytes(raw_cum[i])} raw, "
+                       f"{'+' if stored >= 0 else '-'}{human_bytes(abs(stored))} stored; "
+                       f"total {human_bytes(raw_cum[i])} raw, "
                        f"{human_bytes(stored_cum[i])} stored")
                 out.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="4">'
                            f'<title>{escape(tip)}</title></circle>')

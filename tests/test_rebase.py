@@ -1,0 +1,113 @@
+"""Re-basing family members on a sibling ingested after them."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from helpers import make_repo, safetensors_bytes, tree_sha256
+from weightvault.dedup.choice import MAX_DEPTH
+from weightvault.dedup.ingest import ingest_folder
+from weightvault.dedup.rebase import Rebaser
+from weightvault.dedup.restore import restore
+from weightvault.store import Vault
+from weightvault.store.gc import collect, compact
+from weightvault.store.models import Object, Repo
+
+SHAPES = {"a.weight": (256, 256), "b.weight": (128, 256)}
+
+
+def bf16(a: np.ndarray) -> np.ndarray:
+    bits = a.view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def model(tensors: dict[str, np.ndarray], dtype: str) -> bytes:
+    return safetensors_bytes({n: (dtype, bf16(a) if dtype == "BF16" else a) for n, a in tensors.items()})
+
+
+def ingest(vault, root, name: str, tensors: dict[str, np.ndarray], dtype: str) -> None:
+    ingest_folder(vault, make_repo(root / name, {"model.safetensors": model(tensors, dtype)}), name)
+
+
+def stored(vault, repo: str) -> int:
+    with vault.catalog.read_session() as s:
+        from weightvault.dedup.families import stored_tensors
+
+        rid = s.scalar(select(Repo.id).where(Repo.name == repo))
+        ids = [t.object_id for t in stored_tensors(s, rid).values()]
+        return sum(s.scalars(select(Object.stored_size).where(Object.id.in_(ids))))
+
+
+def assert_restores(vault, root, names: list[str]) -> None:
+    for name in names:
+        out = root / "out" / name
+        restore(vault, name, "main", out)
+        assert tree_sha256(out) == tree_sha256(root / name)
+
+
+def family(seed: int = 0) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    base = {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in SHAPES.items()}
+    tuned = {n: (a + rng.standard_normal(a.shape) * 1e-3).astype(np.float32) for n, a in base.items()}
+    return base, tuned
+
+
+@pytest.fixture
+def any_vault(store_env):
+    """A fresh store on each backend (SQLite or PostgreSQL catalog, folder or S3 packs)."""
+    v = Vault.open()
+    yield v
+    v.close()
+
+
+def test_an_earlier_cast_is_rebased_on_the_later_fine_tune_it_was_cast_from(any_vault, tmp_path):
+    vault = any_vault
+    base, tuned = family()
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")  # arrives before the run's FP32 weights
+    ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    before = stored(vault, "org/tuned-bf16")
+
+    dry = Rebaser(vault, dry_run=True).run()
+    assert [m.repo for m in dry.members] == ["org/tuned-bf16"] and stored(vault, "org/tuned-bf16") == before
+
+    result = Rebaser(vault).run()
+    assert [(m.repo, m.base, m.tensors) for m in result.members] == [("org/tuned-bf16", "org/tuned", 2)]
+    after = stored(vault, "org/tuned-bf16")
+    assert after < 0.05 * before and result.bytes_saved == before - after
+    with vault.catalog.read_session() as s:
+        repo = s.scalar(select(Repo).where(Repo.name == "org/tuned-bf16"))
+        assert s.get(Repo, repo.base_repo_id).name == "org/tuned" and "re-based on org/tuned" in repo.family_reason
+
+    assert Rebaser(vault).run().members == []  # nothing left to gain
+    collect(vault.catalog, vault.backend, timedelta(0))
+    compact(vault.catalog, vault.backend, vault.pack_writer())
+    collect(vault.catalog, vault.backend, timedelta(0))
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
+
+
+def test_siblings_never_end_up_coded_against_each_other(vault, tmp_path):
+    base, tuned = family(1)
+    rng = np.random.default_rng(2)
+    close = {n: np.where(rng.random(a.shape) < 0.01, a * np.float32(1.01), a).astype(np.float32) for n, a in tuned.items()}
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/one", tuned, "BF16")
+    ingest(vault, tmp_path, "org/two", close, "BF16")
+
+    with vault.catalog.read_session() as s:
+        two = s.scalar(select(Repo).where(Repo.name == "org/two"))
+        assert s.get(Repo, two.base_repo_id).name == "org/one"  # ingest already picked the closer sibling
+
+    # one would code far better against two than against the base, but two is coded against it
+    assert Rebaser(vault).run().members == []
+    with vault.catalog.read_session() as s:
+        for oid in s.scalars(select(Object.id)):
+            seen = []
+            while oid is not None:
+                assert oid not in seen and len(seen) <= MAX_DEPTH
+                seen.append(oid)
+                oid = s.scalar(select(Object.base_id).where(Object.id == oid))
+    assert_restores(vault, tmp_path, ["org/base", "org/one", "org/two"])
