@@ -5,6 +5,8 @@
 In one run, on the same bytes:
 - weightvault: all six repos ingested into one embedded store (file and tensor
   dedup, automatic families, delta coding against the family base, plane coding);
+  then again after ``weightvault rebase`` (members re-coded against a sibling
+  ingested after them where that pays);
 - ZipLLM-style (arXiv 2505.06252): file dedup, tensor dedup, BitX for every BF16
   tensor paired by name with a BF16 base (XOR, exponent plane and sign+mantissa
   plane each zstd-3), zstd-3 for everything else; the BF16 base is the one a user
@@ -115,14 +117,17 @@ def zipnn_total(repos: Path) -> int:
     return total
 
 
-def ours_total(repos: Path, work: Path) -> tuple[int, dict[str, int]]:
+def ours_total(repos: Path, work: Path) -> tuple[int, int, dict[str, int]]:
+    """Stored bytes after ingesting the six repos in hub order, then after ``weightvault rebase``."""
     from weightvault.dedup.ingest import ingest_folder
+    from weightvault.dedup.rebase import Rebaser
     from weightvault.store import Vault
 
     vault = Vault.open(work / "store")
     per_repo = {name: ingest_folder(vault, repos / name, name).new_stored_bytes for name in REPOS}
+    saved = Rebaser(vault).run().bytes_saved
     vault.close()
-    return sum(per_repo.values()), per_repo
+    return sum(per_repo.values()), sum(per_repo.values()) - saved, per_repo
 
 
 def delta_pairs(repos: Path) -> list[dict]:
@@ -182,16 +187,16 @@ def main() -> None:
     raw = sum(folder_bytes(repos / n) for n in REPOS)
     work = Path(tempfile.mkdtemp(prefix="wv-family-"))
     try:
-        ours, per_repo = ours_total(repos, work)
+        ours, rebased, per_repo = ours_total(repos, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    totals = {"weightvault": ours, "zipllm_style": zipllm_total(repos), "zipnn_alone": zipnn_total(repos)}
+    totals = {"weightvault": ours, "weightvault_rebased": rebased, "zipllm_style": zipllm_total(repos), "zipnn_alone": zipnn_total(repos)}
     pairs = delta_pairs(repos)
 
     print(f"six shared repos, {raw / 1e6:.1f} MB raw")
-    print(f"{'system':16s} {'stored MB':>10s} {'stored/raw':>10s}")
+    print(f"{'system':20s} {'stored MB':>10s} {'stored/raw':>10s}")
     for k, v in totals.items():
-        print(f"{k:16s} {v / 1e6:10.2f} {v / raw:10.4f}")
+        print(f"{k:20s} {v / 1e6:10.2f} {v / raw:10.4f}")
     print()
     print(f"{'BF16 fine-tune delta':30s} {'ours':>7s} {'BitX':>7s} {'smaller':>8s} "
           f"{'ours enc':>9s} {'ours dec':>9s} {'BitX enc':>9s} {'BitX dec':>9s}  (MB/s, 1 thread)")
