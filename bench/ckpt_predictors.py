@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from weightvault.codec import encode_frames
-from weightvault.dedup import safetensors
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import residual_bits  # noqa: E402
+
+from weightvault.codec import encode_frames  # noqa: E402
+from weightvault.dedup import safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PREDICTORS = ["previous", "extrapolate", "momentum", "adam", "both"]
@@ -48,26 +52,8 @@ def load_f32(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
             for t in layout.tensors if t.dtype == "F32" and t.name.startswith(prefix)}
 
 
-def entropy(symbols: np.ndarray) -> float:
-    """Total bits of ``symbols`` under their own empirical distribution."""
-    _, counts = np.unique(symbols, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(counts * np.log2(p)).sum())
-
-
-def residual_bits(actual: np.ndarray, pred: np.ndarray, neighbour: bool) -> float:
-    a = actual.view(np.int32).astype(np.int64)
-    p = pred.astype(np.float32).view(np.int32).astype(np.int64)
-    r = np.abs(a - p)
-    length = np.where(r == 0, 0, np.floor(np.log2(np.maximum(r, 1))).astype(np.int64) + 1)
-    exponent = (p >> 23) & 0xFF
-    context = exponent
-    if neighbour:  # the previous element's residual magnitude, relative to this exponent
-        scale = np.where(length == 0, 0, length + exponent)
-        before = np.concatenate([[0], scale[:-1]])
-        context = exponent * 64 + np.clip(before - exponent + 24, 0, 63)
-    coded = entropy(context * 64 + length) - entropy(context)
-    return coded + float(np.maximum(length - 1, 0).sum() + (length > 0).sum())
+def predicted_bits(actual: np.ndarray, pred: np.ndarray, neighbour: bool) -> float:
+    return residual_bits(actual.view(np.int32), pred.astype(np.float32).view(np.int32), neighbour)
 
 
 def fit(directions: list[np.ndarray], target: np.ndarray) -> np.ndarray:
@@ -109,8 +95,8 @@ def study(series: Path) -> dict:
             if name not in m:
                 continue
             for pred_name, pred in predictions(w2, w1, w0, m[name], v[name]).items():
-                bits[pred_name] += residual_bits(w0, pred, neighbour=False)
-                bits[pred_name + "+nb"] += residual_bits(w0, pred, neighbour=True)
+                bits[pred_name] += predicted_bits(w0, pred, neighbour=False)
+                bits[pred_name + "+nb"] += predicted_bits(w0, pred, neighbour=True)
             stored += ckpt_bytes(w0, w1)
             n += w0.size
         row = {"checkpoint": s0, "values": n, "ckpt": stored / (4 * n)}

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import REPOS, ROOT, folder_bytes, materialized  # noqa: E402
+from support import REPOS, ROOT, entropy, folder_bytes, materialized, residual_bits  # noqa: E402
 
 from weightvault import codec  # noqa: E402
 from weightvault.dedup.choice import BaseCandidate, choose_and_encode  # noqa: E402
@@ -54,11 +54,6 @@ def weights(repo: Path) -> dict[str, tuple[str, bytes]]:
     return out
 
 
-def entropy(symbols: np.ndarray) -> float:
-    _, counts = np.unique(symbols, return_counts=True)
-    return float(-(counts * np.log2(counts / counts.sum())).sum())
-
-
 def plane_bound_bytes(data: bytes) -> float:
     """Order-0 entropy of the rotated byte planes of F32 ``data``, table per frame."""
     x = np.frombuffer(data, np.uint32)
@@ -78,19 +73,6 @@ def coded_bytes(data: bytes, dtype: str, base: tuple[str, bytes] | None) -> int:
     cand = BaseCandidate("", base[0], 0, memoryview(base[1])) if base else None
     choice = choose_and_encode(memoryview(data), dtype, cand)
     return sum(len(f) for frames, _ in choice.frame_slices() for f in frames)
-
-
-def residual_bits(actual: np.ndarray, pred: np.ndarray, neighbour: bool) -> float:
-    """Bit length of |actual - pred| (as integers) given pred's exponent (and the previous
-    element's magnitude), plus the bits below the leading one and a sign."""
-    r = np.abs(actual.astype(np.int64) - pred.astype(np.int64))
-    length = np.where(r == 0, 0, np.floor(np.log2(np.maximum(r, 1))).astype(np.int64) + 1)
-    context = (pred.astype(np.int64) >> 23) & 0xFF
-    if neighbour:
-        scale = np.where(length == 0, 0, length + context)
-        before = np.concatenate([[0], scale[:-1]])
-        context = context * 64 + np.clip(before - context + 24, 0, 63)
-    return entropy(context * 64 + length) - entropy(context) + float(np.maximum(length - 1, 0).sum() + (length > 0).sum())
 
 
 def sibling_clamp(base: np.ndarray, sibling: np.ndarray) -> np.ndarray:

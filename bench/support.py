@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("WEIGHTVAULT_SHARED", ROOT.parent / "shared"))
 
@@ -50,3 +52,27 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def entropy(symbols: np.ndarray) -> float:
+    """Total bits of ``symbols`` under their own empirical distribution."""
+    _, counts = np.unique(symbols, return_counts=True)
+    return float(-(counts * np.log2(counts / counts.sum())).sum())
+
+
+def residual_bits(actual: np.ndarray, pred: np.ndarray, neighbour: bool) -> float:
+    """Estimated bits to code float bit patterns ``actual`` (integers) given ``pred``: the
+    residual's bit length given pred's exponent (and, with ``neighbour``, the previous
+    element's residual magnitude), plus the bits below the leading one and a sign; no
+    model cost.  One estimator for every predictor the studies compare."""
+    a, p = actual.astype(np.int64), pred.astype(np.int64)
+    r = np.abs(a - p)
+    length = np.where(r == 0, 0, np.floor(np.log2(np.maximum(r, 1))).astype(np.int64) + 1)
+    exponent = (p >> 23) & 0xFF
+    context = exponent
+    if neighbour:  # the previous element's residual magnitude, relative to this exponent
+        scale = np.where(length == 0, 0, length + exponent)
+        before = np.concatenate([[0], scale[:-1]])
+        context = exponent * 64 + np.clip(before - exponent + 24, 0, 63)
+    coded = entropy(context * 64 + length) - entropy(context)
+    return coded + float(np.maximum(length - 1, 0).sum() + (length > 0).sum())
