@@ -32,6 +32,7 @@ from weightvault import codec
 from weightvault.store.models import Commit, Family, Frame, IngestEvent, Object, Ref, Repo
 from weightvault.store.packs import Location, claim_packs
 
+from . import safetensors
 from .choice import MAX_DEPTH, BaseCandidate, choose_and_encode
 from .commits import retrying
 from .families import StoredTensor, cast_bits, similarity, stored_tensors
@@ -202,7 +203,7 @@ class Rebaser:
 
     @staticmethod
     def _itemsize(t: StoredTensor) -> int:
-        return 4 if t.dtype == "F32" else 2
+        return safetensors.DTYPE_BITS[t.dtype] // 8
 
     def _elements(self, t: StoredTensor) -> int:
         return t.raw_size // self._itemsize(t)
