@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import select
 
-from weightvault.dedup.tokens import token_scope
+from weightvault.dedup.tokens import find_token, token_scope
 from weightvault.store import Vault
 from weightvault.store.models import Repo, Token
 
@@ -26,10 +26,11 @@ from .errors import ApiError, repo_not_found
 
 @dataclass(frozen=True)
 class Access:
-    """The caller's rights: ``scope`` is None for an anonymous caller."""
+    """The caller's rights: ``scope`` is None for an anonymous caller; ``user`` is whom the token speaks for."""
 
     scope: str | None
     token: str | None = None
+    user: str | None = None
 
     @property
     def can_read(self) -> bool:
@@ -64,10 +65,11 @@ def _access(request: Request) -> Access:
     secret = bearer(request)
     if secret is None:
         return Access(None)
-    scope = scope_of(request, secret)
-    if scope is None:
+    with request.app.state.vault.catalog.read_session() as s:
+        token = find_token(s, secret)
+    if token is None:
         raise ApiError(401, "Unauthorized", "Invalid credentials in Authorization header")
-    return Access(scope, secret)
+    return Access(token.scope, secret, token.user)
 
 
 def require_read(request: Request) -> Access:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from weightvault.dedup.commits import CommitConflict, RepoNotFound, RevisionNotFound
+from weightvault.dedup.commits import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound
 from weightvault.dedup.content import StaleReference
 from weightvault.dedup.names import InvalidName
 from weightvault.dedup.reader import IntegrityError
@@ -53,6 +53,7 @@ def bad_request(message: str) -> ApiError:
 STATUS_OF: dict[type[Exception], tuple[int, str]] = {
     RepoNotFound: (404, "RepoNotFound"),
     RevisionNotFound: (404, "RevisionNotFound"),
+    EntryNotFound: (404, "EntryNotFound"),
     InvalidName: (400, "InvalidName"),
     SafetensorsError: (400, "BadSafetensors"),
     StaleReference: (503, "Retry"),

@@ -14,14 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from weightvault.dedup.commits import RepoNotFound, find_repo
 from weightvault.dedup.names import check_path
 from weightvault.store.models import Commit
 
 from . import entries
 from .auth import ReadAccess, VaultDep
 from .errors import ApiError, entry_not_found
-from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, ref_heads, snapshot, snapshot_file
+from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
 from .streaming import file_response
 
 router = APIRouter(tags=["hub"])
@@ -98,29 +97,6 @@ async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name
     return found
 
 
-@router.get("/api/{t}/{ns}/{name}/refs", summary="Branches and pull-request refs")
-def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str, name: str) -> dict:
-    kind, repo_name = kind_of(t), f"{ns}/{name}"
-
-    def read() -> list[tuple[str, str]]:
-        with vault.catalog.read_session() as s:
-            repo = find_repo(s, repo_name, kind)
-            access.check_visible(repo)
-            return ref_heads(s, repo)
-
-    try:
-        rows = read()
-    except RepoNotFound:
-        mirror = request.app.state.mirror
-        if mirror is None or not mirror.fetch(kind, repo_name, "main"):
-            raise
-        rows = read()
-    branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in rows
-                if not n.startswith("refs/")]
-    prs = [{"name": n, "ref": n, "targetCommit": oid} for n, oid in rows if n.startswith("refs/pr/")]
-    return {"branches": branches, "converts": [], "tags": [], "pullRequests": prs}
-
-
 @router.get("/api/{t}/{ns}/{name}/commits/{rest:path}", summary="Commit history of a revision (list_repo_commits)")
 def commits(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
     revision = api_revision(request)
@@ -131,8 +107,9 @@ def commits(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: s
     while oid in by_oid and len(history) < len(by_oid):  # the length bound guards against a cycle
         c = by_oid[oid]
         title, _, message = c.message.partition("\n\n")
-        history.append({"id": c.oid, "title": title, "message": message, "authors": [],
-                         "date": entries.iso(c.created_at)})
+        history.append({"id": c.oid, "title": title, "message": message,
+                        "authors": [{"user": c.author, "avatar": None}] if c.author else [],
+                        "date": entries.iso(c.created_at)})
         oid = c.parent_oid
     return history
 
@@ -165,11 +142,6 @@ def resolve_dataset(request: Request, vault: VaultDep, access: ReadAccess, ns: s
 @router.api_route("/spaces/{ns}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def resolve_space(request: Request, vault: VaultDep, access: ReadAccess, ns: str, name: str, rest: str) -> Response:
     return _resolve_file(request, vault, access, "space", ns, name, 5)
-
-
-@router.get("/api/whoami-v2", summary="Who the bearer token belongs to")
-def whoami(access: ReadAccess) -> dict:
-    return {"type": "user", "name": "weightvault", "auth": {"accessToken": {"role": access.scope or "anonymous"}}}
 
 
 @router.get("/api/agent-harnesses", include_in_schema=False)

@@ -22,7 +22,7 @@ from weightvault.dedup.commits import (
 )
 from weightvault.dedup.names import InvalidName, check_path, check_repo_name, check_revision
 from weightvault.dedup.uploads import Changes, commit_changes, has_file
-from weightvault.store.models import Ref, Repo
+from weightvault.store.models import Repo
 
 from . import entries
 from .auth import VaultDep, WriteAccess
@@ -44,7 +44,7 @@ def _repo_name(body: dict) -> tuple[str, str]:
     return kind, check_repo_name(full)
 
 
-def create_repo(vault, kind: str, name: str, private: bool) -> bool:
+def create_repo(vault, kind: str, name: str, private: bool, author: str | None = None) -> bool:
     """Create ``name`` with an empty first commit on ``main`` (as the hub's initial commit); False if it exists."""
     def work(session) -> bool:
         if session.scalar(select(Repo.id).where(Repo.kind == kind, Repo.name == name)) is not None:
@@ -52,7 +52,7 @@ def create_repo(vault, kind: str, name: str, private: bool) -> bool:
         repo = Repo(kind=kind, name=name, private=private)
         session.add(repo)
         session.flush()
-        write_commit(session, repo, "main", {}, "initial commit")
+        write_commit(session, repo, "main", {}, "initial commit", author=author)
         return True
 
     return retrying(vault.catalog, work)
@@ -64,7 +64,7 @@ async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess
     kind, name = _repo_name(body)
     private = bool(body.get("private")) or body.get("visibility") == "private"
     url = repo_url(request, kind, name)
-    if not await run_in_threadpool(create_repo, vault, kind, name, private):
+    if not await run_in_threadpool(create_repo, vault, kind, name, private, access.user):
         # exist_ok=True still parses this body, so it must carry "url".
         return JSONResponse({"error": "You already created this repo", "url": url}, status_code=409)
     return JSONResponse({"url": url, "name": name, "id": name})
@@ -202,29 +202,11 @@ async def commit(request: Request, vault: VaultDep, access: WriteAccess, t: str,
         if missing:
             raise bad_request(f"LFS content of {', '.join(missing)} was never uploaded")
         return commit_changes(vault, repo_name, revision, parsed.changes, parsed.message or "Upload files",
-                              kind=kind, expected_parent=parsed.parent)
+                              kind=kind, expected_parent=parsed.parent, author=access.user)
 
     oid = await run_in_threadpool(work)
     url = repo_url(request, kind, repo_name)
     return {"commitOid": oid, "commitUrl": f"{url}/commit/{oid}", "pullRequestUrl": None}
-
-
-@router.post("/api/{t}/{ns}/{name}/branch/{rest:path}", summary="Create a branch (create_branch)")
-async def create_branch(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
-                        rest: str) -> dict:
-    kind, repo_name = kind_of(t), f"{ns}/{name}"
-    branch = check_revision(api_revision(request))
-    raw = await request.body()
-    start = (json.loads(raw) if raw else {}).get("startingPoint") or "main"
-
-    def work(session) -> None:
-        source = resolve(session, repo_name, start, kind)
-        if session.get(Ref, (source.repo.id, branch)) is not None:
-            raise ApiError(409, "Conflict", f"branch {branch!r} already exists")
-        session.add(Ref(repo_id=source.repo.id, name=branch, commit_id=source.commit.id))
-
-    await run_in_threadpool(retrying, vault.catalog, work)
-    return {}
 
 
 @router.get("/api/{t}/{ns}/{name}/xet-write-token/{rest:path}", include_in_schema=False)

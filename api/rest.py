@@ -84,7 +84,7 @@ def list_repos(vault: VaultDep, access: ReadAccess, kind: str | None = None) -> 
 @router.post("/repos", status_code=201, summary="Create a repo (with an empty first commit on main)")
 def rest_create_repo(vault: VaultDep, access: WriteAccess, body: RepoCreate) -> dict:
     check_repo_name(body.name)
-    if not create_repo(vault, body.kind, body.name, body.private):
+    if not create_repo(vault, body.kind, body.name, body.private, access.user):
         raise ApiError(409, "RepoExists", f"repo {body.name!r} already exists")
     return {"name": body.name, "kind": body.kind}
 
@@ -136,7 +136,8 @@ def rest_commit(vault: VaultDep, access: WriteAccess, ns: str, name: str, body: 
     if missing:
         raise bad_request(f"no completed upload for {', '.join(missing)}")
     changes = Changes(add_stored=dict(body.add), delete_files=set(body.delete), delete_folders=set(body.delete_folders))
-    oid = commit_changes(vault, repo_name, revision, changes, body.message, kind=kind, expected_parent=body.parent)
+    oid = commit_changes(vault, repo_name, revision, changes, body.message, kind=kind, expected_parent=body.parent,
+                         author=access.user)
     return {"commit": oid, "revision": revision}
 
 

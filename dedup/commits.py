@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from weightvault.store.models import Commit, Family, File, Ref, Repo, TreeEntry
+from weightvault.store.models import Commit, Family, File, Ref, Repo, Tag, TreeEntry
 
 from .names import check_path, check_repo_name, check_revision
 
@@ -21,6 +21,10 @@ class RevisionNotFound(LookupError):
     pass
 
 
+class EntryNotFound(LookupError):
+    """A commit deletes a path the revision does not hold."""
+
+
 class CommitConflict(RuntimeError):
     """The branch moved since the caller's parent commit."""
 
@@ -30,6 +34,8 @@ class Resolved:
     repo: Repo
     commit: Commit
     revision: str
+    #: True when ``revision`` named a branch (commits may move it), False for a tag or a commit id.
+    branch: bool = False
 
 
 def find_repo(session, name: str, kind: str = "model") -> Repo:
@@ -50,14 +56,18 @@ def get_or_create_repo(session, name: str, kind: str = "model", private: bool = 
 
 
 def resolve(session, name: str, revision: str = "main", kind: str = "model") -> Resolved:
-    """A branch name, or a full or abbreviated (>= 7 hex) commit id, to a commit."""
+    """A branch name, a tag, or a full or abbreviated (>= 7 hex) commit id, to a commit (in that order)."""
     # A branch, the common case on every download, in one round trip.
     row = session.execute(
         select(Repo, Commit).join(Ref, Ref.repo_id == Repo.id).join(Commit, Commit.id == Ref.commit_id)
         .where(Repo.kind == kind, Repo.name == name, Ref.name == revision)).first()
     if row is not None:
-        return Resolved(row.Repo, row.Commit, revision)
+        return Resolved(row.Repo, row.Commit, revision, branch=True)
     repo = find_repo(session, name, kind)
+    tagged = session.scalar(select(Commit).join(Tag, Tag.commit_id == Commit.id)
+                            .where(Tag.repo_id == repo.id, Tag.name == revision))
+    if tagged is not None:
+        return Resolved(repo, tagged, revision)
     if 7 <= len(revision) <= 40 and all(c in "0123456789abcdef" for c in revision):
         commits = session.scalars(
             select(Commit).where(Commit.repo_id == repo.id, Commit.oid.startswith(revision)).limit(2)).all()
@@ -74,7 +84,7 @@ def tree_of(session, commit: Commit) -> dict[str, File]:
 
 
 def write_commit(session, repo: Repo, revision: str, tree: dict[str, int], message: str,
-                 expected_parent: str | None = None) -> Commit:
+                 expected_parent: str | None = None, author: str | None = None) -> Commit:
     """Point ``revision`` at a new commit whose tree is ``tree`` (path -> file id).
 
     ``expected_parent``, when given, must be the branch's current commit (the
@@ -92,7 +102,8 @@ def write_commit(session, repo: Repo, revision: str, tree: dict[str, int], messa
         f"tree {hashlib.sha1(listing.encode()).hexdigest()}\nparent {parent.oid if parent else ''}\n"
         f"repo {repo.kind}/{repo.name}\ntime {time.time_ns()}\n\n{message}".encode()
     ).hexdigest()
-    commit = Commit(repo_id=repo.id, oid=oid, parent_oid=parent.oid if parent else None, message=message)
+    commit = Commit(repo_id=repo.id, oid=oid, parent_oid=parent.oid if parent else None, message=message,
+                    author=author)
     session.add(commit)
     session.flush()
     session.add_all(TreeEntry(commit_id=commit.id, path=p, file_id=fid) for p, fid in tree.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 
 
@@ -14,6 +15,13 @@ class InvalidName(ValueError):
 def check_repo_name(name: str) -> str:
     if not _REPO.match(name or "") or ".." in name or name.endswith((".git", ".")):
         raise InvalidName(f"repo name {name!r} is not of the form org/name (letters, digits, '.', '_', '-')")
+    return name
+
+
+def check_user(name: str) -> str:
+    """A user name, as the first part of a repo id could be (``alice`` in ``alice/model``)."""
+    if not _USER.match(name or "") or ".." in name:
+        raise InvalidName(f"user name {name!r} must be letters, digits, '.', '_' or '-' (at most 96)")
     return name
 
 

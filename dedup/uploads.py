@@ -15,9 +15,11 @@ from weightvault.store import Vault
 from weightvault.store.models import File, IngestEvent, Repo
 
 from . import families
-from .commits import find_repo, get_or_create_repo, retrying, tree_of, write_commit, resolve, RevisionNotFound
+from .commits import (
+    EntryNotFound, RevisionNotFound, find_repo, get_or_create_repo, resolve, retrying, tree_of, write_commit,
+)
 from .content import ContentWriter
-from .names import check_path, check_repo_name
+from .names import InvalidName, check_path, check_repo_name
 from .reader import Reader
 
 
@@ -60,7 +62,8 @@ def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin"
 
 
 def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes, message: str, *,
-                   kind: str = "model", expected_parent: str | None = None, create_repo: bool = False) -> str:
+                   kind: str = "model", expected_parent: str | None = None, create_repo: bool = False,
+                   author: str | None = None) -> str:
     """Apply ``changes`` to the branch's tree as one new commit; returns the commit id."""
     for path in [*changes.add_stored, *changes.add_bytes, *changes.delete_files]:
         check_path(path)
@@ -72,14 +75,23 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
         file_ids = writer.land(session)
         repo = get_or_create_repo(session, repo_name, kind) if create_repo else find_repo(session, repo_name, kind)
         try:
-            tree = {p: f.id for p, f in tree_of(session, resolve(session, repo_name, revision, kind).commit).items()}
+            head = resolve(session, repo_name, revision, kind)
         except RevisionNotFound:
             tree = {}
+        else:
+            if not head.branch:
+                raise InvalidName(f"{revision!r} is a tag or a commit, not a branch: commit to a branch")
+            tree = {p: f.id for p, f in tree_of(session, head.commit).items()}
+        # Deleting what is not there is an error, as on the hub: an empty commit would hide a typo.
         for path in changes.delete_files:
-            tree.pop(path, None)
+            if tree.pop(path, None) is None:
+                raise EntryNotFound(f"cannot delete {path!r}: no such file in {revision!r}")
         for folder in changes.delete_folders:
             prefix = folder.rstrip("/") + "/"
-            for path in [p for p in tree if p.startswith(prefix)]:
+            inside = [p for p in tree if p.startswith(prefix)]
+            if not inside:
+                raise EntryNotFound(f"cannot delete folder {folder!r}: no such folder in {revision!r}")
+            for path in inside:
                 del tree[path]
         raw = 0
         for path, sha in changes.add_stored.items():
@@ -91,7 +103,7 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
         for path, sha in small.items():
             tree[path] = file_ids[sha]
             raw += len(changes.add_bytes[path])
-        commit = write_commit(session, repo, revision, tree, message, expected_parent)
+        commit = write_commit(session, repo, revision, tree, message, expected_parent, author)
         session.add(IngestEvent(repo_id=repo.id, repo_name=repo_name, commit_oid=commit.oid, raw_bytes=raw,
                                 new_stored_bytes=writer.new_stored_bytes))
         return commit.oid

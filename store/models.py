@@ -71,6 +71,8 @@ class Commit(Base):
     oid: Mapped[str] = mapped_column(String(40))  # 40-hex, as a hub shows it
     parent_oid: Mapped[str | None] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text, default="")
+    #: The user of the token that made the commit (None for ``weightvault ingest`` and mirror fetches).
+    author: Mapped[str | None] = mapped_column(String(96))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -81,6 +83,17 @@ class Ref(Base):
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     commit_id: Mapped[int] = mapped_column(ForeignKey("commits.id", ondelete="CASCADE"))
+
+
+class Tag(Base):
+    """A tag: a name (``v1.0``) fixed on a commit. Kept apart from branches: commits never move it."""
+
+    __tablename__ = "tags"
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    commit_id: Mapped[int] = mapped_column(ForeignKey("commits.id", ondelete="CASCADE"))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TreeEntry(Base):
@@ -171,6 +184,8 @@ class Token(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the secret
     scope: Mapped[str] = mapped_column(String(8))  # read | write
     name: Mapped[str] = mapped_column(String(200), default="")
+    #: Who the token speaks for: ``whoami``'s name and the author of the commits it makes.
+    user: Mapped[str] = mapped_column(String(96), default="weightvault", server_default="weightvault")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

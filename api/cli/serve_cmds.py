@@ -14,6 +14,8 @@ from .common import DataDir, JsonOut, app, console, fail, human, open_vault, out
 def token_create(
     scope: str = typer.Option("read", "--scope", help="read (downloads) or write (uploads, deletes; implies read)."),
     name: str = typer.Option("", "--name", help="A note to remember what the token is for."),
+    user: str = typer.Option("weightvault", "--user", help="Who the token speaks for: the name `hf auth whoami` "
+                             "shows and the author of the commits it makes."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Create a bearer token and print it (only its hash is kept: copy it now)."""
@@ -22,7 +24,7 @@ def token_create(
     vault = open_vault(data_dir)
     try:
         with vault.catalog.write_session() as s:
-            secret = create_token(s, scope, name)
+            secret = create_token(s, scope, name, user)
     except ValueError as exc:
         fail(str(exc))
     out.print(secret)
