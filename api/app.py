@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from weightvault.store import Vault
 
-from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, one_segment, rest, spool
+from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, spool
 from .mirror import Mirror
 from .settings import ServerSettings
 
@@ -49,6 +49,7 @@ def create_app(vault: Vault | None = None, settings: ServerSettings | None = Non
     app.include_router(hub_write.router)
     app.include_router(hub_refs.router)
     app.include_router(hub_account.router)
+    app.include_router(listing.router)
     if dashboard_router is not None:
         app.include_router(dashboard_router)
     app.include_router(hub_read.router)

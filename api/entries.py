@@ -17,7 +17,7 @@ import hashlib
 from datetime import datetime
 
 from weightvault.dedup.hashing import git_blob_sha1, lfs_pointer
-from weightvault.store.models import File
+from weightvault.store.models import Commit, File, Repo
 
 #: Files at least this large are LFS whatever their name (the hub's 10 MB regular-file limit).
 LFS_MIN_SIZE = 10 * 1024 * 1024
@@ -93,6 +93,26 @@ def listing(tree: dict[str, File], prefix: str, recursive: bool) -> list[dict]:
         if recursive or len(parts) == 1:
             files.append(file_entry(path, tree[path]))
     return [dir_entry(d, c) for d, c in sorted(dirs.items())] + files
+
+
+def repo_item(repo: Repo, head: Commit | None) -> dict:
+    """The fields every repo answer carries (model_info, dataset_info and list items); no downloads are counted."""
+    kind = repo.kind
+    return {
+        "_id": f"{kind}-{repo.id}",
+        "id": repo.name,
+        **({"modelId": repo.name} if kind == "model" else {}),
+        "author": repo.name.split("/", 1)[0],
+        "sha": head.oid if head else None,
+        "lastModified": iso(head.created_at if head else repo.created_at),
+        "createdAt": iso(repo.created_at),
+        "private": repo.private,
+        "disabled": False,
+        "gated": False,
+        "downloads": 0,
+        "likes": 0,
+        "trendingScore": 0,
+    }
 
 
 def iso(ts: datetime | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Hub-compatible read routes: repo info, tree, paths-info, refs, and ``/resolve`` downloads.
+"""Hub-compatible read routes: repo info, tree, paths-info, commits, and ``/resolve`` downloads.
 
 Only what huggingface_hub (0.36 to 2.x) reads is produced; see
 /work/shared/docs/hub-protocol.md section 1a. No response ever carries Xet
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from weightvault.dedup.history import last_changes
 from weightvault.dedup.names import check_path
 from weightvault.store.models import Commit
 
@@ -21,6 +22,7 @@ from . import entries
 from .auth import ReadAccess, VaultDep
 from .errors import ApiError, entry_not_found
 from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
+from .repo_meta import repo_meta
 from .streaming import file_response
 
 router = APIRouter(tags=["hub"])
@@ -28,21 +30,10 @@ router = APIRouter(tags=["hub"])
 def _info(request: Request, access, t: str, ns: str, name: str, revision: str) -> dict:
     kind = kind_of(t)
     snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
-    repo, commit = snap.repo, snap.commit
+    meta = repo_meta(request.app.state.vault, snap.commit.oid, snap.tree)
     return {
-        "_id": f"{kind}-{repo.id}",
-        "id": repo.name,
-        **({"modelId": repo.name} if kind == "model" else {}),
-        "author": ns,
-        "sha": commit.oid,
-        "lastModified": entries.iso(commit.created_at),
-        "createdAt": entries.iso(repo.created_at),
-        "private": repo.private,
-        "disabled": False,
-        "gated": False,
-        "downloads": 0,
-        "likes": 0,
-        "tags": [],
+        **entries.repo_item(snap.repo, snap.commit),
+        **meta.fields(kind),
         "siblings": [entries.sibling(p, f) for p, f in sorted(snap.tree.items())],
         "usedStorage": sum(f.size for f in snap.tree.values()),
     }
@@ -60,7 +51,7 @@ def repo_info_at(request: Request, access: ReadAccess, t: str, ns: str, name: st
 
 @router.get("/api/{t}/{ns}/{name}/tree/{rest:path}", summary="List files and folders (paginated, Link header)")
 def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str, recursive: str = "false",
-         cursor: int = 0) -> Response:
+         cursor: int = 0, expand: str = "false") -> Response:
     segs = raw_segments(request)
     revision, prefix = segs[API_REV], "/".join(segs[API_REV + 1:]).strip("/")
     snap = snapshot(request, access, f"{ns}/{name}", revision, kind_of(t))
@@ -71,6 +62,8 @@ def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest:
     items = entries.listing(snap.tree, prefix, recursive.lower() == "true")
     page = request.app.state.settings.tree_page_size
     body, headers = items[cursor:cursor + page], {}
+    if expand.lower() == "true":
+        _add_last_commits(request.app.state.vault, snap.commit, body)
     if cursor + page < len(items):
         query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"),
                            ("cursor", str(cursor + page))])
@@ -78,13 +71,28 @@ def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest:
     return JSONResponse(body, headers=headers)
 
 
+def _add_last_commits(vault, head: Commit, items: list[dict]) -> None:
+    """``lastCommit`` on each tree entry (``expand=True``): the newest commit that changed the file or folder."""
+    files = {i["path"] for i in items if i["type"] == "file"}
+    dirs = {i["path"] for i in items if i["type"] == "directory"}
+    with vault.catalog.read_session() as s:
+        found = last_changes(s, head, files, dirs)
+    for item in items:
+        c = found.get(item["path"])
+        if c is not None:
+            item["lastCommit"] = {"id": c.oid, "title": c.message.partition("\n\n")[0], "date": entries.iso(c.created_at)}
+
+
 @router.post("/api/{t}/{ns}/{name}/paths-info/{rest:path}", summary="Entries for a list of paths")
 async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
     # Clients send form-urlencoded ``paths=a&paths=b``; a JSON ``{"paths": [...]}`` body is accepted too.
     if request.headers.get("content-type", "").startswith("application/json"):
-        paths = list((await request.json()).get("paths", []))
+        body = await request.json()
+        paths, expand = list(body.get("paths", [])), body.get("expand") is True
     else:
-        paths = [v for k, v in parse_qsl((await request.body()).decode()) if k == "paths"]
+        form = parse_qsl((await request.body()).decode())
+        paths = [v for k, v in form if k == "paths"]
+        expand = any(k == "expand" and v.lower() == "true" for k, v in form)
     revision = api_revision(request)
     snap = await run_in_threadpool(snapshot, request, access, f"{ns}/{name}", revision, kind_of(t))
     found = []
@@ -94,6 +102,8 @@ async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name
             found.append(entries.file_entry(path, snap.tree[path]))
         elif any(p.startswith(path + "/") for p in snap.tree):
             found.append(entries.dir_entry(path, [p for p in snap.tree if p.startswith(path + "/")]))
+    if expand:
+        await run_in_threadpool(_add_last_commits, request.app.state.vault, snap.commit, found)
     return found
 
 

@@ -23,6 +23,8 @@ class ServerSettings:
     upload_url_ttl: int = 3600
     #: ``WEIGHTVAULT_TREE_PAGE``: tree entries per page before a ``Link: rel="next"`` (the hub uses 1000).
     tree_page_size: int = 1000
+    #: ``WEIGHTVAULT_LIST_PAGE``: repos per page of ``/api/models`` listings, and the largest ``limit`` (hub: 1000).
+    list_page_size: int = 1000
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -33,4 +35,5 @@ class ServerSettings:
             upstream_token=env.get("WEIGHTVAULT_UPSTREAM_TOKEN") or None,
             upload_url_ttl=int(env.get("WEIGHTVAULT_UPLOAD_URL_TTL", 3600)),
             tree_page_size=int(env.get("WEIGHTVAULT_TREE_PAGE", 1000)),
+            list_page_size=int(env.get("WEIGHTVAULT_LIST_PAGE", 1000)),
         )

@@ -5,6 +5,7 @@ No client setting but ``HF_ENDPOINT`` and ``HF_TOKEN``: everything here goes thr
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from conftest import run_cli
+from helpers import make_repo, small_model
 from test_api_rest import Server, running, store_env
 from test_hub_client import hub036_python, hub_env, run_client  # noqa: F401 (a fixture)
 
@@ -124,3 +126,109 @@ def test_hf_auth_whoami(client, api_server, tmp_path, request):
     proc = subprocess.run([str(hf), "auth", "whoami"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "alice" in proc.stdout and "acme" in proc.stdout
+
+
+CARD = b"""---
+license: mit
+language: en
+tags: [tiny, test-tag]
+datasets: [acme/wiki]
+---
+# bert-tiny
+"""
+#: A billion-laughs card: aliases that expand to 9**9 nodes if followed; it must cost nothing and parse to no cardData.
+BOMB = b"---\n" + b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n" % ((ord("a") + i + 1,) * 2 + (ord("a") + i,) * 9)
+    for i in range(8)) + b"---\n"
+
+LISTING = r'''
+import json, sys
+from huggingface_hub import HfApi
+from huggingface_hub.utils import HfHubHTTPError
+
+a = json.loads(sys.argv[1])
+api = HfApi(endpoint=a["endpoint"], token=a["token"])
+out = {}
+info = api.model_info("acme/bert-tiny")
+out["info"] = {"card": {k: v for k, v in info.card_data.to_dict().items() if v is not None}, "tags": info.tags,
+               "library": info.library_name, "pipeline": info.pipeline_tag,
+               "safetensors": [info.safetensors.parameters, info.safetensors.total]}
+st = api.model_info("acme/st-model")
+out["st"] = [st.library_name, st.pipeline_tag, st.safetensors]
+out["bomb"] = [api.model_info("acme/bomb").card_data, api.model_info("acme/bomb").sha is not None]
+out["all"] = [m.id for m in api.list_models()]
+out["by_created"] = [m.id for m in api.list_models(sort="created_at", limit=3)]
+out["search"] = [m.id for m in api.list_models(search="TINY")]
+out["author"] = [m.id for m in api.list_models(author="other")]
+out["filter"] = [m.id for m in api.list_models(filter="fill-mask")]
+out["pipeline"] = [m.id for m in api.list_models(pipeline_tag="sentence-similarity")]
+out["listed_tags"] = {m.id: m.tags for m in api.list_models(search="bert")}
+try:
+    list(api.list_models(apps="ollama"))
+    out["apps"] = None
+except HfHubHTTPError as exc:
+    out["apps"] = exc.response.status_code
+api.create_repo("acme/data", repo_type="dataset", exist_ok=True)
+api.upload_file(path_or_fileobj=b"---\nlicense: cc-by-4.0\n---\n", path_in_repo="README.md", repo_id="acme/data",
+                repo_type="dataset")
+out["datasets"] = [(d.id, d.tags) for d in api.list_datasets(author="acme")]
+out["tree"] = {e.path: e.last_commit.title for e in api.list_repo_tree("acme/bert-tiny", expand=True)}
+out["paths"] = {e.path: e.last_commit.title for e in api.get_paths_info("acme/bert-tiny", ["config.json"],
+                                                                        expand=True)}
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def meta_server(tmp_path_factory) -> Iterator[Server]:
+    """Repos ingested from folders (no upload protocol involved), listed two per page."""
+    root = tmp_path_factory.mktemp("meta")
+    env = store_env(root / "store", WEIGHTVAULT_LIST_PAGE="2")
+    config = b'{"architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden_size": 64}'
+    repos = [
+        ("acme/bert-tiny", "first", {"README.md": CARD, "config.json": b'{"model_type": "bert"}',
+                                     "model.safetensors": small_model(1)}),
+        ("acme/bert-tiny", "second", {"README.md": CARD, "config.json": config, "model.safetensors": small_model(1),
+                                      "bf16/model.safetensors": small_model(2, "BF16")}),
+        ("acme/st-model", "st", {"modules.json": b"[]", "config_sentence_transformers.json": b"{}",
+                                 "config.json": b'{"model_type": "bert"}'}),
+        ("other/plain", "plain", {"notes.txt": b"nothing to see"}),
+        ("acme/bomb", "bomb", {"README.md": BOMB}),
+    ]
+    for repo, message, files in repos:
+        run_cli("ingest", str(make_repo(root / message, files)), "--repo", repo, "-m", message, env=env)
+    with running(env) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("client", ["2.x", "0.36"])
+def test_listing_metadata_and_last_commits(client, meta_server, tmp_path, request):
+    got = run_client(client_python(client, request), LISTING, {"endpoint": meta_server.url, "token": meta_server.token},
+                     hub_env(tmp_path, meta_server.url, upload=False))
+    info = got["info"]
+    assert info["card"] == {"license": "mit", "language": "en", "tags": ["tiny", "test-tag"], "datasets": ["acme/wiki"]}
+    assert info["library"] == "transformers" and info["pipeline"] == "fill-mask"
+    assert info["safetensors"] == [{"F32": 64 * 96 + 96, "BF16": 64 * 96 + 96}, 2 * (64 * 96 + 96)]
+    assert {"transformers", "safetensors", "bert", "fill-mask", "tiny", "test-tag", "en", "dataset:acme/wiki",
+            "license:mit"} == set(info["tags"])
+    assert got["st"] == ["sentence-transformers", "sentence-similarity", None]
+    assert got["bomb"] == [None, True]
+    newest_first = ["acme/bomb", "other/plain", "acme/st-model", "acme/bert-tiny"]
+    assert got["all"] == newest_first  # four repos over two pages: the Link header was followed
+    assert got["by_created"] == newest_first[:3]
+    assert got["search"] == ["acme/bert-tiny"] and got["author"] == ["other/plain"]
+    assert got["filter"] == ["acme/bert-tiny"] and got["pipeline"] == ["acme/st-model"]
+    assert set(got["listed_tags"]["acme/bert-tiny"]) == set(info["tags"])
+    assert got["apps"] == 400
+    assert got["datasets"] == [["acme/data", ["license:cc-by-4.0"]]]
+    assert got["tree"] == {"bf16": "second", "README.md": "first", "config.json": "second",
+                           "model.safetensors": "first"}
+    assert got["paths"] == {"config.json": "second"}
+
+
+def test_hf_models_ls(meta_server, tmp_path):
+    env = {**hub_env(tmp_path, meta_server.url, upload=False), "HF_TOKEN": meta_server.read_token}
+    proc = subprocess.run([str(Path(sys.executable).parent / "hf"), "models", "ls", "--search", "acme", "--limit", "2",
+                           "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [m["id"] for m in json.loads(proc.stdout)] == ["acme/bomb", "acme/st-model"]
