@@ -3,9 +3,8 @@
 Run it with ``weightvault serve`` or ``uvicorn weightvault.api.app:create_app --factory``.
 Everything comes from the environment (``WEIGHTVAULT_*``, see ``store.config``
 and ``api.settings``), so any number of processes and nodes sharing one
-catalog and bucket serve the same store. Clients with ``hf_xet`` installed
-(huggingface_hub >= 1.20) must upload with ``HF_HUB_DISABLE_XET=1``: this
-server speaks the classic LFS protocol, not Xet. Downloads need no setting.
+catalog and bucket serve the same store. Uploads arrive through LFS or Xet
+(``xet.py``: huggingface_hub >= 1.20 with ``hf_xet``); downloads are plain HTTP.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from fastapi import FastAPI
 
 from weightvault.store import Vault
 
-from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, spool
+from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, spool, xet
 from .mirror import Mirror
 from .settings import ServerSettings
 
@@ -46,6 +45,7 @@ def create_app(vault: Vault | None = None, settings: ServerSettings | None = Non
     # patterns, and the dashboard's pages over the catch-all /{ns}/{name}/resolve/... routes.
     app.include_router(rest.router)
     app.include_router(lfs.router)
+    app.include_router(xet.router)
     app.include_router(hub_write.router)
     app.include_router(hub_refs.router)
     app.include_router(hub_account.router)

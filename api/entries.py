@@ -55,7 +55,7 @@ def lfs_block(path: str, file: File) -> dict | None:
 
 
 def file_entry(path: str, file: File) -> dict:
-    """A tree / paths-info entry. Never ``xetHash``: this server does not speak Xet."""
+    """A tree / paths-info entry. Never ``xetHash``: downloads stay plain HTTP for every client."""
     entry = {"type": "file", "oid": blob_oid(path, file), "size": file.size, "path": path}
     lfs = lfs_block(path, file)
     if lfs:

@@ -24,9 +24,9 @@ from weightvault.dedup.names import InvalidName, check_path, check_repo_name, ch
 from weightvault.dedup.uploads import Changes, commit_changes, has_file
 from weightvault.store.models import Repo
 
-from . import entries
+from . import entries, xet
 from .auth import VaultDep, WriteAccess
-from .errors import ApiError, bad_request
+from .errors import bad_request
 from .lookup import KINDS, api_revision, kind_of, repo_url
 from .spool import spool_body
 
@@ -198,21 +198,16 @@ async def commit(request: Request, vault: VaultDep, access: WriteAccess, t: str,
     def work() -> str:
         with vault.catalog.read_session() as s:
             resolve(s, repo_name, revision, kind)  # the branch must exist, as on the hub
-        missing = [p for p, oid in parsed.changes.add_stored.items() if not has_file(vault, oid)]
-        if missing:
-            raise bad_request(f"LFS content of {', '.join(missing)} was never uploaded")
-        return commit_changes(vault, repo_name, revision, parsed.changes, parsed.message or "Upload files",
-                              kind=kind, expected_parent=parsed.parent, author=access.user)
+        missing = {p: oid for p, oid in parsed.changes.add_stored.items() if not has_file(vault, oid)}
+        rebuilt = xet.store_staged(vault, access, repo_name, missing)
+        never = sorted(p for p, sha in missing.items() if sha not in rebuilt)
+        if never:
+            raise bad_request(f"LFS content of {', '.join(never)} was never uploaded")
+        oid = commit_changes(vault, repo_name, revision, parsed.changes, parsed.message or "Upload files",
+                             kind=kind, expected_parent=parsed.parent, author=access.user)
+        xet.finish(vault, access, set(parsed.changes.add_stored.values()))
+        return oid
 
     oid = await run_in_threadpool(work)
     url = repo_url(request, kind, repo_name)
     return {"commitOid": oid, "commitUrl": f"{url}/commit/{oid}", "pullRequestUrl": None}
-
-
-@router.get("/api/{t}/{ns}/{name}/xet-write-token/{rest:path}", include_in_schema=False)
-@router.get("/api/{t}/{ns}/{name}/xet-read-token/{rest:path}", include_in_schema=False)
-def no_xet(t: str, ns: str, name: str, rest: str) -> None:
-    # huggingface_hub >= 1.20 asks for this without negotiating whenever hf_xet is installed;
-    # the message reaches the user in the client's exception.
-    raise ApiError(501, "XetNotSupported", "This server does not speak Xet: upload with HF_HUB_DISABLE_XET=1 "
-                   "(the classic LFS protocol is used then)")

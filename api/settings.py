@@ -25,6 +25,8 @@ class ServerSettings:
     tree_page_size: int = 1000
     #: ``WEIGHTVAULT_LIST_PAGE``: repos per page of ``/api/models`` listings, and the largest ``limit`` (hub: 1000).
     list_page_size: int = 1000
+    #: ``WEIGHTVAULT_XET_STAGING_BYTES``: bytes of Xet xorbs one bearer token may have waiting for a commit.
+    xet_staging_bytes: int = 64 << 30
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -36,4 +38,5 @@ class ServerSettings:
             upload_url_ttl=int(env.get("WEIGHTVAULT_UPLOAD_URL_TTL", 3600)),
             tree_page_size=int(env.get("WEIGHTVAULT_TREE_PAGE", 1000)),
             list_page_size=int(env.get("WEIGHTVAULT_LIST_PAGE", 1000)),
+            xet_staging_bytes=int(env.get("WEIGHTVAULT_XET_STAGING_BYTES", 64 << 30)),
         )

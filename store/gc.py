@@ -24,9 +24,11 @@ from .models import File, Frame, Object, Pack, Segment, TreeEntry, utcnow
 from .packs import ENTRY, PackWriter, claim_packs
 
 DEFAULT_GRACE = timedelta(hours=1)
-#: REST multipart uploads keep their parts under ``uploads/`` until completed;
-#: parts older than this belong to abandoned uploads.
+#: REST multipart uploads keep their parts under ``uploads/`` until completed, and Xet
+#: uploads their xorbs and shards under ``xet/staging/`` until a commit names their
+#: files; anything there older than this belongs to an abandoned upload.
 UPLOAD_PARTS_TTL = timedelta(days=1)
+STAGING_PREFIXES = ("uploads/", "xet/staging/")
 #: Rewrite a pack when less than this share of it is still referenced: at 0.5 a
 #: compaction copies at most as many bytes as it frees.
 DEFAULT_COMPACT_BELOW = 0.5
@@ -76,7 +78,7 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         result.packs_deleted += 1
         result.bytes_freed += size
     stale = utcnow().timestamp() - UPLOAD_PARTS_TTL.total_seconds()
-    for obj in list(backend.list("uploads/")):
+    for obj in [o for prefix in STAGING_PREFIXES for o in backend.list(prefix)]:
         if obj.mtime < stale:
             backend.delete(obj.name)
             result.upload_parts_deleted += 1

@@ -50,9 +50,9 @@ def test_two_nodes_one_catalog_one_bucket(tmp_path, postgres_url, s3_bucket, s3_
     src = make_repo(tmp_path / "src", files)
     with running(env_a, tokens=tokens) as a, running(env_b, tokens=tokens) as b:
         up = run_client(sys.executable, UPLOAD, {"endpoint": a.url, "token": a.token, "repo": "acme/nodes",
-                                                 "src": str(src)}, hub_env(tmp_path, a.url, upload=True))
+                                                 "src": str(src)}, hub_env(tmp_path, a.url))
         got = run_client(sys.executable, DOWNLOAD, {"repo": "acme/nodes", "cache": str(tmp_path / "cache"),
-                                                    "token": b.read_token}, hub_env(tmp_path, b.url, upload=False))
+                                                    "token": b.read_token}, hub_env(tmp_path, b.url))
         assert got == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
 
         # Parts sent to node A, completed and committed on node B, listed and downloaded on A.

@@ -1,9 +1,8 @@
 """The real huggingface_hub client against ``weightvault serve``: 2.4.0 (this venv) and 0.36.x (its own venv).
 
 Every client call runs in a subprocess with ``HF_ENDPOINT`` pointing at the
-server, exactly as a user's script would. Uploads run with
-``HF_HUB_DISABLE_XET=1`` (the documented setting: this server speaks LFS, not
-Xet); downloads run without it, with hf_xet installed where the client pulls it.
+server, exactly as a user's script would, with no other setting: 2.4.0 uploads
+through Xet (hf_xet is installed), 0.36.x through LFS; downloads are plain HTTP.
 """
 from __future__ import annotations
 
@@ -113,12 +112,10 @@ def hub_server(tmp_path_factory) -> Iterator[Server]:
         yield srv
 
 
-def hub_env(tmp: Path, endpoint: str, *, upload: bool) -> dict[str, str]:
+def hub_env(tmp: Path, endpoint: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp / "hf-home"), HF_HUB_CACHE=str(tmp / "hf-cache"),
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
-    if upload:
-        env["HF_HUB_DISABLE_XET"] = "1"
     return env
 
 
@@ -144,11 +141,11 @@ def test_hub_client_round_trip(client, hub_server, tmp_path, request):
     args = {"endpoint": hub_server.url, "repo": repo, "src": str(src), "cache": str(tmp_path / "cache")}
 
     up = run_client(python, UPLOAD, {**args, "token": hub_server.token},
-                    hub_env(tmp_path, hub_server.url, upload=True))
+                    hub_env(tmp_path, hub_server.url))
     assert up["url"] == up["again"] == f"{hub_server.url}/{repo}"
 
     got = run_client(python, DOWNLOAD, {**args, "token": hub_server.read_token},
-                     hub_env(tmp_path, hub_server.url, upload=False))
+                     hub_env(tmp_path, hub_server.url))
     expected = {p: sha(d) for p, d in files.items()} | {"README.md": sha(b"---\nlicense: mit\n---\n# tiny\n")}
     assert got["snapshot"] == expected  # bytes equal the originals; tmp.txt was deleted by a commit
     assert got["files"] == got["siblings"] == sorted(expected)

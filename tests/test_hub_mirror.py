@@ -49,7 +49,7 @@ def test_pull_through_mirror(shared_repos, tmp_path):
     mirror_env = store_env(tmp_path / "mirror")
     with running(up_env, "--anonymous-reads") as upstream:
         with running(mirror_env, "--anonymous-reads", "--upstream", upstream.url) as mirror:
-            env = hub_env(tmp_path, mirror.url, upload=False)
+            env = hub_env(tmp_path, mirror.url)
             env["HF_HUB_ETAG_TIMEOUT"] = "300"  # the first HEAD waits for the whole fetch and ingest
             got = run_client(sys.executable, SNAPSHOT, {"repo": "acme/minilm", "cache": str(tmp_path / "c1")}, env)
             assert got["files"] == file_hashes(real) and got["tensors"] > 50
@@ -59,7 +59,7 @@ def test_pull_through_mirror(shared_repos, tmp_path):
             run_cli("mirror", "acme/small", "--upstream", upstream.url, "--json", env=mirror_env)
     # The upstream is gone: everything fetched is still served, from the mirror's own store.
     with running(mirror_env, "--anonymous-reads", "--upstream", "http://127.0.0.1:9") as mirror:
-        env = hub_env(tmp_path, mirror.url, upload=False)
+        env = hub_env(tmp_path, mirror.url)
         got = run_client(sys.executable, SNAPSHOT, {"repo": "acme/minilm", "cache": str(tmp_path / "c2")}, env)
         assert got["files"] == file_hashes(real)
         with httpx.Client(base_url=mirror.url) as c:

@@ -46,8 +46,8 @@ def serve(
 ):
     """Serve the REST API (/api/v1, docs at /docs) and the hub-compatible routes over HTTP.
 
-    Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT. Clients with hf_xet installed
-    upload with HF_HUB_DISABLE_XET=1 (this server speaks LFS, not Xet); downloads need no setting."""
+    Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT; nothing else is needed. Clients
+    with hf_xet upload through Xet, older ones through LFS; downloads are plain HTTP."""
     import os
 
     import uvicorn

@@ -1,0 +1,269 @@
+"""Xet uploads between their xorbs and the commit that names their files, kept in the object store.
+
+Layout (any node sharing the bucket can finish what another started):
+
+- ``xet/staging/<owner>/xorbs/<hash>``: a verified xorb body, as the client sent it;
+  ``<hash>.chunks`` beside it lists its chunks and is written last (a xorb is
+  staged once its chunk list exists).
+- ``xet/staging/<owner>/files/<sha256>``: a file's reconstruction terms from a
+  verified shard, named by the sha256 a commit will name it by.
+- ``xet/index/<hash>``: a xorb whose staging was dropped, as pointers into stored
+  files (chunk hash, size, file sha256, offset). hf_xet keeps the shards it
+  uploaded and deduplicates later uploads against their xorbs, so a later shard
+  may name a xorb the server dropped long ago; its bytes are read back from the store.
+
+``owner`` is the id of the bearer token the Xet token was issued to: staging is
+private to it and bounded per owner. gc drops staging older than a day.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from weightvault.store import Vault
+from weightvault.store.backends import ObjectMissing
+from weightvault.store.models import File
+
+from ..reader import Reader
+from . import hashing, xorb as xorbs
+from .shard import FileInfo, Shard
+
+PREFIX = "xet/staging/"
+INDEX = "xet/index/"
+_STAGED = struct.Struct("<32sIIIB")    # chunk hash, size, offset, stored bytes, scheme
+_INDEXED = struct.Struct("<32sI32sQ")  # chunk hash, size, file sha256 (zeros: none), offset in that file
+
+
+class XetMissing(LookupError):
+    """A shard or commit names a xorb or file this owner never uploaded (or whose bytes are gone)."""
+
+
+class XetMismatch(ValueError):
+    """What a shard states disagrees with the xorbs it names."""
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    hash: bytes
+    size: int
+    # staged: where in the xorb body; indexed: which stored file and where
+    offset: int
+    stored: int = 0
+    scheme: int = 0
+    sha256: bytes | None = None
+
+
+@dataclass(frozen=True)
+class XorbChunks:
+    hash: bytes
+    chunks: list[ChunkRef]
+    staged: bool
+
+
+def _owner_prefix(owner: int) -> str:
+    return f"{PREFIX}{int(owner)}/"
+
+
+def staged_bytes(vault: Vault, owner: int) -> int:
+    return sum(st.size for st in vault.backend.list(_owner_prefix(owner)))
+
+
+# -- xorbs ----------------------------------------------------------------------------------
+
+def stage_xorb(vault: Vault, owner: int, body_path: Path, xorb: xorbs.Xorb) -> bool:
+    """Keep a verified xorb; False if this owner had it already (the body is then not rewritten)."""
+    name = f"{_owner_prefix(owner)}xorbs/{hashing.to_hex(xorb.hash)}"
+    try:
+        vault.backend.size(name + ".chunks")
+        return False
+    except ObjectMissing:
+        pass
+    vault.backend.put_file(name, body_path)
+    listing = b"".join(_STAGED.pack(c.hash, c.size, c.offset, c.stored, c.scheme) for c in xorb.chunks)
+    _put_bytes(vault, name + ".chunks", listing)
+    return True
+
+
+def _put_bytes(vault: Vault, name: str, data: bytes) -> None:
+    tmp_dir = vault.settings.data_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="xet-") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        vault.backend.put_file(name, Path(tmp.name))
+
+
+def _get_bytes(vault: Vault, name: str) -> bytes:
+    return vault.backend.read(name, 0, vault.backend.size(name))
+
+
+def xorb_chunks(vault: Vault, owner: int, xorb_hash: bytes) -> XorbChunks:
+    """The chunks of a xorb this owner staged, else of an indexed one; XetMissing if neither."""
+    hexed = hashing.to_hex(xorb_hash)
+    try:
+        raw = _get_bytes(vault, f"{_owner_prefix(owner)}xorbs/{hexed}.chunks")
+        chunks = [ChunkRef(h, size, off, stored, scheme) for h, size, off, stored, scheme in _STAGED.iter_unpack(raw)]
+        return XorbChunks(xorb_hash, chunks, True)
+    except ObjectMissing:
+        pass
+    try:
+        raw = _get_bytes(vault, INDEX + hexed)
+    except ObjectMissing:
+        raise XetMissing(f"xorb {hexed} was never uploaded") from None
+    chunks = [ChunkRef(h, size, off, sha256=None if sha == bytes(32) else sha)
+              for h, size, sha, off in _INDEXED.iter_unpack(raw)]
+    return XorbChunks(xorb_hash, chunks, False)
+
+
+# -- shards ---------------------------------------------------------------------------------
+
+def check_shard(vault: Vault, owner: int, shard: Shard) -> list[FileInfo]:
+    """Verify a parsed shard against the xorbs it names; the files it describes (each with its sha256)."""
+    known: dict[bytes, XorbChunks] = {}
+
+    def chunks_of(h: bytes) -> XorbChunks:
+        if h not in known:
+            known[h] = xorb_chunks(vault, owner, h)
+        return known[h]
+
+    for info in shard.xorbs:
+        have = chunks_of(info.hash).chunks
+        if [(h, size) for h, _, size in info.chunks] != [(c.hash, c.size) for c in have]:
+            raise XetMismatch(f"the CAS entry of xorb {hashing.to_hex(info.hash)} does not list its chunks")
+    for f in shard.files:
+        name = hashing.to_hex(f.hash)
+        if f.sha256 is None:
+            raise XetMismatch(f"file {name} has no metadata entry with its sha256")
+        leaves = []
+        for t in f.terms:
+            have = chunks_of(t.xorb).chunks
+            if t.end > len(have):
+                raise XetMismatch(f"file {name} uses chunks [{t.start}, {t.end}) of a xorb of {len(have)}")
+            span = have[t.start:t.end]
+            if t.size != sum(c.size for c in span):
+                raise XetMismatch(f"file {name}: a term's size disagrees with its chunks")
+            if t.verification != hashing.range_hash([c.hash for c in span]):
+                raise XetMismatch(f"file {name}: a term's verification hash is wrong or missing")
+            leaves += [(c.hash, c.size) for c in span]
+        if hashing.file_hash(leaves) != f.hash:
+            raise XetMismatch(f"file {name}: its terms hash to {hashing.to_hex(hashing.file_hash(leaves))}")
+    return shard.files
+
+
+def stage_files(vault: Vault, owner: int, files: list[FileInfo]) -> None:
+    for f in files:
+        record = {"hash": hashing.to_hex(f.hash), "size": sum(t.size for t in f.terms),
+                  "terms": [[hashing.to_hex(t.xorb), t.start, t.end, t.size] for t in f.terms]}
+        _put_bytes(vault, f"{_owner_prefix(owner)}files/{hashing.to_hex(f.sha256)}", json.dumps(record).encode())
+
+
+def staged_file(vault: Vault, owner: int, sha256: str) -> dict | None:
+    try:
+        return json.loads(_get_bytes(vault, f"{_owner_prefix(owner)}files/{sha256}"))
+    except (ObjectMissing, ValueError):
+        return None
+
+
+# -- rebuilding a committed file ------------------------------------------------------------
+
+def _file_id(vault: Vault, sha256: bytes) -> int | None:
+    with vault.catalog.read_session() as s:
+        return s.scalar(select(File.id).where(File.sha256 == sha256.hex()))
+
+
+def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start: int, end: int):
+    """Yield the unpacked bytes of chunks [start, end), each checked against its hash."""
+    span = xc.chunks[start:end]
+    if xc.staged:
+        name = f"{_owner_prefix(owner)}xorbs/{hashing.to_hex(xc.hash)}"
+        base = span[0].offset
+        body = vault.backend.read(name, base, span[-1].offset + 8 + span[-1].stored - base)
+        for c in span:
+            data = xorbs.decompress(body[c.offset - base + 8:c.offset - base + 8 + c.stored], c.scheme, c.size)
+            if hashing.chunk_hash(data) != c.hash:
+                raise XetMissing(f"staged xorb {hashing.to_hex(xc.hash)} is damaged")
+            yield data
+        return
+    for c in span:
+        file_id = _file_id(vault, c.sha256) if c.sha256 else None
+        if file_id is None:
+            raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+        data = b"".join(reader.iter_file(file_id, c.offset, c.offset + c.size))
+        if hashing.chunk_hash(data) != c.hash:
+            raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+        yield data
+
+
+def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) -> Path:
+    """Write the file a staged record describes to a temp file; XetMismatch unless it hashes to ``sha256``."""
+    reader = Reader(vault)
+    fd, name = tempfile.mkstemp(dir=out_dir, prefix="xet-")
+    h, size = hashlib.sha256(), 0
+    try:
+        with open(fd, "wb") as out:
+            for xorb_hex, start, end, _ in record["terms"]:
+                xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
+                for data in _term_bytes(vault, owner, reader, xc, start, end):
+                    h.update(data)
+                    out.write(data)
+                    size += len(data)
+        if h.hexdigest() != sha256:
+            raise XetMismatch(f"the file's bytes hash to sha256 {h.hexdigest()}, not {sha256}")
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
+    """Point the chunks of a stored file's xorbs at that file, so the xorbs can be dropped."""
+    offset, updates = 0, {}
+    for xorb_hex, start, end, _ in record["terms"]:
+        xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
+        slots = updates.setdefault(xorb_hex, {})
+        for i in range(start, end):
+            slots[i] = offset
+            offset += xc.chunks[i].size
+    raw_sha = bytes.fromhex(sha256)
+    for xorb_hex, slots in updates.items():
+        xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
+        rows = [(c.hash, c.size, c.sha256 or bytes(32), c.offset if not xc.staged else 0) for c in xc.chunks]
+        if xc.staged:  # keep what an older index of the same xorb knew
+            try:
+                old = list(_INDEXED.iter_unpack(_get_bytes(vault, INDEX + xorb_hex)))
+                if len(old) == len(rows):
+                    rows = old
+            except ObjectMissing:
+                pass
+        for i, off in slots.items():
+            rows[i] = (rows[i][0], rows[i][1], raw_sha, off)
+        _put_bytes(vault, INDEX + xorb_hex, b"".join(_INDEXED.pack(*r) for r in rows))
+
+
+def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
+    """After a commit: drop the files' records, and every staged xorb no remaining record uses."""
+    prefix = _owner_prefix(owner)
+    for sha in sha256s:
+        vault.backend.delete(f"{prefix}files/{sha}")
+    still_used = set()
+    for st in list(vault.backend.list(prefix + "files/")):
+        record = staged_file(vault, owner, st.name.rsplit("/", 1)[-1])
+        still_used |= {t[0] for t in (record or {}).get("terms", [])}
+    for st in list(vault.backend.list(prefix + "xorbs/")):
+        if not st.name.endswith(".chunks"):
+            continue
+        hexed = st.name.rsplit("/", 1)[-1].removesuffix(".chunks")
+        if hexed in still_used:
+            continue
+        try:
+            vault.backend.size(INDEX + hexed)
+        except ObjectMissing:
+            continue  # none of it was committed: gc drops it with abandoned staging
+        vault.backend.delete(st.name)  # the chunk list first: without it the xorb is not staged
+        vault.backend.delete(st.name.removesuffix(".chunks"))
