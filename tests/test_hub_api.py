@@ -94,7 +94,7 @@ def client_python(client: str, request) -> str:
 def test_tags_branches_whoami_and_missing_things(client, api_server, tmp_path, request):
     python = client_python(client, request)
     repo = f"alice/refs-{client.replace('.', '')}"
-    env = hub_env(tmp_path, api_server.url, upload=False)
+    env = hub_env(tmp_path, api_server.url)
     got = run_client(python, REFS, {"endpoint": api_server.url, "token": api_server.token, "repo": repo,
                                     "cache": str(tmp_path / "cache")}, env)
     assert got["at_tag"] == "one" and got["at_main"] == "two"
@@ -122,7 +122,7 @@ def test_hf_auth_whoami(client, api_server, tmp_path, request):
     (src / "x.txt").parent.mkdir(parents=True)
     (src / "x.txt").write_bytes(b"x")
     run_cli("ingest", str(src), "--repo", "acme/whoami", env=ingest_env)
-    env = {**hub_env(tmp_path, api_server.url, upload=False), "HF_TOKEN": api_server.read_token}
+    env = {**hub_env(tmp_path, api_server.url), "HF_TOKEN": api_server.read_token}
     proc = subprocess.run([str(hf), "auth", "whoami"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "alice" in proc.stdout and "acme" in proc.stdout
@@ -204,7 +204,7 @@ def meta_server(tmp_path_factory) -> Iterator[Server]:
 @pytest.mark.parametrize("client", ["2.x", "0.36"])
 def test_listing_metadata_and_last_commits(client, meta_server, tmp_path, request):
     got = run_client(client_python(client, request), LISTING, {"endpoint": meta_server.url, "token": meta_server.token},
-                     hub_env(tmp_path, meta_server.url, upload=False))
+                     hub_env(tmp_path, meta_server.url))
     info = got["info"]
     assert info["card"] == {"license": "mit", "language": "en", "tags": ["tiny", "test-tag"], "datasets": ["acme/wiki"]}
     assert info["library"] == "transformers" and info["pipeline"] == "fill-mask"
@@ -227,7 +227,7 @@ def test_listing_metadata_and_last_commits(client, meta_server, tmp_path, reques
 
 
 def test_hf_models_ls(meta_server, tmp_path):
-    env = {**hub_env(tmp_path, meta_server.url, upload=False), "HF_TOKEN": meta_server.read_token}
+    env = {**hub_env(tmp_path, meta_server.url), "HF_TOKEN": meta_server.read_token}
     proc = subprocess.run([str(Path(sys.executable).parent / "hf"), "models", "ls", "--search", "acme", "--limit", "2",
                            "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
