@@ -16,7 +16,8 @@ def test_crc32c_known_answer() -> None:
     assert lib.wv_crc32c(0, b"", 0) == 0
 
 
-@pytest.mark.parametrize("size", SIZES + [3 * 8192 * 2 + 13, 300000])
+# 256..: the folding path (whole 256-byte steps, 64- and 16-byte remainders, tail bytes)
+@pytest.mark.parametrize("size", SIZES + [256, 257, 271, 320, 336, 511, 3 * 8192 * 2 + 13, 300000])
 def test_crc32c_hardware_matches_scalar(size: int) -> None:
     data = np.random.default_rng(size).integers(0, 256, size + 8, dtype=np.uint8).tobytes()
     for start in (0, 1, 3, 7):
