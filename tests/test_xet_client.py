@@ -274,3 +274,37 @@ def test_hostile_xet_input_is_refused_and_leaves_nothing(xet_server):
     assert json.loads(run_cli("report", "--json", env=xet_server.env).stdout)["overall"]["files"] == files_before
     staged = Path(xet_server.env["WEIGHTVAULT_DATA_DIR"]) / "objects" / "xet" / "staging"
     assert sorted(p.name for p in staged.rglob("xorbs/*")) == [name, name + ".chunks"]
+
+
+def test_any_node_finishes_a_xet_upload(tmp_path, postgres_url, s3_bucket, s3_server):
+    """Xorb to node A, shard to node B, commit on A, download from B: staging lives in the shared bucket.
+
+    Node A bounds staging to one xorb: a second one is refused until the commit drops the first."""
+    import httpx
+
+    from test_api_rest import make_tokens
+
+    shared = {"WEIGHTVAULT_DATABASE_URL": postgres_url, "WEIGHTVAULT_S3_BUCKET": s3_bucket,
+              "WEIGHTVAULT_S3_ENDPOINT_URL": s3_server}
+    chunks = [os.urandom(70_000), struct.pack("<20000f", *[i / 3 for i in range(20000)]), b"tail" * 999]
+    data = b"".join(chunks)
+    name, body = xet_build.xorb(chunks, [1, 2, 0])
+    second, second_body = xet_build.xorb([os.urandom(20_000)])
+    env_a = store_env(tmp_path / "a", **shared, WEIGHTVAULT_XET_STAGING_BYTES=str(len(body) + 10_000))
+    env_b = store_env(tmp_path / "b", **shared)
+    tokens = make_tokens(env_a)
+    with running(env_a, tokens=tokens) as a, running(env_b, tokens=tokens) as b:
+        with a.client() as ca:
+            assert ca.post("/api/repos/create", json={"name": "nodes", "organization": "acme"}).status_code == 200
+            write = _xet_token(ca, "acme/nodes", "write")
+        auth = {"Authorization": f"Bearer {write}"}
+        assert httpx.post(f"{a.url}/v1/xorbs/default/{name}", content=body, headers=auth).status_code == 200
+        full = httpx.post(f"{a.url}/v1/xorbs/default/{second}", content=second_body, headers=auth)
+        assert full.status_code == 413 and full.headers["X-Error-Code"] == "XetStagingFull"
+        shard = xet_build.shard([(data, [(name, chunks, 0, 2), (name, chunks, 2, 3)])], [(name, chunks)])
+        assert httpx.post(f"{b.url}/v1/shards", content=shard, headers=auth).status_code == 200
+        with a.client() as ca:
+            assert _commit(ca, "acme/nodes", "w.bin", sha(data), len(data)).status_code == 200
+        assert httpx.post(f"{a.url}/v1/xorbs/default/{second}", content=second_body, headers=auth).status_code == 200
+        with b.client("read") as cb:
+            assert cb.get("/acme/nodes/resolve/main/w.bin").content == data
