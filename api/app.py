@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from weightvault.store import Vault
 
 from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, spool, xet
+from .limits import BodyLimit, Gate
 from .mirror import Mirror
 from .settings import ServerSettings
 
@@ -39,8 +40,10 @@ def create_app(vault: Vault | None = None, settings: ServerSettings | None = Non
                   description=__doc__, version="0.1.0", lifespan=lifespan)
     app.state.vault = vault
     app.state.settings = settings
+    app.state.gate = Gate(settings.max_busy, settings.busy_wait)
     app.state.mirror = Mirror(vault, settings.upstream, settings.upstream_token) if settings.upstream else None
     errors.install(app)
+    app.add_middleware(BodyLimit, settings=settings)  # outermost: a body over the limit never reaches a route
     # Order matters: the fixed /api/v1 and /api/repos routes must win over the hub's /api/{type}/{ns}/{name}
     # patterns, and the dashboard's pages over the catch-all /{ns}/{name}/resolve/... routes.
     app.include_router(rest.router)

@@ -87,7 +87,16 @@ def require_write(request: Request) -> Access:
     return access
 
 
+def require_token(request: Request) -> Access:
+    """Any valid token, whatever its scope (the hub's rule for helper routes such as validate-yaml)."""
+    access = _access(request)
+    if access.scope is None:
+        raise ApiError(401, "Unauthorized", "A token is required: Authorization: Bearer <token>")
+    return access
+
+
 ReadAccess = Annotated[Access, Depends(require_read)]
+AnyToken = Annotated[Access, Depends(require_token)]
 WriteAccess = Annotated[Access, Depends(require_write)]
 
 

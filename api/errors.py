@@ -3,12 +3,18 @@
 huggingface_hub maps ``X-Error-Code`` to its exception classes
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``); on plain
 ``http://`` endpoints it has no other way to tell a missing repo from a
-missing file, so every error this server raises goes through ``ApiError``.
+missing file, so every error this server raises goes through ``ApiError``:
+store exceptions, FastAPI's own 404/405/422s, and (as a 500 that tells the
+client nothing about the server's internals) anything unexpected.
 """
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from weightvault.dedup.commits import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound
 from weightvault.dedup.content import StaleReference
@@ -16,6 +22,22 @@ from weightvault.dedup.names import InvalidName
 from weightvault.dedup.reader import IntegrityError
 from weightvault.dedup.safetensors import SafetensorsError
 from weightvault.store.backends import ObjectMissing
+
+log = logging.getLogger("weightvault.api")
+
+#: Characters of a message kept in the ``X-Error-Message`` header (the JSON body has it whole).
+HEADER_MESSAGE_CHARS = 1000
+
+
+def header_value(text: str) -> str:
+    """``text`` as an HTTP header value: printable ASCII, anything else as a Python escape (``\\xe9``, ``\\u4e2d``).
+
+    Header values must be Latin-1 and may not hold line breaks; a file or repo
+    name can hold anything, so the message is escaped rather than refused.
+    """
+    text = text[:HEADER_MESSAGE_CHARS]
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
 
 
 class ApiError(Exception):
@@ -32,7 +54,8 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.message, "code": self.code}, status_code=self.status,
-                            headers={"X-Error-Code": self.code, "X-Error-Message": self.message, **self.headers})
+                            headers={"X-Error-Code": self.code, "X-Error-Message": header_value(self.message),
+                                     **self.headers})
 
 
 def repo_not_found(name: str) -> ApiError:
@@ -62,6 +85,9 @@ STATUS_OF: dict[type[Exception], tuple[int, str]] = {
     CommitConflict: (412, "CommitConflict"),
 }
 
+#: Codes for FastAPI's and Starlette's own errors (no route, wrong method, bad query parameter).
+HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 422: "ValidationError"}
+
 
 def install(app: FastAPI) -> None:
     """Map store exceptions raised anywhere in a handler to hub-style responses."""
@@ -78,3 +104,46 @@ def install(app: FastAPI) -> None:
 
     for cls in STATUS_OF:
         app.add_exception_handler(cls, _mapped)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return ApiError(422, "ValidationError", f"invalid request: {problems}").response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "Error")
+        return ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
+
+    app.add_middleware(Unexpected)
+
+
+class Unexpected:
+    """ASGI middleware: an exception no handler claimed becomes a bare 500 and one log line, not a traceback.
+
+    The body says nothing of the server's internals. If the response had already
+    started (a download whose frame failed mid-stream), it is cut short: the
+    client sees a short body, never a spliced or padded one.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 -- the last line of defence, logged
+            log.error("%s %s failed: %s: %s", scope["method"], header_value(scope["path"]), type(exc).__name__,
+                      header_value(str(exc)))
+            if not started:
+                await ApiError(500, "InternalError", "internal server error; the server log has the cause"
+                               ).response()(scope, receive, send)

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +21,8 @@ from weightvault.store.models import Commit
 
 from . import entries
 from .auth import ReadAccess, VaultDep
-from .errors import ApiError, entry_not_found
+from .bodies import documented, invalid
+from .errors import ApiError, bad_request, entry_not_found
 from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
 from .repo_meta import repo_meta
 from .streaming import file_response
@@ -83,16 +85,30 @@ def _add_last_commits(vault, head: Commit, items: list[dict]) -> None:
             item["lastCommit"] = {"id": c.oid, "title": c.message.partition("\n\n")[0], "date": entries.iso(c.created_at)}
 
 
-@router.post("/api/{t}/{ns}/{name}/paths-info/{rest:path}", summary="Entries for a list of paths")
+class PathsQuery(BaseModel):
+    paths: list[str] = Field(default_factory=list, max_length=10_000)
+    expand: bool = False
+
+
+def _paths(raw: bytes, content_type: str) -> tuple[list[str], bool]:
+    """(paths, expand) from a form-urlencoded body (what clients send) or a JSON ``{"paths": [...]}`` body."""
+    if content_type.startswith("application/json"):
+        try:
+            query = PathsQuery.model_validate_json(raw)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        return query.paths, query.expand
+    try:
+        form = parse_qsl(raw.decode("utf-8"), max_num_fields=10_000)
+    except (UnicodeDecodeError, ValueError):
+        raise bad_request("paths-info takes a form-urlencoded (UTF-8) or JSON list of paths") from None
+    return [v for k, v in form if k == "paths"], any(k == "expand" and v.lower() == "true" for k, v in form)
+
+
+@router.post("/api/{t}/{ns}/{name}/paths-info/{rest:path}", summary="Entries for a list of paths",
+             openapi_extra=documented(PathsQuery, media_type="application/x-www-form-urlencoded"))
 async def paths_info(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest: str) -> list[dict]:
-    # Clients send form-urlencoded ``paths=a&paths=b``; a JSON ``{"paths": [...]}`` body is accepted too.
-    if request.headers.get("content-type", "").startswith("application/json"):
-        body = await request.json()
-        paths, expand = list(body.get("paths", [])), body.get("expand") is True
-    else:
-        form = parse_qsl((await request.body()).decode())
-        paths = [v for k, v in form if k == "paths"]
-        expand = any(k == "expand" and v.lower() == "true" for k, v in form)
+    paths, expand = _paths(await request.body(), request.headers.get("content-type", ""))
     revision = api_revision(request)
     snap = await run_in_threadpool(snapshot, request, access, f"{ns}/{name}", revision, kind_of(t))
     found = []

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo, resolve, retrying
-from weightvault.dedup.names import check_revision
+from weightvault.dedup.names import check_message, check_revision
 from weightvault.store.models import Commit, Ref, Tag
 
 from .auth import ReadAccess, VaultDep, WriteAccess
@@ -29,7 +29,7 @@ DEFAULT_BRANCH = "main"
 def _json_body(raw: bytes) -> dict:
     try:
         body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         raise bad_request("the body must be JSON") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
@@ -112,7 +112,7 @@ async def create_tag(request: Request, vault: VaultDep, access: WriteAccess, t: 
                      rest: str) -> dict:
     kind, repo_name, revision = kind_of(t), f"{ns}/{name}", api_revision(request)
     body = _json_body(await request.body())
-    tag, message = check_revision(str(body.get("tag") or "")), str(body.get("message") or "")
+    tag, message = check_revision(str(body.get("tag") or "")), check_message(str(body.get("message") or ""))
 
     def work(session) -> None:
         target = resolve(session, repo_name, revision, kind)

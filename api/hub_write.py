@@ -9,11 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 
 import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -25,19 +27,50 @@ from weightvault.dedup.uploads import Changes, commit_changes, has_file
 from weightvault.store.models import Repo
 
 from . import entries, xet
-from .auth import VaultDep, WriteAccess
+from .auth import AnyToken, VaultDep, WriteAccess
+from .bodies import JsonBody, documented
 from .errors import bad_request
+from .limits import Expensive
 from .lookup import KINDS, api_revision, kind_of, repo_url
 from .spool import spool_body
 
 router = APIRouter(tags=["hub"])
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-def _repo_name(body: dict) -> tuple[str, str]:
+
+class _Hub(BaseModel):
+    # Clients send fields this server has no use for (sdk, resourceGroupId, gitAttributes...): ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+class RepoRef(_Hub):
+    """create_repo / delete_repo: ``organization`` may be folded into ``name`` as ``org/name``."""
+    name: str = Field(max_length=200)
+    organization: str | None = Field(None, max_length=100)
+    type: str | None = None
+    private: bool | None = None
+    visibility: str | None = None
+
+
+class YamlCheck(_Hub):
+    content: str = ""
+
+
+class PreuploadFile(_Hub):
+    path: str
+    size: int = Field(0, ge=0)
+
+
+class Preupload(_Hub):
+    files: list[PreuploadFile] = Field(default_factory=list, max_length=10_000)
+
+
+def _repo_name(body: RepoRef) -> tuple[str, str]:
     """(kind, org/name) from a create/delete body: ``{"name", "organization", "type"}``."""
-    kind = body.get("type") or "model"
+    kind = body.type or "model"
     if kind not in KINDS.values():
         raise bad_request(f"unknown repo type {kind!r}")
-    name, org = body.get("name") or "", body.get("organization")
+    name, org = body.name, body.organization
     full = f"{org}/{name}" if org else name
     if "/" not in full:
         raise bad_request("repo ids need a namespace: org/name")
@@ -58,11 +91,11 @@ def create_repo(vault, kind: str, name: str, private: bool, author: str | None =
     return retrying(vault.catalog, work)
 
 
-@router.post("/api/repos/create", summary="Create a repo (create_repo)")
-async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess) -> JSONResponse:
-    body = await request.json()
+@router.post("/api/repos/create", summary="Create a repo (create_repo)", openapi_extra=documented(RepoRef))
+async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess,
+                          body: JsonBody(RepoRef)) -> JSONResponse:
     kind, name = _repo_name(body)
-    private = bool(body.get("private")) or body.get("visibility") == "private"
+    private = bool(body.private) or body.visibility == "private"
     url = repo_url(request, kind, name)
     if not await run_in_threadpool(create_repo, vault, kind, name, private, access.user):
         # exist_ok=True still parses this body, so it must carry "url".
@@ -70,9 +103,10 @@ async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess
     return JSONResponse({"url": url, "name": name, "id": name})
 
 
-@router.api_route("/api/repos/delete", methods=["DELETE", "POST"], summary="Delete a repo (delete_repo)")
-async def hub_delete_repo(request: Request, vault: VaultDep, access: WriteAccess) -> dict:
-    kind, name = _repo_name(await request.json())
+@router.api_route("/api/repos/delete", methods=["DELETE", "POST"], summary="Delete a repo (delete_repo)",
+                  openapi_extra=documented(RepoRef))
+async def hub_delete_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoRef)) -> dict:
+    kind, name = _repo_name(body)
 
     def work() -> None:
         with vault.catalog.write_session() as s:
@@ -82,25 +116,33 @@ async def hub_delete_repo(request: Request, vault: VaultDep, access: WriteAccess
     return {}
 
 
-@router.post("/api/validate-yaml", summary="Check a README's YAML metadata")
-async def validate_yaml(request: Request) -> JSONResponse:
-    content = (await request.json()).get("content") or ""
-    errors = []
-    if content.startswith("---"):
-        front, sep, _ = content[3:].partition("\n---")
-        try:
-            if sep and not isinstance(yaml.safe_load(front) or {}, dict):
-                errors.append({"message": "metadata must be a YAML mapping"})
-        except yaml.YAMLError as exc:
-            errors.append({"message": f"invalid YAML: {exc}"})
+@router.post("/api/validate-yaml", summary="Check a README's YAML metadata (needs a token, as on the hub)",
+             openapi_extra=documented(YamlCheck))
+async def validate_yaml(access: AnyToken, body: JsonBody(YamlCheck)) -> JSONResponse:
+    errors = await run_in_threadpool(card_errors, body.content)  # a few MB of YAML is seconds of CPU
     return JSONResponse({"errors": errors, "warnings": []}, status_code=400 if errors else 200)
 
 
-@router.post("/api/{t}/{ns}/{name}/preupload/{rest:path}", summary="Which files go through LFS")
+def card_errors(content: str) -> list[dict]:
+    if not content.startswith("---"):
+        return []
+    front, sep, _ = content[3:].partition("\n---")
+    try:
+        if sep and not isinstance(yaml.safe_load(front) or {}, dict):
+            return [{"message": "metadata must be a YAML mapping"}]
+    except yaml.YAMLError as exc:
+        return [{"message": f"invalid YAML: {exc}"}]
+    except RecursionError:
+        return [{"message": "invalid YAML: nested too deeply"}]
+    return []
+
+
+@router.post("/api/{t}/{ns}/{name}/preupload/{rest:path}", summary="Which files go through LFS",
+             openapi_extra=documented(Preupload))
 async def preupload(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
-                    rest: str) -> dict:
+                    rest: str, body: JsonBody(Preupload)) -> dict:
     kind, revision = kind_of(t), api_revision(request)
-    files = (await request.json()).get("files", [])
+    files = body.files
 
     def current() -> dict:
         with vault.catalog.read_session() as s:
@@ -112,7 +154,7 @@ async def preupload(request: Request, vault: VaultDep, access: WriteAccess, t: s
     tree = await run_in_threadpool(current)
     out = []
     for f in files:
-        path, size = str(f.get("path", "")), int(f.get("size") or 0)
+        path, size = f.path, f.size
         lfs = entries.is_lfs(path, size)
         item = {"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
         if path in tree:
@@ -138,29 +180,29 @@ def parse_ndjson(lines) -> ParsedCommit:
         try:
             item = json.loads(line)
             key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise bad_request(f"line {n}: not a JSON object with 'key' and 'value'") from None
         if not isinstance(value, dict):
             raise bad_request(f"line {n}: 'value' must be an object")
         if key == "header":
             seen_header = True
-            summary, description = value.get("summary") or "", value.get("description") or ""
+            summary, description = _text(value, "summary", n), _text(value, "description", n)
             parsed.message = summary + (f"\n\n{description}" if description else "")
-            parsed.parent = value.get("parentCommit") or None
+            parsed.parent = _text(value, "parentCommit", n) or None
             continue
         if not seen_header:
             raise bad_request("the first line of a commit must be its header")
-        path = _checked_path(value.get("path"), n)
+        path = _checked_path(_text(value, "path", n), n)
         if key == "file":
             if value.get("encoding", "base64") != "base64":
                 raise bad_request(f"line {n}: only base64 content is supported")
             try:
-                parsed.changes.add_bytes[path] = base64.b64decode(value.get("content") or "", validate=True)
+                parsed.changes.add_bytes[path] = base64.b64decode(_text(value, "content", n), validate=True)
             except (binascii.Error, ValueError):
                 raise bad_request(f"line {n}: content is not valid base64") from None
         elif key == "lfsFile":
-            oid = str(value.get("oid", ""))
-            if value.get("algo", "sha256") != "sha256" or len(oid) != 64:
+            oid = _text(value, "oid", n)
+            if value.get("algo", "sha256") != "sha256" or not _SHA256.match(oid):
                 raise bad_request(f"line {n}: lfsFile needs a sha256 oid")
             parsed.changes.add_stored[path] = oid
         elif key == "deletedFile":
@@ -168,21 +210,31 @@ def parse_ndjson(lines) -> ParsedCommit:
         elif key == "deletedFolder":
             parsed.changes.delete_folders.add(path.rstrip("/"))
         else:
-            raise bad_request(f"line {n}: unknown key {key!r}")
+            raise bad_request(f"line {n}: unknown key {str(key)[:100]!r}")
     if not seen_header:
         raise bad_request("the commit has no header line")
     return parsed
 
 
-def _checked_path(path, n: int) -> str:
+def _text(value: dict, key: str, n: int) -> str:
+    """A string field of a commit line ('' when absent or null)."""
+    found = value.get(key)
+    if found is None:
+        return ""
+    if not isinstance(found, str):
+        raise bad_request(f"line {n}: {key!r} must be a string")
+    return found
+
+
+def _checked_path(path: str, n: int) -> str:
     try:
-        return check_path(str(path or "").rstrip("/"))
+        return check_path(path.rstrip("/"))
     except InvalidName as exc:
         raise bad_request(f"line {n}: {exc}") from None
 
 
 @router.post("/api/{t}/{ns}/{name}/commit/{rest:path}", summary="Commit files (NDJSON, create_commit)")
-async def commit(request: Request, vault: VaultDep, access: WriteAccess, t: str, ns: str, name: str,
+async def commit(request: Request, vault: VaultDep, access: WriteAccess, _: Expensive, t: str, ns: str, name: str,
                  rest: str) -> dict:
     kind, repo_name = kind_of(t), f"{ns}/{name}"
     revision = check_revision(api_revision(request))

@@ -12,6 +12,7 @@ import re
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,9 +28,13 @@ from weightvault.store import Vault
 from weightvault.store.models import Commit, Ref, Repo
 
 from . import entries
+from weightvault.store.backends import ObjectMissing
+
 from .auth import ReadAccess, VaultDep, WriteAccess
+from .bodies import JsonBody, documented
 from .errors import ApiError, bad_request
 from .hub_write import create_repo
+from .limits import Expensive
 from .lookup import ref_heads, snapshot, snapshot_file
 from .spool import spool_body, tmp_dir
 from .streaming import file_response
@@ -44,8 +49,11 @@ COPY_BLOCK = 8 << 20
 
 
 # Properties received when creating a repo
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
 class RepoCreate(BaseModel):
-    name: str = Field(description="org/name")
+    name: str = Field(description="org/name", max_length=200)
     kind: str = Field("model", pattern="^(model|dataset|space)$")
     private: bool = False
 
@@ -54,7 +62,7 @@ class RepoCreate(BaseModel):
 class CommitCreate(BaseModel):
     revision: str = "main"
     message: str = "Upload files"
-    add: dict[str, str] = Field(default_factory=dict, description="path -> sha256 of a completed upload")
+    add: dict[str, Sha256] = Field(default_factory=dict, description="path -> sha256 of a completed upload")
     delete: list[str] = Field(default_factory=list, description="paths to remove")
     delete_folders: list[str] = Field(default_factory=list)
     parent: str | None = Field(None, description="fail with 412 unless the branch is at this commit")
@@ -63,7 +71,7 @@ class CommitCreate(BaseModel):
 class UploadComplete(BaseModel):
     repo: str = Field(description="org/name the file is meant for (its family decides delta coding)")
     path: str = Field("upload.bin", description="intended path; *.safetensors files are stored tensor by tensor")
-    sha256: str | None = Field(None, description="expected sha256; the upload is refused if it differs")
+    sha256: Sha256 | None = Field(None, description="expected sha256; the upload is refused if it differs")
 
 
 # -- repos ------------------------------------------------------------------------------
@@ -81,8 +89,9 @@ def list_repos(vault: VaultDep, access: ReadAccess, kind: str | None = None) -> 
             for r in repos if not r.private or access.can_read]
 
 
-@router.post("/repos", status_code=201, summary="Create a repo (with an empty first commit on main)")
-def rest_create_repo(vault: VaultDep, access: WriteAccess, body: RepoCreate) -> dict:
+@router.post("/repos", status_code=201, summary="Create a repo (with an empty first commit on main)",
+             openapi_extra=documented(RepoCreate))
+def rest_create_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoCreate)) -> dict:
     check_repo_name(body.name)
     if not create_repo(vault, body.kind, body.name, body.private, access.user):
         raise ApiError(409, "RepoExists", f"repo {body.name!r} already exists")
@@ -126,8 +135,9 @@ def download(request: Request, vault: VaultDep, access: ReadAccess, ns: str, nam
     return file_response(request, vault, file, {"X-Repo-Commit": snap.commit.oid, "ETag": f'"{file.sha256}"'})
 
 
-@router.post("/repos/{ns}/{name}/commits", summary="Commit completed uploads and deletions as a new revision")
-def rest_commit(vault: VaultDep, access: WriteAccess, ns: str, name: str, body: CommitCreate,
+@router.post("/repos/{ns}/{name}/commits", summary="Commit completed uploads and deletions as a new revision",
+             openapi_extra=documented(CommitCreate))
+def rest_commit(vault: VaultDep, access: WriteAccess, _: Expensive, ns: str, name: str, body: JsonBody(CommitCreate),
                 kind: str = Kind) -> dict:
     repo_name, revision = f"{ns}/{name}", check_revision(body.revision)
     with vault.catalog.read_session() as s:
@@ -143,20 +153,38 @@ def rest_commit(vault: VaultDep, access: WriteAccess, ns: str, name: str, body: 
 
 # -- uploads in parts ---------------------------------------------------------------------
 
-def _upload_prefix(upload_id: str) -> str:
-    if not _UPLOAD_ID.match(upload_id):
-        raise ApiError(404, "UploadNotFound", f"no upload {upload_id!r}")
-    return f"uploads/{upload_id}/"
+#: The object that marks an upload as started (parts are ``00001``...; any node can check it).
+STARTED = "started"
+
+
+def _upload_prefix(vault: Vault, upload_id: str) -> str:
+    """``uploads/<id>/`` of an upload that was started, else 404."""
+    prefix = f"uploads/{upload_id}/"
+    try:
+        if _UPLOAD_ID.match(upload_id):
+            vault.backend.size(prefix + STARTED)
+            return prefix
+    except ObjectMissing:
+        pass
+    raise ApiError(404, "UploadNotFound", f"no upload {upload_id[:64]!r} was started (POST /api/v1/uploads)")
+
+
+def _parts(vault: Vault, prefix: str) -> list:
+    return sorted((st for st in vault.backend.list(prefix) if st.name[len(prefix):].isdigit()), key=lambda st: st.name)
 
 
 @router.post("/uploads", status_code=201, summary="Start an upload; then PUT its parts and complete it")
-def start_upload(access: WriteAccess) -> dict:
-    return {"upload_id": uuid.uuid4().hex}
+def start_upload(vault: VaultDep, access: WriteAccess) -> dict:
+    upload_id = uuid.uuid4().hex
+    with tempfile.NamedTemporaryFile(dir=tmp_dir(vault), prefix="start-") as marker:
+        vault.backend.put_file(f"uploads/{upload_id}/{STARTED}", Path(marker.name))
+    return {"upload_id": upload_id}
 
 
 @router.put("/uploads/{upload_id}/parts/{part}", summary="Upload one part (streamed; any size)")
-async def put_part(request: Request, vault: VaultDep, access: WriteAccess, upload_id: str, part: int) -> dict:
-    prefix = _upload_prefix(upload_id)
+async def put_part(request: Request, vault: VaultDep, access: WriteAccess, upload_id: str, part: int,
+                   _: Expensive) -> dict:
+    prefix = await run_in_threadpool(_upload_prefix, vault, upload_id)
     if not 1 <= part <= MAX_PARTS:
         raise bad_request(f"part numbers go from 1 to {MAX_PARTS}")
     body = await spool_body(request, vault)
@@ -169,18 +197,20 @@ async def put_part(request: Request, vault: VaultDep, access: WriteAccess, uploa
 
 @router.delete("/uploads/{upload_id}", status_code=204, summary="Abandon an upload")
 def abort_upload(vault: VaultDep, access: WriteAccess, upload_id: str) -> Response:
-    prefix = _upload_prefix(upload_id)
+    prefix = _upload_prefix(vault, upload_id)
     for stat in list(vault.backend.list(prefix)):
         vault.backend.delete(stat.name)
     return Response(status_code=204)
 
 
-@router.post("/uploads/{upload_id}/complete", summary="Join the parts, check the sha256, store the file")
-def complete_upload(vault: VaultDep, access: WriteAccess, upload_id: str, body: UploadComplete) -> JSONResponse:
+@router.post("/uploads/{upload_id}/complete", summary="Join the parts, check the sha256, store the file",
+             openapi_extra=documented(UploadComplete))
+def complete_upload(vault: VaultDep, access: WriteAccess, _: Expensive, upload_id: str,
+                    body: JsonBody(UploadComplete)) -> JSONResponse:
     check_repo_name(body.repo)
     check_path(body.path)
-    prefix = _upload_prefix(upload_id)
-    parts = sorted(vault.backend.list(prefix), key=lambda st: st.name)
+    prefix = _upload_prefix(vault, upload_id)
+    parts = _parts(vault, prefix)
     if not parts:
         raise ApiError(404, "UploadNotFound", f"upload {upload_id} has no parts")
     if [int(st.name[len(prefix):]) for st in parts] != list(range(1, len(parts) + 1)):
@@ -189,12 +219,12 @@ def complete_upload(vault: VaultDep, access: WriteAccess, upload_id: str, body: 
     try:
         if body.sha256 and body.sha256 != sha:
             raise ApiError(400, "ChecksumMismatch", f"the parts hash to {sha}, not {body.sha256}")
-        store_file(vault, body.repo, joined, body.path)
+        _, warnings = store_file(vault, body.repo, joined, body.path)
     finally:
         joined.unlink(missing_ok=True)
-    for st in parts:
+    for st in list(vault.backend.list(prefix)):
         vault.backend.delete(st.name)
-    return JSONResponse({"sha256": sha, "size": size}, status_code=201)
+    return JSONResponse({"sha256": sha, "size": size, "warnings": warnings}, status_code=201)
 
 
 def _join(vault: Vault, parts, suffix: str) -> tuple[Path, str, int]:

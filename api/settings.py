@@ -27,6 +27,18 @@ class ServerSettings:
     list_page_size: int = 1000
     #: ``WEIGHTVAULT_XET_STAGING_BYTES``: bytes of Xet xorbs one bearer token may have waiting for a commit.
     xet_staging_bytes: int = 64 << 30
+    #: ``WEIGHTVAULT_MAX_JSON_BYTES``: body limit of JSON and form routes (create, preupload, batch, paths-info...).
+    max_json_bytes: int = 4 << 20
+    #: ``WEIGHTVAULT_MAX_COMMIT_BYTES``: body limit of an NDJSON commit (small files travel base64 inside it).
+    max_commit_bytes: int = 256 << 20
+    #: ``WEIGHTVAULT_MAX_PART_BYTES``: body limit of one REST upload part (S3's part limit).
+    max_part_bytes: int = 5 << 30
+    #: ``WEIGHTVAULT_MAX_UPLOAD_BYTES``: largest file an LFS batch will sign an upload URL for.
+    max_upload_bytes: int = 1 << 40
+    #: ``WEIGHTVAULT_MAX_BUSY``: uploads and commits stored at once (each codes content on a thread).
+    max_busy: int = 4
+    #: ``WEIGHTVAULT_BUSY_WAIT``: seconds a request waits for one of those slots before a 503 with Retry-After.
+    busy_wait: float = 60.0
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -39,4 +51,10 @@ class ServerSettings:
             tree_page_size=int(env.get("WEIGHTVAULT_TREE_PAGE", 1000)),
             list_page_size=int(env.get("WEIGHTVAULT_LIST_PAGE", 1000)),
             xet_staging_bytes=int(env.get("WEIGHTVAULT_XET_STAGING_BYTES", 64 << 30)),
+            max_json_bytes=int(env.get("WEIGHTVAULT_MAX_JSON_BYTES", cls.max_json_bytes)),
+            max_commit_bytes=int(env.get("WEIGHTVAULT_MAX_COMMIT_BYTES", cls.max_commit_bytes)),
+            max_part_bytes=int(env.get("WEIGHTVAULT_MAX_PART_BYTES", cls.max_part_bytes)),
+            max_upload_bytes=int(env.get("WEIGHTVAULT_MAX_UPLOAD_BYTES", cls.max_upload_bytes)),
+            max_busy=int(env.get("WEIGHTVAULT_MAX_BUSY", cls.max_busy)),
+            busy_wait=float(env.get("WEIGHTVAULT_BUSY_WAIT", cls.busy_wait)),
         )

@@ -20,6 +20,8 @@ from weightvault.dedup.reader import Reader
 from weightvault.store import Vault
 from weightvault.store.models import File
 
+from .conditional import precondition_status, range_applies
+
 #: Bytes per response chunk: a few frames, so that per-send overhead is small next to the bytes sent.
 CHUNK = 1 << 20
 #: Bytes of the first chunk: one frame (after a safetensors header, the first tensor frame).
@@ -29,6 +31,8 @@ QUEUE_DEPTH = 4
 _END = object()
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+#: Digits past which a byte position is beyond any file (10^18 B = 1 EB), parsed no further.
+_MAX_DIGITS = 18
 
 
 class Unsatisfiable(ValueError):
@@ -46,16 +50,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     m = _RANGE.match(header)
     if m is None:
         return None
-    first, last = m.groups()
+    first, last = (g.lstrip("0") or ("0" if g else "") for g in m.groups())
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last N bytes
-        n = int(last)
+        n = size if len(last) > _MAX_DIGITS else int(last)
         if n == 0:
             raise Unsatisfiable(header)
         return max(size - n, 0), size
+    if len(first) > _MAX_DIGITS:
+        raise Unsatisfiable(header)
     start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
+    end = size if last == "" or len(last) > _MAX_DIGITS else min(int(last) + 1, size)
     if start >= size or end <= start:
         raise Unsatisfiable(header)
     return start, end
@@ -65,8 +71,12 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
     """200 or 206 for ``file`` (HEAD without a body), with ``headers`` added (ETag, X-Repo-Commit, ...)."""
     size = file.size
     base = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    etag = headers.get("ETag", "")
+    blocked = precondition_status(request.headers, etag, request.method)
+    if blocked is not None:
+        return Response(status_code=blocked, headers={k: v for k, v in base.items() if k != "Content-Type"})
     try:
-        rng = parse_range(request.headers.get("range"), size)
+        rng = parse_range(request.headers.get("range"), size) if range_applies(request.headers, etag) else None
     except Unsatisfiable:
         return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
     start, end = rng if rng else (0, size)

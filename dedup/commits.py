@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from weightvault.store.models import Commit, Family, File, Ref, Repo, Tag, TreeEntry
 
-from .names import check_path, check_repo_name, check_revision
+from .names import check_message, check_path, check_repo_name, check_revision, check_tree
 
 
 class RepoNotFound(LookupError):
@@ -38,7 +38,14 @@ class Resolved:
     branch: bool = False
 
 
+def _storable(value: str, column) -> bool:
+    """Whether ``value`` could be in ``column`` at all (no NUL, not longer than the column)."""
+    return isinstance(value, str) and "\x00" not in value and len(value) <= column.type.length
+
+
 def find_repo(session, name: str, kind: str = "model") -> Repo:
+    if not _storable(name, Repo.name):
+        raise RepoNotFound(f"repository {name[:200]!r} not found")
     repo = session.scalar(select(Repo).where(Repo.kind == kind, Repo.name == name))
     if repo is None:
         raise RepoNotFound(f"repository {name!r} not found")
@@ -56,7 +63,15 @@ def get_or_create_repo(session, name: str, kind: str = "model", private: bool = 
 
 
 def resolve(session, name: str, revision: str = "main", kind: str = "model") -> Resolved:
-    """A branch name, a tag, or a full or abbreviated (>= 7 hex) commit id, to a commit (in that order)."""
+    """A branch name, a tag, or a full or abbreviated (>= 7 hex) commit id, to a commit (in that order).
+
+    Names that no repo or branch can have are not looked up at all: the catalog
+    (PostgreSQL) would refuse a NUL in a query parameter with a server error.
+    """
+    if not _storable(name, Repo.name):
+        raise RepoNotFound(f"repository {name[:200]!r} not found")
+    if not _storable(revision, Ref.name):
+        raise RevisionNotFound(f"revision {revision[:200]!r} not found in {name!r}")
     # A branch, the common case on every download, in one round trip.
     row = session.execute(
         select(Repo, Commit).join(Ref, Ref.repo_id == Repo.id).join(Commit, Commit.id == Ref.commit_id)
@@ -93,6 +108,8 @@ def write_commit(session, repo: Repo, revision: str, tree: dict[str, int], messa
     check_revision(revision)
     for path in tree:
         check_path(path)
+    check_tree(tree)
+    check_message(message)
     ref = session.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.name == revision).with_for_update())
     parent = session.get(Commit, ref.commit_id) if ref else None
     if expected_parent and (parent is None or not parent.oid.startswith(expected_parent)):

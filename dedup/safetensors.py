@@ -1,4 +1,4 @@
-"""Strict parsing of safetensors headers: a file is split into header and tensors, or refused.
+"""Strict parsing of safetensors headers: a file is split into header and tensors, or stored opaque.
 
 Format: u64 little-endian header length N, N bytes of JSON, then the data
 section. Every tensor's ``data_offsets`` must lie inside the data section, not
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 #: The reference implementation refuses headers above 100 MB; so do we.
 MAX_HEADER_BYTES = 100_000_000
+#: Longest tensor name kept (the catalog's column); a file with a longer one is stored as opaque bytes.
+MAX_NAME_CHARS = 512
 
 DTYPE_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
@@ -61,6 +63,8 @@ def parse(data, file_size: int | None = None, label: str = "file") -> Layout:
         header = json.loads(bytes(view[8:8 + n]))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsError(f"{label}: header is not valid JSON ({exc})") from None
+    except RecursionError:  # a header nested thousands deep: no tensor list looks like that
+        raise SafetensorsError(f"{label}: header JSON is nested too deeply") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{label}: header is not a JSON object")
     data_start = 8 + n
@@ -80,6 +84,9 @@ def parse(data, file_size: int | None = None, label: str = "file") -> Layout:
 
 
 def _span(label: str, name: str, info, data_start: int, data_len: int) -> TensorSpan:
+    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+        # The catalog keeps tensor names (String(512); PostgreSQL text holds no NUL).
+        raise SafetensorsError(f"{label}: a tensor name is longer than {MAX_NAME_CHARS} characters or holds NUL")
     if not isinstance(info, dict):
         raise SafetensorsError(f"{label}: entry {name!r} is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")

@@ -1,0 +1,46 @@
+"""JSON request bodies, parsed only after the route's access check and refused with 4xx when malformed.
+
+FastAPI reads and parses a body declared as a pydantic parameter *before* it
+resolves any dependency, so a route taking ``body: Model`` would parse an
+anonymous client's body before checking its token. ``JsonBody(Model)`` is a
+dependency instead: declared after the access parameter, it runs after it.
+The body is already bounded by ``limits.BodyLimit``; pydantic's JSON parser
+bounds nesting depth. Not JSON, the wrong type or a missing field is 422 with
+the hub's error headers, never a 500.
+"""
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from .errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def invalid(exc: ValidationError) -> ApiError:
+    """422 naming each wrong field (never echoing the input, which may be huge)."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+    return ApiError(422, "ValidationError", f"invalid request body: {problems}")
+
+
+def JsonBody(model: type[M], *, optional: bool = False):
+    """``Annotated[model, Depends(...)]`` parsing the body as ``model``; an empty body is ``model()`` if ``optional``."""
+
+    async def parse(request: Request) -> M:
+        raw = await request.body()
+        if optional and not raw.strip():
+            return model()
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+
+    return Annotated[model, Depends(parse)]
+
+
+def documented(model: type[BaseModel], *, required: bool = True, media_type: str = "application/json") -> dict:
+    """``openapi_extra`` describing ``model`` as the request body (the dependency hides it from FastAPI)."""
+    return {"requestBody": {"required": required, "content": {media_type: {"schema": model.model_json_schema()}}}}
