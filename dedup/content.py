@@ -104,6 +104,8 @@ class ContentWriter:
         self.base_for = base_for  # callable(file path, tensor name, dtype, shape, bytes) -> BaseCandidate | None
         self.threads = threads
         self.raw_bytes = 0
+        #: Files stored as opaque bytes because they failed to parse as their name says (path: why).
+        self.warnings: list[str] = []
 
     # -- staging -----------------------------------------------------------------
 
@@ -129,8 +131,7 @@ class ContentWriter:
         if exists:
             staged = StagedFile(digest, "", None)
             progress(digest.size)
-        elif safetensors.looks_like_safetensors(rel):
-            layout = safetensors.parse(view, label=rel)
+        elif safetensors.looks_like_safetensors(rel) and (layout := self._layout(view, rel)) is not None:
             staged = StagedFile(digest, "safetensors", self._stage_safetensors(rel, view, layout, progress))
         elif (segments := torch_zip_segments(view)) is not None:
             staged = StagedFile(digest, "torch-zip", self._stage_torch_zip(rel, view, segments, progress))
@@ -138,6 +139,14 @@ class ContentWriter:
             staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), progress)])
         self.files[digest.sha256] = staged
         return staged
+
+    def _layout(self, view: memoryview, rel: str) -> safetensors.Layout | None:
+        """The file's safetensors layout; None (and a warning) when it does not parse: it is then stored opaque."""
+        try:
+            return safetensors.parse(view, label=rel)
+        except safetensors.SafetensorsError as exc:
+            self.warnings.append(f"{exc}; stored as opaque bytes (bit-exact, not split into tensors)")
+            return None
 
     def _stage_safetensors(self, rel: str, view: memoryview, layout: safetensors.Layout,
                            progress: Progress) -> list[StagedSegment]:

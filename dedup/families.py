@@ -84,7 +84,7 @@ def card_base_models(text: str) -> list[str]:
     end = text.find("\n---", 3)
     try:
         meta = yaml.safe_load(text[3:end]) if end > 0 else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # a card is any text: nested thousands deep is still a card
         return []
     bases = meta.get("base_model") if isinstance(meta, dict) else None
     if isinstance(bases, str):
@@ -114,10 +114,10 @@ def profile_folder(files: list[tuple[str, Path]]) -> Profile:
         elif rel == "config.json":
             try:
                 config = json.loads(real.read_text())
-            except (ValueError, UnicodeDecodeError):
-                continue
-            if isinstance(config, dict):
-                prof.config_signature = config_signature(config)
+                if isinstance(config, dict):
+                    prof.config_signature = config_signature(config)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                continue  # not a config this can read: the repo is stored all the same
         elif safetensors.looks_like_safetensors(rel) and real.stat().st_size >= 8:
             with open(real, "rb") as f:
                 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

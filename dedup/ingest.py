@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sqlalchemy import select
+
 from weightvault.store import Vault
-from weightvault.store.models import IngestEvent
+from weightvault.store.models import Commit, IngestEvent, Ref
 
 from . import families, series
-from .commits import get_or_create_repo, retrying, write_commit
+from .commits import get_or_create_repo, retrying, tree_of, write_commit
 from .content import ContentWriter
-from .names import InvalidName, check_path, check_repo_name, check_revision
+from .names import InvalidName, check_path, check_repo_name, check_revision, check_tree
 from .reader import Reader
 
 #: Folders a repo checkout may carry that are not part of the repo.
@@ -31,6 +33,10 @@ class IngestResult:
     files: int
     raw_bytes: int
     new_stored_bytes: int
+    #: False when the branch already held exactly these files: no commit was added (``commit`` is the head).
+    changed: bool = True
+    #: Files stored as opaque bytes because they did not parse as their name says.
+    warnings: list[str] = field(default_factory=list)
 
 
 def walk_repo(root: Path) -> list[tuple[str, Path]]:
@@ -69,6 +75,7 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
     check_repo_name(repo)
     check_revision(revision)
     files = series.order_files(walk_repo(Path(folder)))
+    check_tree(rel for rel, _ in files)
     profile = families.profile_folder(files)
     matcher = families.FamilyMatcher(vault, Reader(vault))
     if previous is not None:
@@ -94,12 +101,16 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         file_ids = writer.land(session)
         repo_row = get_or_create_repo(session, repo, kind)
         families.record(session, repo_row, decision, profile)
-        commit = write_commit(session, repo_row, revision, {p: file_ids[sha] for p, sha in staged.items()},
-                              message or f"Ingest {Path(folder).name}")
+        tree = {p: file_ids[sha] for p, sha in staged.items()}
+        head = session.scalar(select(Commit).join(Ref, Ref.commit_id == Commit.id)
+                              .where(Ref.repo_id == repo_row.id, Ref.name == revision))
+        if head is not None and {p: f.id for p, f in tree_of(session, head).items()} == tree:
+            return head.oid, False  # the same files again: an empty commit would only clutter the history
+        commit = write_commit(session, repo_row, revision, tree, message or f"Ingest {Path(folder).name}")
         session.add(IngestEvent(repo_id=repo_row.id, repo_name=repo, commit_oid=commit.oid,
                                 raw_bytes=writer.raw_bytes, new_stored_bytes=writer.new_stored_bytes))
-        return commit.oid
+        return commit.oid, True
 
-    oid = retrying(vault.catalog, land)
+    oid, changed = retrying(vault.catalog, land)
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
-                        len(files), writer.raw_bytes, writer.new_stored_bytes)
+                        len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings)

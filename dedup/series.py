@@ -68,7 +68,10 @@ class SeriesBases:
             if rel in self.paths:
                 data = self._mapped(rel)
                 if safetensors.looks_like_safetensors(rel):
-                    found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
+                    try:
+                        found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
+                    except safetensors.SafetensorsError:
+                        found = {}  # stored opaque by the writer (which warns); nothing to predict from
                 else:
                     storages = [s for s in torch_zip_segments(data) or []
                                 if s.kind == "tensor" and s.dtype is not None]

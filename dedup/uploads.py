@@ -51,14 +51,15 @@ def _base_for(vault: Vault, repo_name: str, rel: str, path: Path | None):
     return matcher.base_for(decision.base_repo)
 
 
-def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin") -> str:
-    """Store one uploaded file's content (deduplicated and coded); returns its sha256."""
+def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin") -> tuple[str, list[str]]:
+    """Store one uploaded file's content (deduplicated and coded); returns its sha256 and any warnings
+    (a ``*.safetensors`` file that does not parse is stored as opaque bytes, not refused)."""
     check_repo_name(repo_name)
     writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, rel, path))
     with writer.staging():
         sha = writer.add_path(path, rel).digest.sha256
     retrying(vault.catalog, writer.land)
-    return sha
+    return sha, writer.warnings
 
 
 def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes, message: str, *,

@@ -12,10 +12,9 @@ from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.names import InvalidName
 from weightvault.dedup.report import build_report
 from weightvault.dedup.restore import restore
-from weightvault.dedup.safetensors import SafetensorsError
 from weightvault.dedup.verify import verify
 from weightvault.store.gc import collect
-from weightvault.store.models import File, Object
+from weightvault.store.models import Commit, File, Object
 
 
 def repo_files(seed=0):
@@ -90,36 +89,49 @@ def _store_is_empty(vault):
         return s.scalar(select(func.count(File.id))) == 0 and s.scalar(select(func.count(Object.id))) == 0
 
 
-def test_truncated_safetensors_rejected(vault, tmp_path):
+def _stored_opaque(vault, tmp_path, data: bytes, why: str) -> None:
+    """A ``model.safetensors`` that does not parse is stored as one blob, warned about, restored bit-exactly."""
+    from weightvault.dedup.restore import restore
+
+    src = make_repo(tmp_path / "src", {"model.safetensors": data, "config.json": b"{}"})
+    result = ingest_folder(vault, src, "org/bad")
+    assert len(result.warnings) == 1 and why in result.warnings[0] and "opaque" in result.warnings[0]
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(File.format).where(File.size == len(data))) == "blob"
+    restore(vault, "org/bad", "main", tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == data
+
+
+def test_truncated_safetensors_stored_opaque(vault, tmp_path):
     data = small_model()
-    src = make_repo(tmp_path / "src", {"model.safetensors": data[: len(data) - 100], "config.json": b"{}"})
-    with pytest.raises(SafetensorsError, match="data section"):
-        ingest_folder(vault, src, "org/bad")
-    assert _store_is_empty(vault)
+    _stored_opaque(vault, tmp_path, data[: len(data) - 100], "data section")
 
 
-def test_header_larger_than_file_rejected(vault, tmp_path):
+def test_header_larger_than_file_stored_opaque(vault, tmp_path):
     data = bytearray(small_model())
     data[:8] = (10**6).to_bytes(8, "little")
-    src = make_repo(tmp_path / "src", {"model.safetensors": bytes(data)})
-    with pytest.raises(SafetensorsError, match="header claims"):
-        ingest_folder(vault, src, "org/bad")
-    assert _store_is_empty(vault)
+    _stored_opaque(vault, tmp_path, bytes(data), "header claims")
 
 
-def test_overlapping_tensors_and_bad_dtype_rejected(vault, tmp_path):
+@pytest.mark.parametrize("header", [
+    {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+    {"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}},
+    {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+])
+def test_overlapping_tensors_and_bad_dtype_stored_opaque(vault, tmp_path, header):
     import struct
 
-    for header in (
-        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
-        {"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}},
-        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
-    ):
-        h = json.dumps(header).encode()
-        src = make_repo(tmp_path / "src", {"model.safetensors": struct.pack("<Q", len(h)) + h + bytes(16)})
-        with pytest.raises(SafetensorsError):
-            ingest_folder(vault, src, "org/bad")
-    assert _store_is_empty(vault)
+    h = json.dumps(header).encode()
+    _stored_opaque(vault, tmp_path, struct.pack("<Q", len(h)) + h + bytes(16), "tensor")
+
+
+def test_unchanged_reingest_adds_no_commit(vault, tmp_path):
+    src = make_repo(tmp_path / "src", repo_files())
+    first = ingest_folder(vault, src, "org/same")
+    again = ingest_folder(vault, src, "org/same")
+    assert first.changed and not again.changed and again.commit == first.commit
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(func.count(Commit.id))) == 1
 
 
 def test_symlink_escaping_repo_rejected(vault, tmp_path):

@@ -35,8 +35,13 @@ def ingest(
         with bytes_progress(total, f"ingest {repo}", as_json) as (advance, on_file):
             result = ingest_folder(vault, path, repo, revision, message=message, progress=advance, on_file=on_file,
                                    previous=previous, keyframe_every=keyframe_every)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
         out.print_json(json.dumps(result.__dict__))
+    elif not result.changed:
+        out.print(f"{result.repo}@{result.revision} already holds exactly these {result.files} files: "
+                  f"no new commit (head {result.commit})")
     else:
         out.print(f"{result.repo}@{result.revision} -> commit {result.commit}: {result.files} files, "
                   f"{human(result.raw_bytes)} raw, {human(result.new_stored_bytes)} newly stored")
