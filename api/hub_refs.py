@@ -33,6 +33,9 @@ def _json_body(raw: bytes) -> dict:
         raise bad_request("the body must be JSON") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
+    wrong = [k for k, v in body.items() if k in ("startingPoint", "tag", "message") and not isinstance(v, (str, type(None)))]
+    if wrong:
+        raise bad_request(f"{wrong[0]!r} must be a string")
     return body
 
 
