@@ -76,6 +76,12 @@ def test_hostile_xorbs_are_refused():
         xorbs.parse(bytes(tampered), hashing.from_hex(name))
     with pytest.raises(xorbs.XorbError, match="at most"):
         xorbs.parse(bytes(xorbs.MAX_BODY_BYTES + 1))
+    small = xet_build.chunk_record(b"s")
+    with pytest.raises(xorbs.XorbError, match="chunks"):
+        xorbs.parse(small * (xorbs.MAX_CHUNKS + 1))
+    big = xet_build.chunk_record(b"b" * xorbs.MAX_CHUNK_BYTES, 1)
+    with pytest.raises(xorbs.XorbError, match="bytes of chunk data"):
+        xorbs.parse(big * (xorbs.MAX_XORB_BYTES // xorbs.MAX_CHUNK_BYTES + 1))
 
 
 def test_shard_round_trip_and_hostile_shards():
