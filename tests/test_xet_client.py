@@ -199,15 +199,28 @@ def test_xet_upload_stores_what_ingest_stores_and_reuploads_are_nearly_free(tmp_
             same_repo = proxy.take()
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/copy"}, env)
             new_repo = proxy.take()
+            # One shard edited in the middle: the file is new, most of its chunks sit in xorbs the server
+            # dropped after the first commit, so it is rebuilt from the stored files they point into.
+            edited = bytearray(files["model-00002-of-00002.safetensors"])
+            edited[len(edited) // 2:len(edited) // 2 + 64] = os.urandom(64)
+            files["model-00002-of-00002.safetensors"] = bytes(edited)
+            make_repo(tmp_path / "src", files)
+            run_client(sys.executable, FOLDER, {**args, "repo": "acme/edited"}, env)
+            one_edit = proxy.take()
             got = run_client(sys.executable, SNAPSHOT, {"endpoint": proxy.url, "token": srv.read_token,
-                                                        "repos": ["acme/copy"], "cache": str(tmp_path / "c")}, env)
+                                                        "repos": ["acme/copy", "acme/edited"],
+                                                        "cache": str(tmp_path / "c")}, env)
         finally:
             proxy.close()
     print(f"\nXet upload of a {folder_bytes} B folder: {first} B sent; again to the same repo: {same_repo} B; "
-          f"to a new repo: {new_repo} B")
+          f"to a new repo: {new_repo} B; with 64 bytes of one shard changed: {one_edit} B")
     assert first > folder_bytes * 0.9
     assert same_repo < folder_bytes * 0.02 and new_repo < folder_bytes * 0.02
-    assert got["acme/copy"] == {p: sha(d) for p, d in files.items()}
+    assert one_edit < folder_bytes * 0.1
+    assert got["acme/edited"] == {p: sha(d) for p, d in files.items()}
+    assert got["acme/copy"] == {p: s for p, s in got["acme/edited"].items()
+                                if p != "model-00002-of-00002.safetensors"} | {
+        "model-00002-of-00002.safetensors": sha(weights(2, 600))}
 
 
 def _xet_token(c, repo: str, scope: str) -> str:

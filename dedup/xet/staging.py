@@ -190,14 +190,29 @@ def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start:
                 raise XetMissing(f"staged xorb {hashing.to_hex(xc.hash)} is damaged")
             yield data
         return
+    runs: list[list[ChunkRef]] = []  # chunks that sit back to back in one stored file: one read each
     for c in span:
-        file_id = _file_id(vault, c.sha256) if c.sha256 else None
+        if runs and runs[-1][-1].sha256 == c.sha256 and runs[-1][-1].offset + runs[-1][-1].size == c.offset:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    for run in runs:
+        file_id = _file_id(vault, run[0].sha256) if run[0].sha256 else None
         if file_id is None:
             raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
-        data = b"".join(reader.iter_file(file_id, c.offset, c.offset + c.size))
-        if hashing.chunk_hash(data) != c.hash:
+        pending, buf = iter(run), bytearray()
+        chunk = next(pending)
+        for piece in reader.iter_file(file_id, run[0].offset, run[-1].offset + run[-1].size):
+            buf += piece
+            while chunk is not None and len(buf) >= chunk.size:
+                data = bytes(buf[:chunk.size])
+                del buf[:chunk.size]
+                if hashing.chunk_hash(data) != chunk.hash:
+                    raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+                yield data
+                chunk = next(pending, None)
+        if chunk is not None:
             raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
-        yield data
 
 
 def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) -> Path:
@@ -207,8 +222,11 @@ def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) 
     h, size = hashlib.sha256(), 0
     try:
         with open(fd, "wb") as out:
+            listings: dict[str, XorbChunks] = {}
             for xorb_hex, start, end, _ in record["terms"]:
-                xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
+                if xorb_hex not in listings:
+                    listings[xorb_hex] = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
+                xc = listings[xorb_hex]
                 for data in _term_bytes(vault, owner, reader, xc, start, end):
                     h.update(data)
                     out.write(data)
