@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo, resolve, retrying
 from weightvault.dedup.names import check_message, check_revision
-from weightvault.store.models import Commit, Ref, Tag
+from weightvault.store.models import Ref, Tag
 
 from .auth import ReadAccess, VaultDep, WriteAccess
 from .errors import ApiError, bad_request
-from .lookup import api_revision, kind_of, ref_heads
+from .lookup import api_revision, kind_of, ref_heads, tag_heads
 
 router = APIRouter(tags=["hub"])
 
@@ -56,9 +55,7 @@ def refs(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: str,
         with vault.catalog.read_session() as s:
             repo = find_repo(s, repo_name, kind)
             access.check_visible(repo)
-            tags = s.execute(select(Tag.name, Commit.oid).join(Commit, Commit.id == Tag.commit_id)
-                             .where(Tag.repo_id == repo.id).order_by(Tag.name)).all()
-            return ref_heads(s, repo), tags
+            return ref_heads(s, repo), tag_heads(s, repo)
 
     try:
         heads, tags = read()

@@ -65,15 +65,17 @@ class Preupload(_Hub):
     files: list[PreuploadFile] = Field(default_factory=list, max_length=10_000)
 
 
-def _repo_name(body: RepoRef) -> tuple[str, str]:
-    """(kind, org/name) from a create/delete body: ``{"name", "organization", "type"}``."""
+def _repo_name(body: RepoRef, access) -> tuple[str, str]:
+    """(kind, org/name) from a create/delete body: ``{"name", "organization", "type"}``.
+
+    A name without an organisation goes to the token's user, as on the hub: ``push_to_hub("my-model")``
+    creates ``alice/my-model`` and carries on with the id from the returned URL.
+    """
     kind = body.type or "model"
     if kind not in KINDS.values():
         raise bad_request(f"unknown repo type {kind!r}")
-    name, org = body.name, body.organization
-    full = f"{org}/{name}" if org else name
-    if "/" not in full:
-        raise bad_request("repo ids need a namespace: org/name")
+    name, org = body.name, body.organization or access.user
+    full = name if "/" in name or not org else f"{org}/{name}"
     return kind, check_repo_name(full)
 
 
@@ -94,7 +96,7 @@ def create_repo(vault, kind: str, name: str, private: bool, author: str | None =
 @router.post("/api/repos/create", summary="Create a repo (create_repo)", openapi_extra=documented(RepoRef))
 async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess,
                           body: JsonBody(RepoRef)) -> JSONResponse:
-    kind, name = _repo_name(body)
+    kind, name = _repo_name(body, access)
     private = bool(body.private) or body.visibility == "private"
     url = repo_url(request, kind, name)
     if not await run_in_threadpool(create_repo, vault, kind, name, private, access.user):
@@ -106,7 +108,7 @@ async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess
 @router.api_route("/api/repos/delete", methods=["DELETE", "POST"], summary="Delete a repo (delete_repo)",
                   openapi_extra=documented(RepoRef))
 async def hub_delete_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoRef)) -> dict:
-    kind, name = _repo_name(body)
+    kind, name = _repo_name(body, access)
 
     def work() -> None:
         with vault.catalog.write_session() as s:

@@ -15,7 +15,7 @@ from fastapi import Request
 from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
-from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
+from weightvault.store.models import Commit, File, Ref, Repo, Tag, TreeEntry
 
 from .auth import Access
 from .errors import ApiError, entry_not_found
@@ -85,6 +85,12 @@ def ref_heads(session, repo: Repo) -> list[tuple[str, str]]:
     """(ref name, commit oid) of each branch and PR ref of ``repo``, by name."""
     return session.execute(select(Ref.name, Commit.oid).join(Commit, Commit.id == Ref.commit_id)
                            .where(Ref.repo_id == repo.id).order_by(Ref.name)).all()
+
+
+def tag_heads(session, repo: Repo) -> list[tuple[str, str]]:
+    """(tag name, commit oid) of each tag of ``repo``, by name."""
+    return session.execute(select(Tag.name, Commit.oid).join(Commit, Commit.id == Tag.commit_id)
+                           .where(Tag.repo_id == repo.id).order_by(Tag.name)).all()
 
 
 def snapshot_file(request: Request, access: Access, name: str, revision: str, kind: str,

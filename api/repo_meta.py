@@ -78,6 +78,8 @@ def plain(value, budget: list[int], depth: int = 0):
         return {str(k): plain(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v, budget, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity: the answer must stay valid JSON
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (datetime.date, datetime.datetime)):
@@ -95,7 +97,7 @@ def front_matter(text: str) -> dict | None:
     try:
         data = yaml.safe_load(block)
         return plain(data, [MAX_NODES]) if isinstance(data, dict) else None
-    except (yaml.YAMLError, TooLarge, RecursionError):
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: TooLarge, a 5,000-digit int, a bad date
         return None
 
 
@@ -111,14 +113,19 @@ def _read_head(reader: Reader, file: File) -> bytes:
     return b"".join(reader.iter_file(file.id, 0, min(file.size, MAX_META_FILE)))
 
 
+def json_object(raw: bytes) -> dict | None:
+    """A JSON file's top-level object (bounded like the card), or None when it is not one."""
+    try:
+        data = json.loads(raw)
+        return plain(data, [MAX_NODES]) if isinstance(data, dict) else None
+    except (ValueError, RecursionError):  # ValueError: TooLarge too
+        return None
+
+
 def _json_file(reader: Reader, file: File | None) -> dict | None:
     if file is None or file.size > MAX_META_FILE:
         return None
-    try:
-        data = json.loads(_read_head(reader, file))
-        return plain(data, [MAX_NODES]) if isinstance(data, dict) else None
-    except (ValueError, TooLarge, RecursionError):
-        return None
+    return json_object(_read_head(reader, file))
 
 
 def parameter_counts(session, tree: dict[str, File]) -> dict | None:

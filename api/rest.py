@@ -35,7 +35,7 @@ from .bodies import JsonBody, documented
 from .errors import ApiError, bad_request
 from .hub_write import create_repo
 from .limits import Expensive
-from .lookup import ref_heads, snapshot, snapshot_file
+from .lookup import ref_heads, snapshot, snapshot_file, tag_heads
 from .spool import spool_body, tmp_dir
 from .streaming import file_response
 
@@ -105,15 +105,16 @@ def rest_delete_repo(vault: VaultDep, access: WriteAccess, ns: str, name: str, k
     return Response(status_code=204)
 
 
-@router.get("/repos/{ns}/{name}/revisions", summary="Branches and commits of a repo")
+@router.get("/repos/{ns}/{name}/revisions", summary="Branches, tags and commits of a repo")
 def revisions(vault: VaultDep, access: ReadAccess, ns: str, name: str, kind: str = Kind) -> dict:
     with vault.catalog.read_session() as s:
         repo = find_repo(s, f"{ns}/{name}", kind)
         access.check_visible(repo)
-        refs = ref_heads(s, repo)
+        refs, tags = ref_heads(s, repo), tag_heads(s, repo)
         commits = s.scalars(select(Commit).where(Commit.repo_id == repo.id).order_by(Commit.id.desc())).all()
     return {"branches": [{"name": n, "commit": oid} for n, oid in refs],
-            "commits": [{"oid": c.oid, "parent": c.parent_oid, "message": c.message,
+            "tags": [{"name": n, "commit": oid} for n, oid in tags],
+            "commits": [{"oid": c.oid, "parent": c.parent_oid, "message": c.message, "author": c.author,
                          "created_at": entries.iso(c.created_at)} for c in commits]}
 
 

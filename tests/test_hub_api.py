@@ -73,6 +73,10 @@ out["whoami"] = [me["name"], sorted(o["name"] for o in me["orgs"]), me["auth"]["
 out["exists"] = [api.repo_exists(repo), api.repo_exists("gpt2"), api.repo_exists("acme/nope")]
 out["one_segment_download"] = error(lambda: hf_hub_download("gpt2", "config.json", cache_dir=cache, token=a["token"]))
 out["one_segment_refs"] = error(lambda: api.list_repo_refs("gpt2"))
+solo = f"solo-{repo.split('-')[-1]}"
+out["user_repo"] = api.create_repo(solo).repo_id  # no namespace: the token's user, as on the hub
+api.delete_repo(solo)
+out["user_repo_after"] = api.repo_exists(out["user_repo"])
 print(json.dumps(out))
 '''
 
@@ -109,9 +113,13 @@ def test_tags_branches_whoami_and_missing_things(client, api_server, tmp_path, r
     assert got["head_unchanged"]
     assert got["authors"] == [["alice"]] * 3  # two uploads and the repo's initial commit
     assert got["whoami"][0] == "alice" and got["whoami"][2] == "write"
+    assert got["user_repo"] == f"alice/solo-{repo.split('-')[-1]}" and got["user_repo_after"] is False
     assert got["exists"] == [True, False, False]
     assert "RepositoryNotFoundError" in got["one_segment_download"][0]
     assert "RepositoryNotFoundError" in got["one_segment_refs"][0]
+    with api_server.client("read") as c:  # the REST API shows the same refs and authors
+        revs = c.get(f"/api/v1/repos/{repo}/revisions").json()
+    assert revs["tags"] == [] and {c["author"] for c in revs["commits"]} == {"alice"}
 
 
 @pytest.mark.parametrize("client", ["2.x", "0.36"])
