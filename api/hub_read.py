@@ -32,7 +32,7 @@ router = APIRouter(tags=["hub"])
 def _info(request: Request, access, t: str, ns: str, name: str, revision: str) -> dict:
     kind = kind_of(t)
     snap = snapshot(request, access, f"{ns}/{name}", revision, kind)
-    meta = repo_meta(request.app.state.vault, snap.commit.oid, snap.tree)
+    meta = repo_meta(request.app.state.vault, snap.commit.oid, lambda: snap.tree)
     return {
         **entries.repo_item(snap.repo, snap.commit),
         **meta.fields(kind),

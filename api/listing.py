@@ -96,7 +96,7 @@ def _listing(request: Request, access: Access, kind: str) -> JSONResponse:
         return trees[repo.id]
 
     def meta(repo: Repo, head: Commit | None):
-        return repo_meta(vault, head.oid, tree(repo, head)) if head is not None else None
+        return repo_meta(vault, head.oid, lambda: tree(repo, head)) if head is not None else None
 
     if tags:  # filtering by tag reads every candidate's metadata (cached per commit)
         rows = [(r, c) for r, c in rows if (m := meta(r, c)) is not None and tags <= set(m.tags)]

@@ -16,6 +16,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import yaml
 from sqlalchemy import select
@@ -184,15 +185,15 @@ _cache: OrderedDict[tuple[str, str], RepoMeta] = OrderedDict()
 _lock = threading.Lock()
 
 
-def repo_meta(vault, commit_oid: str, tree: dict[str, File]) -> RepoMeta:
-    """The metadata of the revision at ``commit_oid`` whose files are ``tree`` (cached per commit)."""
+def repo_meta(vault, commit_oid: str, load_tree: Callable[[], dict[str, File]]) -> RepoMeta:
+    """The metadata of the revision at ``commit_oid`` (cached per commit; ``load_tree`` is called on a miss only)."""
     key = (vault.catalog.url, commit_oid)
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    meta = compute(vault, tree)
+    meta = compute(vault, load_tree())
     with _lock:
         _cache[key] = meta
         while len(_cache) > CACHE_SIZE:
