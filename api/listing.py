@@ -17,15 +17,15 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import tree_of
-from weightvault.store.models import Commit, Ref, Repo
+from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
 
 from . import entries
 from .auth import Access, ReadAccess
-from .errors import bad_request
+from .errors import ApiError, bad_request
 from .lookup import KINDS, raw_path
 from .repo_meta import repo_meta
 
@@ -130,3 +130,39 @@ def _add_route(plural: str, kind: str) -> None:
 
 for _plural, _kind in KINDS.items():
     _add_route(_plural, _kind)
+
+
+def _namespace_repos(request: Request, access: Access, namespace: str) -> JSONResponse:
+    """One namespace's repos with the bytes each one's ``main`` holds (``hf repos ls``, list_user_repos).
+
+    ``storage`` is the logical size, as ``usedStorage`` in model_info: what a repo costs after dedup
+    and coding depends on what it shares with others, which ``weightvault report`` shows.
+    """
+    vault = request.app.state.vault
+    with vault.catalog.read_session() as s:
+        rows = s.execute(select(Repo, Commit).outerjoin(Ref, and_(Ref.repo_id == Repo.id, Ref.name == "main"))
+                         .outerjoin(Commit, Commit.id == Ref.commit_id)
+                         .where(Repo.name.startswith(namespace + "/", autoescape=True)).order_by(Repo.name)).all()
+        rows = [(r, c) for r, c in rows if not r.private or access.can_read]
+        sizes = dict(s.execute(
+            select(Ref.repo_id, func.sum(File.size)).join(TreeEntry, TreeEntry.commit_id == Ref.commit_id)
+            .join(File, File.id == TreeEntry.file_id)
+            .where(Ref.name == "main", Ref.repo_id.in_([r.id for r, _ in rows])).group_by(Ref.repo_id)).all())
+    total = sum(sizes.values()) or 1
+    items = [{"id": r.name, "type": r.kind, "updatedAt": entries.iso((c or r).created_at),
+              "visibility": "private" if r.private else "public", "storage": int(sizes.get(r.id, 0)),
+              "storagePercent": 100.0 * sizes.get(r.id, 0) / total} for r, c in rows]
+    return JSONResponse(items)
+
+
+@router.get("/api/settings/repositories", summary="The token user's repos with their sizes (hf repos ls)")
+def user_repositories(request: Request, access: ReadAccess) -> JSONResponse:
+    if access.user is None:
+        raise ApiError(401, "Unauthorized", "listing your repos needs a token: Authorization: Bearer <token>")
+    return _namespace_repos(request, access, access.user)
+
+
+@router.get("/api/organizations/{namespace}/settings/repositories",
+            summary="A namespace's repos with their sizes (hf repos ls --namespace)")
+def namespace_repositories(request: Request, access: ReadAccess, namespace: str) -> JSONResponse:
+    return _namespace_repos(request, access, namespace)

@@ -234,9 +234,16 @@ def test_listing_metadata_and_last_commits(client, meta_server, tmp_path, reques
     assert got["paths"] == {"config.json": "second"}
 
 
-def test_hf_models_ls(meta_server, tmp_path):
+def test_hf_models_ls_and_repos_ls(meta_server, tmp_path):
     env = {**hub_env(tmp_path, meta_server.url), "HF_TOKEN": meta_server.read_token}
-    proc = subprocess.run([str(Path(sys.executable).parent / "hf"), "models", "ls", "--search", "acme", "--limit", "2",
-                           "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert [m["id"] for m in json.loads(proc.stdout)] == ["acme/bomb", "acme/st-model"]
+
+    def hf(*args: str) -> list[dict]:
+        proc = subprocess.run([str(Path(sys.executable).parent / "hf"), *args, "--format", "json"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert [m["id"] for m in hf("models", "ls", "--search", "acme", "--limit", "2")] == ["acme/bomb", "acme/st-model"]
+    repos = {r["id"]: r for r in hf("repos", "ls", "--namespace", "acme")}
+    assert set(repos) >= {"acme/bert-tiny", "acme/st-model", "acme/bomb"}
+    assert repos["acme/bert-tiny"]["type"] == "model" and repos["acme/bert-tiny"]["visibility"] == "public"
