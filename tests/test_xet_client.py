@@ -59,6 +59,20 @@ api.upload_folder(folder_path=a["src"], repo_id=a["repo"])
 print(json.dumps({}))
 '''
 
+PUSH_TO_HUB = r'''
+import hashlib, json, sys, tempfile
+from pathlib import Path
+from transformers import BertConfig, BertModel
+
+a = json.loads(sys.argv[1])
+model = BertModel(BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                             vocab_size=1000))
+model.push_to_hub(a["repo"], token=a["token"])
+with tempfile.TemporaryDirectory() as tmp:
+    model.save_pretrained(tmp)
+    print(json.dumps({"model.safetensors": hashlib.sha256((Path(tmp) / "model.safetensors").read_bytes()).hexdigest()}))
+'''
+
 SNAPSHOT = r'''
 import hashlib, json, sys
 from pathlib import Path
@@ -119,9 +133,13 @@ def test_newest_client_uploads_through_xet(xet_server, tmp_path):
                                          "src": str(tmp_path / "src"), "extra": str(tmp_path / "extra.safetensors"),
                                          "added": str(tmp_path / "added.bin")}, env)
 
+    pushed = run_client(sys.executable, PUSH_TO_HUB, {"repo": "acme/xet-bert", "token": xet_server.token}, env)
+
     got = run_client(sys.executable, SNAPSHOT, {"endpoint": xet_server.url, "token": xet_server.read_token,
-                                                "repos": ["acme/xet-cli", "acme/xet-api"],
+                                                "repos": ["acme/xet-cli", "acme/xet-api", "acme/xet-bert"],
                                                 "cache": str(tmp_path / "cache")}, env)
+    assert got["acme/xet-bert"]["model.safetensors"] == pushed["model.safetensors"]  # transformers' push_to_hub
+    assert sorted(got["acme/xet-bert"]) == ["README.md", "config.json", "model.safetensors"]
     expected = {p: sha(d) for p, d in files.items()}
     assert got["acme/xet-cli"] == expected
     api = {p: s for p, s in expected.items() if p != "config.json"}
