@@ -247,3 +247,19 @@ def test_hf_models_ls_and_repos_ls(meta_server, tmp_path):
     repos = {r["id"]: r for r in hf("repos", "ls", "--namespace", "acme")}
     assert set(repos) >= {"acme/bert-tiny", "acme/st-model", "acme/bomb"}
     assert repos["acme/bert-tiny"]["type"] == "model" and repos["acme/bert-tiny"]["visibility"] == "public"
+
+
+def test_listing_parameters_over_plain_http(meta_server):
+    with meta_server.client("read") as c:
+        first = c.get("/api/models", params={"sort": "id", "direction": "1", "limit": "1"})
+        assert first.status_code == 200 and [m["id"] for m in first.json()] == ["acme/bert-tiny"]
+        nxt = first.headers["link"].split(">")[0].lstrip("<")
+        assert [m["id"] for m in c.get(nxt).json()] == ["acme/bomb"]
+        full = c.get("/api/models", params={"search": "bert", "full": "True", "cardData": "true", "config": "1"}).json()
+        assert full[0]["cardData"]["license"] == "mit" and full[0]["config"]["model_type"] == "bert"
+        assert {s["rfilename"] for s in full[0]["siblings"]} >= {"README.md", "bf16/model.safetensors"}
+        assert "cardData" not in c.get("/api/models", params={"search": "bert"}).json()[0]
+        assert c.get("/api/models", params={"gated": "true"}).json() == []
+        for bad in ({"sort": "stars"}, {"limit": "many"}, {"num_parameters": "min:1B"}, {"inference": "warm"}):
+            r = c.get("/api/models", params=bad)
+            assert r.status_code == 400 and r.headers["x-error-code"] == "BadRequest", bad

@@ -11,6 +11,7 @@ import pytest
 from helpers import make_repo, small_model
 from weightvault.api import repo_meta
 from weightvault.dedup.commits import resolve, tree_of
+from weightvault.dedup import history
 from weightvault.dedup.history import last_changes
 from weightvault.dedup.ingest import ingest_folder
 
@@ -44,7 +45,7 @@ def test_json_object():
     assert repo_meta.json_object(b"[1]") is None and repo_meta.json_object(b"\xff") is None
 
 
-def test_last_changes_compares_each_commit_with_its_parent(vault, tmp_path):
+def test_last_changes_compares_each_commit_with_its_parent(vault, tmp_path, monkeypatch):
     w1, w2 = small_model(1), small_model(2)
     steps = [("one", {"a.txt": b"A", "sub/w.safetensors": w1}),
              ("two", {"a.txt": b"B", "sub/w.safetensors": w1}),
@@ -58,6 +59,10 @@ def test_last_changes_compares_each_commit_with_its_parent(vault, tmp_path):
         found = last_changes(s, head, {"a.txt", "new.txt", "sub/w.safetensors", "gone.txt"}, {"sub"})
     assert {p: c.message for p, c in found.items()} == {"a.txt": "three", "new.txt": "three",
                                                         "sub/w.safetensors": "four", "sub": "four"}
+    monkeypatch.setattr(history, "MAX_WALK", 1)  # only the head commit is looked at: older changes stay unplaced
+    with vault.catalog.read_session() as s:
+        found = last_changes(s, head, {"a.txt", "new.txt", "sub/w.safetensors"}, {"sub"})
+    assert {p: c.message for p, c in found.items()} == {"sub/w.safetensors": "four", "sub": "four"}
 
 
 def test_metadata_parsers_fuzz_bounded(tmp_path):
