@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import select
 
-from weightvault.dedup.tokens import find_token, token_scope
+from weightvault.dedup.tokens import allows, find_token, live_digest
 from weightvault.store import Vault
 from weightvault.store.models import Repo, Token
 
@@ -31,15 +31,27 @@ class Access:
     scope: str | None
     token: str | None = None
     user: str | None = None
+    #: Repo patterns the token is limited to (space-separated), None for every repo.
+    repos: str | None = None
 
     @property
     def can_read(self) -> bool:
         return self.scope in ("read", "write")
 
+    def sees(self, repo: Repo) -> bool:
+        """Public repos are seen by anyone who may read; private ones only by tokens whose patterns cover them."""
+        return not repo.private or (self.can_read and allows(self.repos, repo.name))
+
     def check_visible(self, repo: Repo) -> None:
-        """Private repos look missing to anonymous callers, as on the hub."""
-        if repo.private and not self.can_read:
+        """Private repos the caller may not read look exactly like missing ones, as on the hub."""
+        if not self.sees(repo):
             raise repo_not_found(repo.name)
+
+    def check_writable(self, repo_name: str) -> None:
+        """403 unless this write token's patterns cover ``repo_name``."""
+        if self.scope != "write" or not allows(self.repos, repo_name):
+            raise ApiError(403, "Forbidden", f"this token may not write to {repo_name!r} (it is limited to "
+                           f"{self.repos or 'reading'})")
 
 
 def get_vault(request: Request) -> Vault:
@@ -55,21 +67,22 @@ def bearer(request: Request) -> str | None:
     return secret.strip() if kind.lower() == "bearer" and secret.strip() else None
 
 
-def scope_of(request: Request, secret: str) -> str | None:
-    """The scope of a presented token, None if no such token exists."""
+def token_access(request: Request, secret: str) -> Access | None:
+    """The rights a presented token grants, None if it is unknown, revoked or expired (read from the
+    shared catalog on every request, so revocation holds at once on every node)."""
     with request.app.state.vault.catalog.read_session() as s:
-        return token_scope(s, secret)
+        token = find_token(s, secret)
+        return Access(token.scope, secret, token.user, token.repos) if token is not None else None
 
 
 def _access(request: Request) -> Access:
     secret = bearer(request)
     if secret is None:
         return Access(None)
-    with request.app.state.vault.catalog.read_session() as s:
-        token = find_token(s, secret)
-    if token is None:
-        raise ApiError(401, "Unauthorized", "Invalid credentials in Authorization header")
-    return Access(token.scope, secret, token.user)
+    access = token_access(request, secret)
+    if access is None:
+        raise ApiError(401, "Unauthorized", "Invalid, revoked or expired token in the Authorization header")
+    return access
 
 
 def require_read(request: Request) -> Access:
@@ -84,6 +97,9 @@ def require_write(request: Request) -> Access:
     if access.scope != "write":
         raise ApiError(401 if access.scope is None else 403, "Unauthorized" if access.scope is None else "Forbidden",
                        "A write token is required for this operation")
+    params = request.path_params
+    if "ns" in params and "name" in params:  # routes naming the repo in the body check it themselves
+        access.check_writable(f"{params['ns']}/{params['name']}")
     return access
 
 
@@ -103,7 +119,7 @@ WriteAccess = Annotated[Access, Depends(require_write)]
 # -- signed upload URLs ---------------------------------------------------------------
 
 def _key(session, token_id: int) -> bytes | None:
-    digest = session.scalar(select(Token.digest).where(Token.id == token_id, Token.scope == "write"))
+    digest = live_digest(session, token_id, "write")
     return digest.encode() if digest else None
 
 

@@ -59,7 +59,8 @@ class ApiError(Exception):
 
 
 def repo_not_found(name: str) -> ApiError:
-    return ApiError(404, "RepoNotFound", f"Repository {name!r} not found")
+    # Word for word what a missing repo gets (commits.RepoNotFound), so a private repo is not told apart.
+    return ApiError(404, "RepoNotFound", f"repository {name!r} not found")
 
 
 def entry_not_found(path: str, commit: str) -> ApiError:

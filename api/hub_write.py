@@ -97,6 +97,7 @@ def create_repo(vault, kind: str, name: str, private: bool, author: str | None =
 async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess,
                           body: JsonBody(RepoRef)) -> JSONResponse:
     kind, name = _repo_name(body, access)
+    access.check_writable(name)
     private = bool(body.private) or body.visibility == "private"
     url = repo_url(request, kind, name)
     if not await run_in_threadpool(create_repo, vault, kind, name, private, access.user):
@@ -109,6 +110,7 @@ async def hub_create_repo(request: Request, vault: VaultDep, access: WriteAccess
                   openapi_extra=documented(RepoRef))
 async def hub_delete_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoRef)) -> dict:
     kind, name = _repo_name(body, access)
+    access.check_writable(name)
 
     def work() -> None:
         with vault.catalog.write_session() as s:

@@ -76,7 +76,7 @@ def _listing(request: Request, access: Access, kind: str) -> JSONResponse:
     with vault.catalog.read_session() as s:
         rows = s.execute(select(Repo, Commit).outerjoin(Ref, and_(Ref.repo_id == Repo.id, Ref.name == "main"))
                          .outerjoin(Commit, Commit.id == Ref.commit_id).where(Repo.kind == kind)).all()
-    rows = [(r, c) for r, c in rows if (not r.private or access.can_read) and all(q in r.name.lower() for q in searches)
+    rows = [(r, c) for r, c in rows if access.sees(r) and all(q in r.name.lower() for q in searches)
             and (author is None or r.name.split("/", 1)[0] == author)]
     keys = {"lastModified": lambda rc: (rc[1] or rc[0]).created_at, "createdAt": lambda rc: rc[0].created_at}
     key = keys.get(sort)

@@ -86,13 +86,14 @@ def list_repos(vault: VaultDep, access: ReadAccess, kind: str | None = None) -> 
     for repo_id, ref, oid in heads:
         branches.setdefault(repo_id, {})[ref] = oid
     return [{"name": r.name, "kind": r.kind, "private": r.private, "branches": branches.get(r.id, {})}
-            for r in repos if not r.private or access.can_read]
+            for r in repos if access.sees(r)]
 
 
 @router.post("/repos", status_code=201, summary="Create a repo (with an empty first commit on main)",
              openapi_extra=documented(RepoCreate))
 def rest_create_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoCreate)) -> dict:
     check_repo_name(body.name)
+    access.check_writable(body.name)
     if not create_repo(vault, body.kind, body.name, body.private, access.user):
         raise ApiError(409, "RepoExists", f"repo {body.name!r} already exists")
     return {"name": body.name, "kind": body.kind}
@@ -209,6 +210,7 @@ def abort_upload(vault: VaultDep, access: WriteAccess, upload_id: str) -> Respon
 def complete_upload(vault: VaultDep, access: WriteAccess, _: Expensive, upload_id: str,
                     body: JsonBody(UploadComplete)) -> JSONResponse:
     check_repo_name(body.repo)
+    access.check_writable(body.repo)
     check_path(body.path)
     prefix = _upload_prefix(vault, upload_id)
     parts = _parts(vault, prefix)
@@ -246,5 +248,5 @@ def _join(vault: Vault, parts, suffix: str) -> tuple[Path, str, int]:
 
 @router.get("/report", summary="Storage savings per repo, per family and overall")
 def report(vault: VaultDep, access: ReadAccess) -> dict:
-    return visible_report(vault.catalog, access.can_read)
+    return visible_report(vault.catalog, access.sees)
 

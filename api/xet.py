@@ -29,6 +29,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import find_repo
+from weightvault.dedup.tokens import live_digest
 from weightvault.dedup.uploads import store_file
 from weightvault.dedup.xet import hashing, shard as shards, staging, xorb as xorbs
 from weightvault.store.models import Token
@@ -74,10 +75,10 @@ def check(request: Request, need: str) -> XetToken:
         fields = json.loads(payload)
         token = XetToken(int(fields["o"]), str(fields["s"]), str(fields["r"]), str(fields["v"]))
         exp = int(fields["e"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ApiError(401, "Unauthorized", "a Xet token from xet-read-token or xet-write-token is required") from None
     with request.app.state.vault.catalog.read_session() as s:
-        digest = s.scalar(select(Token.digest).where(Token.id == token.owner))
+        digest = live_digest(s, token.owner)  # None once the issuing token is revoked or expired
     if digest is None or not hmac.compare_digest(_sign(digest, payload), sig) or exp < time.time():
         raise ApiError(401, "Unauthorized", "the Xet token is invalid or expired: ask for a new one")
     if need == "write" and token.scope != "write":

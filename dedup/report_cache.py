@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
+from dataclasses import fields as dataclass_fields
+from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 from weightvault.store.db import Catalog
 from weightvault.store.models import Family, IngestEvent, Ref, Repo
 
-from .report import build_report
+from .report import Savings, build_report
 
 _cache: "weakref.WeakKeyDictionary[Catalog, tuple[str, dict]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -57,22 +59,35 @@ def report_dict(catalog: Catalog) -> dict:
     return report
 
 
-def visible_report(catalog: Catalog, can_read_private: bool) -> dict:
-    """The report without private repos' rows for a caller who cannot read them.
+def visible_report(catalog: Catalog, sees: Callable[[Repo], bool]) -> dict:
+    """The report as a caller who sees only the repos ``sees`` accepts may read it.
 
-    Totals stay store-wide: they are what the disk holds, whoever is looking. The
-    dashboard and ``/api/v1/report`` both answer with this.
+    Hidden (private) repos leave no trace: not their rows, not their family
+    membership, not their ingest events, and not their bytes in the totals,
+    which are summed again over what remains. The dashboard and
+    ``/api/v1/report`` both answer with this.
     """
     report = report_dict(catalog)
-    if can_read_private:
-        return report
     with catalog.read_session() as s:
-        hidden = set(s.scalars(select(Repo.name).where(Repo.private.is_(True))))
+        hidden = {r.name for r in s.scalars(select(Repo).where(Repo.private.is_(True))) if not sees(r)}
     if not hidden:
         return report
-    # The cached report is shared between requests: filter into new lists, never in place. The timeline
-    # keeps private repos' events (the totals include them) but not their names or commits.
-    return {**report, "repos": [r for r in report["repos"] if r["name"] not in hidden],
-            "families": [{**f, "members": [m for m in f["members"] if m not in hidden]} for f in report["families"]],
-            "timeline": [{**ev, "repo": "(a private repo)", "commit": ""} if ev["repo"] in hidden else ev
-                         for ev in report["timeline"]]}
+    # The cached report is shared between requests: filter into new lists, never in place.
+    repos = [r for r in report["repos"] if r["name"] not in hidden]
+    by_name = {r["name"]: r for r in repos}
+    families = []
+    for f in report["families"]:
+        members = [m for m in f["members"] if m not in hidden]
+        families.append({**f, **_summed([by_name[m] for m in members if m in by_name]), "members": members,
+                         "base": f["base"] if f["base"] not in hidden else None})
+    return {**report, "overall": _summed(repos), "repos": repos,
+            "families": [f for f in families if f["members"]],
+            "timeline": [ev for ev in report["timeline"] if ev["repo"] not in hidden]}
+
+
+def _summed(rows: list[dict]) -> dict:
+    """The Savings fields of ``rows`` added up, with the ratio recomputed (as ``Savings.as_dict``)."""
+    total = Savings()
+    for row in rows:
+        total.add(Savings(**{f.name: row[f.name] for f in dataclass_fields(Savings)}))
+    return total.as_dict()

@@ -187,6 +187,10 @@ class Token(Base):
     #: Who the token speaks for: ``whoami``'s name and the author of the commits it makes.
     user: Mapped[str] = mapped_column(String(96), default="weightvault", server_default="weightvault")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: After this the token is refused everywhere (None: it never expires).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Space-separated repo patterns the token is limited to (``org/*``, ``org/name``); None: every repo.
+    repos: Mapped[str | None] = mapped_column(Text)
 
 
 class IngestEvent(Base):

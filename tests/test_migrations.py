@@ -38,3 +38,18 @@ def test_0002_adds_tags_authors_and_token_users_to_a_filled_catalog(catalog_url)
                           "VALUES (1, 'v1', 1, '', CURRENT_TIMESTAMP)"))
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     catalog.dispose()
+
+
+def test_0003_adds_token_expiry_and_repo_scopes_keeping_tokens(catalog_url):
+    command.upgrade(alembic_config(catalog_url), "0002")
+    catalog = Catalog(catalog_url)
+    with catalog.engine.begin() as conn:
+        conn.execute(text("INSERT INTO tokens (digest, scope, name, \"user\", created_at) VALUES ('d', 'write', 'ci', "
+                          "'alice', CURRENT_TIMESTAMP)"))
+    catalog.upgrade()
+    assert not catalog.needs_upgrade()
+    with catalog.engine.begin() as conn:
+        row = conn.execute(text("SELECT scope, expires_at, repos FROM tokens")).one()
+        assert tuple(row) == ("write", None, None)  # an existing token keeps every right and never expires
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    catalog.dispose()

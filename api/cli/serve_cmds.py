@@ -16,18 +16,63 @@ def token_create(
     name: str = typer.Option("", "--name", help="A note to remember what the token is for."),
     user: str = typer.Option("weightvault", "--user", help="Who the token speaks for: the name `hf auth whoami` "
                              "shows and the author of the commits it makes."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="When it stops working: a duration from now "
+                                          "(90m, 12h, 30d, 2w) or an ISO date. Default: never."),
+    repo: list[str] = typer.Option([], "--repo", help="Limit the token to these repos (repeatable; org/name or "
+                                   "org/*): it writes only to them and reads private repos only among them."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Create a bearer token and print it (only its hash is kept: copy it now)."""
-    from weightvault.dedup.tokens import create_token
+    from weightvault.dedup.tokens import create_token, parse_expiry
 
     vault = open_vault(data_dir)
     try:
+        expires_at = parse_expiry(expires) if expires else None
         with vault.catalog.write_session() as s:
-            secret = create_token(s, scope, name, user)
-    except ValueError as exc:
+            secret = create_token(s, scope, name, user, expires_at=expires_at, repos=repo)
+    except ValueError as exc:  # InvalidName is one too
         fail(str(exc))
     out.print(secret)
+
+
+@token_app.command("list")
+def token_list(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOut):
+    """Every token: its id (for revoke), scope, repos, user, note, creation and expiry (never the secret)."""
+    from rich.table import Table
+
+    from weightvault.dedup.tokens import is_live, list_tokens
+
+    vault = open_vault(data_dir)
+    with vault.catalog.read_session() as s:
+        rows = [{"id": t.id, "scope": t.scope, "repos": t.repos or "*", "user": t.user, "name": t.name,
+                 "created": t.created_at.isoformat(timespec="seconds"),
+                 "expires": t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never",
+                 "expired": not is_live(t)} for t in list_tokens(s)]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"{len(rows)} tokens")
+    for col in ("id", "scope", "repos", "user", "name", "created", "expires"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) + (" (expired)" if c == "expires" and r["expired"] else "")
+                        for c in ("id", "scope", "repos", "user", "name", "created", "expires")))
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token: str = typer.Argument(..., help="The token itself, or its id from `weightvault token list`."),
+                 data_dir: Optional[Path] = DataDir):
+    """Delete a token: every node refuses it (and the upload URLs it signed) from the next request on."""
+    from weightvault.dedup.tokens import revoke
+
+    vault = open_vault(data_dir)
+    with vault.catalog.write_session() as s:
+        gone = revoke(s, token.strip())
+        label = f"token {gone.id} ({gone.scope}{', ' + gone.name if gone.name else ''})" if gone else None
+    if label is None:
+        fail("no such token: give the token itself or an id from `weightvault token list`")
+    out.print(f"revoked {label}")
 
 
 @app.command()

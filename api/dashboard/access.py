@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
-from ..auth import Access, bearer, scope_of
+from ..auth import Access, bearer, token_access
 
 COOKIE = "wv_token"
 
@@ -43,12 +43,12 @@ def page_access(request: Request) -> Access:
     query_token = request.query_params.get("token")
     presented = [t for t in (bearer(request), query_token, request.cookies.get(COOKIE)) if t]
     for secret in presented:
-        scope = scope_of(request, secret)
-        if scope is None:
+        access = token_access(request, secret)
+        if access is None:
             continue
         if secret == query_token:
             raise TokenInQuery(secret, without_token(request))
-        return Access(scope, secret)
+        return access
     if not request.app.state.settings.anonymous_reads:
         raise LoginRequired(invalid=bool(presented))
     return Access(None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from urllib.parse import quote
 from typing import Annotated, Any, Callable, Coroutine
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -21,8 +22,8 @@ from fastapi.templating import Jinja2Templates
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
 from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, footprint, repo_detail
 
-from ..auth import Access, scope_of
-from ..errors import ApiError
+from ..auth import Access, token_access
+from ..errors import ApiError, header_value
 from ..lookup import snapshot
 from ..streaming import file_response
 from . import charts, fmt, listing
@@ -47,7 +48,9 @@ templates.env.globals.update(percent=fmt.percent, ratio=fmt.ratio, mini_bar=char
 #: Families the overview lists (largest stored first); ``/ui/families`` lists them all.
 TOP_FAMILIES = 25
 #: A year: the login cookie lives as long as the token does (deleting the token revokes it).
-COOKIE_MAX_AGE = 365 * 24 * 3600
+#: Seconds a dashboard session lasts: a working day, then the token is asked for again
+#: (the cookie holds the token, so revoking or expiring it ends the session sooner).
+COOKIE_MAX_AGE = 12 * 3600
 
 
 class PageRoute(APIRoute):
@@ -91,7 +94,7 @@ def login_page(request: Request, invalid: bool, next_url: str) -> HTMLResponse:
 
 
 def visible_report(request: Request, access: Access) -> dict:
-    return report_cache.visible_report(request.app.state.vault.catalog, access.can_read)
+    return report_cache.visible_report(request.app.state.vault.catalog, access.sees)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -198,8 +201,11 @@ def download(request: Request, org: str, name: str, rev: str, path: str, access:
     found = snap.tree.get(path)
     if found is None:
         raise FileNotFoundError(f"{path!r} is not in {org}/{name}@{rev}")
-    filename = path.rsplit("/", 1)[-1].replace('"', "")
-    headers = {"X-Repo-Commit": snap.commit.oid, "Content-Disposition": f'attachment; filename="{filename}"'}
+    filename = path.rsplit("/", 1)[-1]
+    # RFC 6266/8187: an ASCII fallback plus the exact UTF-8 name (header values cannot carry it raw).
+    fallback = header_value(filename).replace('"', "").replace("\\", "_")
+    headers = {"X-Repo-Commit": snap.commit.oid,
+               "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"}
     return file_response(request, request.app.state.vault, found, headers)
 
 
@@ -210,7 +216,7 @@ def login_form(request: Request, next: str = "/") -> HTMLResponse:
 
 @router.post("/ui/login", response_model=None)
 def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
-    if scope_of(request, token.strip()) is None:
+    if token_access(request, token.strip()) is None:
         return login_page(request, True, next)
     response = RedirectResponse(safe_next(next), status_code=303)
     set_token_cookie(response, request, token.strip())
