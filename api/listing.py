@@ -143,7 +143,7 @@ def _namespace_repos(request: Request, access: Access, namespace: str) -> JSONRe
         rows = s.execute(select(Repo, Commit).outerjoin(Ref, and_(Ref.repo_id == Repo.id, Ref.name == "main"))
                          .outerjoin(Commit, Commit.id == Ref.commit_id)
                          .where(Repo.name.startswith(namespace + "/", autoescape=True)).order_by(Repo.name)).all()
-        rows = [(r, c) for r, c in rows if not r.private or access.can_read]
+        rows = [(r, c) for r, c in rows if access.sees(r)]
         sizes = dict(s.execute(
             select(Ref.repo_id, func.sum(File.size)).join(TreeEntry, TreeEntry.commit_id == Ref.commit_id)
             .join(File, File.id == TreeEntry.file_id)
