@@ -178,15 +178,18 @@ def _check_room(request: Request, vault, token: XetToken, size: int) -> None:
 
 
 @router.get("/v1/chunks/{prefix}/{chunk_hash}", summary="Global deduplication query (Xet CAS)")
-def query_chunk(request: Request, prefix: str, chunk_hash: str) -> Response:
+def query_chunk(request: Request, vault: VaultDep, prefix: str, chunk_hash: str) -> Response:
     check(request, "read")
-    if prefix != "default-merkledb":
-        raise bad_request("the only chunk prefix is 'default-merkledb'")
+    if prefix not in ("default-merkledb", "default"):  # the spec names the first, hf_xet 1.8 sends the second
+        raise bad_request("the chunk prefix is 'default-merkledb'")
     try:
-        hashing.from_hex(chunk_hash)
+        raw = hashing.from_hex(chunk_hash)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
-    raise ApiError(404, "ChunkNotFound", "this server does not answer global deduplication queries yet")
+    answer = staging.dedup_answer(vault, raw)
+    if answer is None:
+        raise ApiError(404, "ChunkNotFound", "no stored file holds this chunk")
+    return Response(answer, media_type="application/octet-stream")
 
 
 # -- the commit that names Xet-uploaded files -----------------------------------------------

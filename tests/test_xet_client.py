@@ -225,17 +225,23 @@ def test_xet_upload_stores_what_ingest_stores_and_reuploads_are_nearly_free(tmp_
             make_repo(tmp_path / "src", files)
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/edited"}, env)
             one_edit = proxy.take()
+            # Another machine (an empty hf_xet cache) uploading the same folder: the server's answers to
+            # its global deduplication queries name the xorbs it can skip.
+            (tmp_path / "machine2").mkdir()
+            run_client(sys.executable, FOLDER, {**args, "repo": "acme/elsewhere"}, xet_env(tmp_path / "machine2", proxy.url))
+            other_machine = proxy.take()
             got = run_client(sys.executable, SNAPSHOT, {"endpoint": proxy.url, "token": srv.read_token,
-                                                        "repos": ["acme/copy", "acme/edited"],
+                                                        "repos": ["acme/copy", "acme/edited", "acme/elsewhere"],
                                                         "cache": str(tmp_path / "c")}, env)
         finally:
             proxy.close()
     print(f"\nXet upload of a {folder_bytes} B folder: {first} B sent; again to the same repo: {same_repo} B; "
-          f"to a new repo: {new_repo} B; with 64 bytes of one shard changed: {one_edit} B")
+          f"to a new repo: {new_repo} B; with 64 bytes of one shard changed: {one_edit} B; "
+          f"from another machine: {other_machine} B")
     assert first > folder_bytes * 0.9
     assert same_repo < folder_bytes * 0.02 and new_repo < folder_bytes * 0.02
-    assert one_edit < folder_bytes * 0.1
-    assert got["acme/edited"] == {p: sha(d) for p, d in files.items()}
+    assert one_edit < folder_bytes * 0.1 and other_machine < folder_bytes * 0.1
+    assert got["acme/edited"] == got["acme/elsewhere"] == {p: sha(d) for p, d in files.items()}
     assert got["acme/copy"] == {p: s for p, s in got["acme/edited"].items()
                                 if p != "model-00002-of-00002.safetensors"} | {
         "model-00002-of-00002.safetensors": sha(weights(2, 600))}

@@ -124,3 +124,44 @@ def parse(data: bytes) -> Shard:
                      and struct.unpack_from("<Q", data, len(data) - FOOTER_SIZE)[0] == FOOTER_VERSION):
         raise ShardError(f"{rest} bytes after the CAS info section are not a shard footer")
     return shard
+
+
+def dedup_response(xorbs: list[tuple[bytes, list[tuple[bytes, int]]]], key: bytes, created: int, expiry: int) -> bytes:
+    """A whole shard answering a global deduplication query: no files, the given xorbs' chunks.
+
+    The client stores it in its shard cache as is, so it is written in full as
+    xet-core's reader expects: both sections, then the file, xorb and chunk lookup
+    tables (sorted by the first little-endian u64 of each hash), then the footer.
+    Chunk hashes are keyed with ``key`` (the footer's HMAC key): a client can match
+    chunks it holds, not learn the others.
+    """
+    from . import hashing
+
+    out = [HEADER_TAG, struct.pack("<QQ", HEADER_VERSION, FOOTER_SIZE), BOOKEND]
+    xorb_lookup, chunk_lookup, index = [], [], 0
+    unpacked_total = 0
+    for xorb_hash, chunks in sorted(xorbs, key=lambda x: struct.unpack("<4Q", x[0])):
+        total = sum(size for _, size in chunks)
+        unpacked_total += total
+        out.append(xorb_hash + struct.pack("<IIII", 0, len(chunks), total, total))
+        xorb_lookup.append((struct.unpack_from("<Q", xorb_hash)[0], index))
+        offset = 0
+        for i, (h, size) in enumerate(chunks):
+            keyed = hashing.keyed(h, key)
+            out.append(keyed + struct.pack("<II", offset, size) + bytes(8))
+            chunk_lookup.append((struct.unpack_from("<Q", keyed)[0], index, i))
+            offset += size
+        index += 1 + len(chunks)
+    out.append(BOOKEND)
+    sections = b"".join(out)
+    xorb_table = b"".join(struct.pack("<QI", k, v) for k, v in sorted(xorb_lookup))
+    chunk_table = b"".join(struct.pack("<QII", *e) for e in sorted(chunk_lookup))
+    file_lookup = len(sections)
+    xorb_lookup_at = file_lookup
+    chunk_lookup_at = xorb_lookup_at + len(xorb_table)
+    footer_at = chunk_lookup_at + len(chunk_table)
+    footer = struct.pack("<9Q", FOOTER_VERSION, ENTRY, 2 * ENTRY, file_lookup, 0, xorb_lookup_at, len(xorb_lookup),
+                         chunk_lookup_at, len(chunk_lookup))
+    footer += key + struct.pack("<2Q", created, expiry) + bytes(48)
+    footer += struct.pack("<4Q", unpacked_total, unpacked_total, unpacked_total, footer_at)
+    return sections + xorb_table + chunk_table + footer

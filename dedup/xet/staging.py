@@ -11,6 +11,8 @@ Layout (any node sharing the bucket can finish what another started):
   files (chunk hash, size, file sha256, offset). hf_xet keeps the shards it
   uploaded and deduplicates later uploads against their xorbs, so a later shard
   may name a xorb the server dropped long ago; its bytes are read back from the store.
+- ``xet/chunks/<hash>``: the indexed xorb holding a chunk, for the chunks hf_xet asks
+  about in a global deduplication query (``dedup_answer``).
 
 ``owner`` is the id of the bearer token the Xet token was issued to: staging is
 private to it and bounded per owner. gc drops staging older than a day.
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +35,18 @@ from weightvault.store.backends import ObjectMissing
 from weightvault.store.models import File
 
 from ..reader import Reader
-from . import hashing, xorb as xorbs
+from . import hashing, shard as shards, xorb as xorbs
 from .shard import FileInfo, Shard
 
 PREFIX = "xet/staging/"
 INDEX = "xet/index/"
+CHUNKS = "xet/chunks/"
+#: hf_xet asks the server about the first chunk of each file and about chunks whose hash's last
+#: u64 is 0 mod 1024 (xet-core MDB_SHARD_GLOBAL_DEDUP_CHUNK_MODULUS); only those are indexed.
+GLOBAL_DEDUP_MODULUS = 1024
+#: How long a client may deduplicate against an answer (the footer's key expiry): stored files
+#: can be deleted, so answers are not forever.
+DEDUP_ANSWER_TTL = 24 * 3600
 _STAGED = struct.Struct("<32sIIIB")    # chunk hash, size, offset, stored bytes, scheme
 _INDEXED = struct.Struct("<32sI32sQ")  # chunk hash, size, file sha256 (zeros: none), offset in that file
 
@@ -242,6 +253,8 @@ def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) 
 def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
     """Point the chunks of a stored file's xorbs at that file, so the xorbs can be dropped."""
     offset, updates = 0, {}
+    first_hex, first_start = record["terms"][0][:2] if record["terms"] else (None, None)
+    firsts = {first_hex: {first_start}} if first_hex else {}
     for xorb_hex, start, end, _ in record["terms"]:
         xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
         slots = updates.setdefault(xorb_hex, {})
@@ -262,6 +275,10 @@ def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
         for i, off in slots.items():
             rows[i] = (rows[i][0], rows[i][1], raw_sha, off)
         _put_bytes(vault, INDEX + xorb_hex, b"".join(_INDEXED.pack(*r) for r in rows))
+        for i in slots:
+            eligible = int.from_bytes(rows[i][0][24:], "little") % GLOBAL_DEDUP_MODULUS == 0
+            if eligible or i in firsts.get(xorb_hex, ()):
+                _put_bytes(vault, CHUNKS + hashing.to_hex(rows[i][0]), hashing.from_hex(xorb_hex))
 
 
 def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
@@ -285,3 +302,26 @@ def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
             continue  # none of it was committed: gc drops it with abandoned staging
         vault.backend.delete(st.name)  # the chunk list first: without it the xorb is not staged
         vault.backend.delete(st.name.removesuffix(".chunks"))
+
+
+def dedup_answer(vault: Vault, chunk_hash: bytes) -> bytes | None:
+    """The shard answering a global deduplication query for ``chunk_hash``; None when no stored file holds it.
+
+    It lists the indexed xorb holding the chunk. Chunks whose file left the store
+    are listed under a random hash, so their indices stay right and no client
+    can match them.
+    """
+    try:
+        xorb_hash = _get_bytes(vault, CHUNKS + hashing.to_hex(chunk_hash))
+        raw = _get_bytes(vault, INDEX + hashing.to_hex(xorb_hash))
+    except ObjectMissing:
+        return None
+    rows = list(_INDEXED.iter_unpack(raw))
+    shas = {sha.hex() for _, _, sha, _ in rows if sha != bytes(32)}
+    with vault.catalog.read_session() as s:
+        present = {bytes.fromhex(h) for h in s.scalars(select(File.sha256).where(File.sha256.in_(shas)))}
+    if not any(h == chunk_hash and sha in present for h, _, sha, _ in rows):
+        return None
+    chunks = [(h if sha in present else os.urandom(32), size) for h, size, sha, _ in rows]
+    now = int(time.time())
+    return shards.dedup_response([(xorb_hash, chunks)], os.urandom(32), now, now + DEDUP_ANSWER_TTL)
