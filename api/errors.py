@@ -16,12 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from weightvault.dedup.commits import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound
-from weightvault.dedup.content import StaleReference
-from weightvault.dedup.names import InvalidName
-from weightvault.dedup.reader import IntegrityError
-from weightvault.dedup.safetensors import SafetensorsError
-from weightvault.store.backends import ObjectMissing
+from weightvault.errors import WeightvaultError
 
 log = logging.getLogger("weightvault.api")
 
@@ -40,13 +35,16 @@ def header_value(text: str) -> str:
     return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
 
 
-class ApiError(Exception):
-    """An HTTP error with the hub's error code and, for a missing file, the commit it was looked up in."""
+class ApiError(WeightvaultError):
+    """An HTTP error raised by a route, with the hub's error code and, for a missing file, the
+    commit it was looked up in. Its status and code are per instance: routes answer protocol
+    errors (a missing entry, a bad header) that have no class of their own below the API."""
 
     def __init__(self, status: int, code: str, message: str, *, commit: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code = status, code
+        self.http_status, self.hub_code = status, code
         self.headers = dict(headers or {})
         if commit:
             # With the commit, the client records ``.no_exist/<commit>/<path>`` and does not ask again.
@@ -71,40 +69,22 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-#: Store and dedup exceptions -> (HTTP status, hub error code). A stale reference means a
-#: concurrent gc removed content a write reused: hub clients retry 503s on their own. A stale
-#: ``parentCommit`` is 412 Precondition Failed, as on the hub.
-STATUS_OF: dict[type[Exception], tuple[int, str]] = {
-    RepoNotFound: (404, "RepoNotFound"),
-    RevisionNotFound: (404, "RevisionNotFound"),
-    EntryNotFound: (404, "EntryNotFound"),
-    InvalidName: (400, "InvalidName"),
-    SafetensorsError: (400, "BadSafetensors"),
-    StaleReference: (503, "Retry"),
-    IntegrityError: (500, "StorageError"),
-    ObjectMissing: (500, "StorageError"),
-    CommitConflict: (412, "CommitConflict"),
-}
-
 #: Codes for FastAPI's and Starlette's own errors (no route, wrong method, bad query parameter).
 HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 422: "ValidationError"}
 
 
 def install(app: FastAPI) -> None:
-    """Map store exceptions raised anywhere in a handler to hub-style responses."""
+    """Answer every weightvault error raised in a handler as the hub would: the status, the
+    ``X-Error-Code`` and the message come from the exception's class (weightvault/errors)."""
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
-    async def _mapped(_: Request, exc: Exception) -> JSONResponse:
-        status, code = next(v for cls, v in STATUS_OF.items() if isinstance(exc, cls))
-        message = f"stored content could not be read: {exc}" if code == "StorageError" else str(exc)
-        headers = {"Retry-After": "1"} if status == 503 else None
-        return ApiError(status, code, message, headers=headers).response()
-
-    for cls in STATUS_OF:
-        app.add_exception_handler(cls, _mapped)
+    @app.exception_handler(WeightvaultError)
+    async def _mapped(_: Request, exc: WeightvaultError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return ApiError(exc.http_status, exc.hub_code, exc.message, headers=headers).response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,17 +17,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve
+from weightvault.dedup.commits import resolve
+from weightvault.errors import RepoNotFound, RevisionNotFound, UpstreamMissing
 from weightvault.dedup.ingest import IngestResult, ingest_folder
 from weightvault.store import Vault
 
 from .spool import tmp_dir
 
 log = logging.getLogger(__name__)
-
-
-class UpstreamMissing(LookupError):
-    """The upstream hub has no such repo or revision either."""
 
 
 class Mirror:

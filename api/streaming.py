@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from weightvault.dedup.reader import Reader
+from weightvault.errors import RangeNotSatisfiable
 from weightvault.store import Vault
 from weightvault.store.models import File
 
@@ -33,10 +34,6 @@ _END = object()
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 #: Digits past which a byte position is beyond any file (10^18 B = 1 EB), parsed no further.
 _MAX_DIGITS = 18
-
-
-class Unsatisfiable(ValueError):
-    """A Range that selects no byte of the file."""
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -56,14 +53,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "":  # suffix: the last N bytes
         n = size if len(last) > _MAX_DIGITS else int(last)
         if n == 0:
-            raise Unsatisfiable(header)
+            raise RangeNotSatisfiable(header=header)
         return max(size - n, 0), size
     if len(first) > _MAX_DIGITS:
-        raise Unsatisfiable(header)
+        raise RangeNotSatisfiable(header=header)
     start = int(first)
     end = size if last == "" or len(last) > _MAX_DIGITS else min(int(last) + 1, size)
     if start >= size or end <= start:
-        raise Unsatisfiable(header)
+        raise RangeNotSatisfiable(header=header)
     return start, end
 
 
@@ -77,7 +74,7 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
         return Response(status_code=blocked, headers={k: v for k, v in base.items() if k != "Content-Type"})
     try:
         rng = parse_range(request.headers.get("range"), size) if range_applies(request.headers, etag) else None
-    except Unsatisfiable:
+    except RangeNotSatisfiable:
         return Response(status_code=416, headers={**base, "Content-Range": f"bytes */{size}"})
     start, end = rng if rng else (0, size)
     status = 206 if rng else 200

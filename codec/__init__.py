@@ -7,7 +7,7 @@ Public API (other packages code against these names only):
 - ``encode``, ``decode``, ``iter_frames`` (codec/container.py): frames back to back.
 - ``CODECS``, ``register``, ``CodecImpl`` (codec/registry.py): codec names <-> ids, and
   the protocol a Python codec (codec/ckpt.py) implements to plug in.
-- ``DTYPES``, ``itemsize`` (codec/dtypes.py), ``CodecError`` (codec/errors.py).
+- ``DTYPES``, ``itemsize`` (codec/dtypes.py), ``CodecError`` and its subclasses (codec/errors.py, from weightvault/errors).
 - ``estimate_size`` (codec/estimate.py): cheap size estimate of planes / xor coding.
 
 Threads: every C call releases the GIL; each thread uses its own scratch context.
@@ -26,10 +26,7 @@ CODECS.add("zstd", 1, ZstdCodec())
 CODECS.add("planes", 2, NativeCodec(needs_base=False))
 CODECS.add("xor", 3, NativeCodec(needs_base=True))
 
-try:  # the checkpoint coder (id 4) is developed separately and may not exist yet
-    from . import ckpt  # noqa: F401
-except ImportError:
-    pass
+from . import ckpt  # noqa: E402,F401  (registers the checkpoint coder, id 4, after the native ones)
 
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._native import ffi, lib
-from .errors import CodecError
+from .errors import (CodecError, CodecMisuse, CodecOutOfMemory, CorruptFrame, MissingBase, UnknownCodec,
+                     UnsupportedCast)
 
 HEADER_SIZE: int = lib.WV_FRAME_HEADER_SIZE
 
@@ -30,10 +31,33 @@ def new_output(size: int) -> memoryview:
     return memoryview(np.empty(size, np.uint8))
 
 
+#: C error code -> the class raised for it (weightvault/errors); the message is the C why-string.
+ERROR_CLASSES: dict[int, type[CodecError]] = {
+    lib.WV_ERR_NO_MEMORY: CodecOutOfMemory,
+    lib.WV_ERR_DST_TOO_SMALL: CodecMisuse,
+    lib.WV_ERR_BAD_SIZE: CodecMisuse,
+    lib.WV_ERR_BAD_MODE: CodecMisuse,
+    lib.WV_ERR_SRC_TRUNCATED: CorruptFrame,
+    lib.WV_ERR_CORRUPT: CorruptFrame,
+    lib.WV_ERR_BAD_MAGIC: CorruptFrame,
+    lib.WV_ERR_BAD_VERSION: CorruptFrame,
+    lib.WV_ERR_HEADER_CHECKSUM: CorruptFrame,
+    lib.WV_ERR_PAYLOAD_CHECKSUM: CorruptFrame,
+    lib.WV_ERR_RAW_CHECKSUM: CorruptFrame,
+    lib.WV_ERR_RESERVED_BITS: CorruptFrame,
+    lib.WV_ERR_BAD_DTYPE: CorruptFrame,
+    lib.WV_ERR_UNSUPPORTED_CAST: UnsupportedCast,
+    lib.WV_ERR_BASE_MISSING: MissingBase,
+    lib.WV_ERR_UNKNOWN_CODEC: UnknownCodec,
+    lib.WV_ERR_NOT_COMPRESSIBLE: CodecMisuse,  # callers that expect it test the code before check()
+}
+
+
 def check(rc: int, what: str) -> int:
-    """Return ``rc`` or raise CodecError naming ``what`` and the C error."""
+    """Return ``rc`` or raise the class of the C error, naming ``what`` and the C why-string."""
     if lib.wv_isError(rc):
-        raise CodecError(f"{what}: {ffi.string(lib.wv_getErrorName(rc)).decode()}")
+        cls = ERROR_CLASSES.get(lib.wv_errorCode(rc), CodecError)
+        raise cls(f"{what}: {ffi.string(lib.wv_getErrorName(rc)).decode()}")
     return rc
 
 

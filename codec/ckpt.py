@@ -33,7 +33,6 @@ MODE_AUTO, MODE_XOR, MODE_MAG = 0, 1, 2
 MODE_NEG_RAW = 4   # with MAG: the sign of the difference is stored raw
 MODE_NO_FLIP = 8   # set by the encoder when no element changes sign (e.g. exp_avg_sq)
 MODE_FLIP_RAW = 16  # the sign-change bit stored raw (chosen when it is a coin toss, e.g. exp_avg)
-_NOT_COMPRESSIBLE = 40  # WV_ERR_NOT_COMPRESSIBLE: the coder overflowed its bound
 
 _local = threading.local()
 
@@ -70,7 +69,7 @@ class CkptCodec:
         out = _out_buffer(cap)
         rc = lib.wv_ckpt_encode(out, cap, _ptr(piece), _ptr(base), n, dtype_code(dtype),
                                 dtype_code(base_dtype), self.mode)
-        if lib.wv_isError(rc) and lib.wv_errorCode(rc) == _NOT_COMPRESSIBLE:
+        if lib.wv_isError(rc) and lib.wv_errorCode(rc) == lib.WV_ERR_NOT_COMPRESSIBLE:
             return None
         size = check(rc, "ckpt encode")
         return ffi.buffer(out, size)[:]

@@ -1,9 +1,15 @@
-"""The one exception type of the codec layer."""
+"""The codec layer's errors, defined with every other weightvault error in weightvault/errors.
 
-
-class CodecError(ValueError):
-    """A corrupt, truncated or hostile frame or container; the message says what is wrong.
-
-    Also raised for impossible requests (wrong ``out`` size, missing or mismatched ``base``),
-    since to the caller those are the same class of problem: these bytes cannot be decoded.
-    """
+``CodecError`` is their base; the subclasses name the cause, one per C error code
+(codec/_lib.py ``ERROR_CLASSES``), plus ``UnknownDtype`` for a dtype name no table knows.
+"""
+from weightvault.errors import (  # noqa: F401  (the codec's public error names)
+    CodecError,
+    CodecMisuse,
+    CodecOutOfMemory,
+    CorruptFrame,
+    MissingBase,
+    UnknownCodec,
+    UnknownDtype,
+    UnsupportedCast,
+)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import _lib
 from ._lib import HEADER_SIZE, check, ffi, lib
-from .dtypes import FLOAT_DTYPES, dtype_code, dtype_name, itemsize
+from .dtypes import FLOAT_DTYPES, canonical, dtype_code, dtype_name, itemsize
 from .errors import CodecError
 from .registry import CODECS, CodecImpl, NativeCodec
 
@@ -139,7 +139,8 @@ def encode_frames(data, dtype: str | None = None, *, codec: str = "auto", base=N
     """Code ``data`` (any buffer) into one self-contained frame per FRAME_SIZE piece.
 
     Args:
-        dtype: safetensors dtype name; unknown names and None are coded as opaque bytes.
+        dtype: a safetensors, numpy or torch dtype name (BF16, bfloat16, torch.bfloat16);
+            None, and safetensors dtypes without a header code (C64, F4), are coded as opaque bytes.
         codec: "auto" (planes for float dtypes, zstd otherwise), "planes", "zstd", "raw",
             "xor" (needs ``base``) or any registered codec name.  Each frame falls back
             on its own to the cheapest candidate (raw; plain planes for xor), so
@@ -150,8 +151,9 @@ def encode_frames(data, dtype: str | None = None, *, codec: str = "auto", base=N
 
     Raises:
         CodecError: ``data`` is not whole elements, ``base`` is missing or mismatched,
-            or ``codec`` is unknown.
+            or ``codec`` is unknown; UnknownDtype for a dtype name no table knows.
     """
+    dtype, base_dtype = canonical(dtype), canonical(base_dtype)
     view = _bytes_view(data)
     k = itemsize(dtype)
     if len(view) % k:

@@ -8,25 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from weightvault.errors import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound
 from weightvault.store.models import Commit, Family, File, Ref, Repo, Tag, TreeEntry
 
 from .names import check_message, check_path, check_repo_name, check_revision, check_tree
-
-
-class RepoNotFound(LookupError):
-    pass
-
-
-class RevisionNotFound(LookupError):
-    pass
-
-
-class EntryNotFound(LookupError):
-    """A commit deletes a path the revision does not hold."""
-
-
-class CommitConflict(RuntimeError):
-    """The branch moved since the caller's parent commit."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +33,7 @@ def find_repo(session, name: str, kind: str = "model") -> Repo:
         raise RepoNotFound(f"repository {name[:200]!r} not found")
     repo = session.scalar(select(Repo).where(Repo.kind == kind, Repo.name == name))
     if repo is None:
-        raise RepoNotFound(f"repository {name!r} not found")
+        raise RepoNotFound(name=name)
     return repo
 
 
@@ -88,7 +73,7 @@ def resolve(session, name: str, revision: str = "main", kind: str = "model") -> 
             select(Commit).where(Commit.repo_id == repo.id, Commit.oid.startswith(revision)).limit(2)).all()
         if len(commits) == 1:
             return Resolved(repo, commits[0], revision)
-    raise RevisionNotFound(f"revision {revision!r} not found in {name!r}")
+    raise RevisionNotFound(revision=revision, name=name)
 
 
 def tree_of(session, commit: Commit) -> dict[str, File]:
@@ -113,7 +98,7 @@ def write_commit(session, repo: Repo, revision: str, tree: dict[str, int], messa
     ref = session.scalar(select(Ref).where(Ref.repo_id == repo.id, Ref.name == revision).with_for_update())
     parent = session.get(Commit, ref.commit_id) if ref else None
     if expected_parent and (parent is None or not parent.oid.startswith(expected_parent)):
-        raise CommitConflict(f"{revision!r} is at {parent.oid if parent else 'nothing'}, not {expected_parent}")
+        raise CommitConflict(revision=revision, current=parent.oid if parent else "nothing", expected=expected_parent)
     listing = "".join(f"{p}\0{fid}\n" for p, fid in sorted(tree.items()))
     oid = hashlib.sha1(
         f"tree {hashlib.sha1(listing.encode()).hexdigest()}\nparent {parent.oid if parent else ''}\n"

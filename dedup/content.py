@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from sqlalchemy import select
 
 from weightvault import codec
+from weightvault.errors import StaleReference
 from weightvault.store import Vault
 from weightvault.store.models import File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
@@ -38,10 +39,6 @@ INLINE_LIMIT = 1 << 20
 SMALL_FILE = 1024
 
 Progress = Callable[[int], None]
-
-
-class StaleReference(RuntimeError):
-    """Something this ingest reused was removed by a concurrent gc; run it again."""
 
 
 @dataclass

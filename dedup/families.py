@@ -281,7 +281,7 @@ def family_of(session, repo_name: str) -> str:
     if repo is None:
         from .commits import RepoNotFound
 
-        raise RepoNotFound(f"repository {repo_name!r} not found")
+        raise RepoNotFound(name=repo_name)
     fam = session.get(Family, repo.family_id) if repo.family_id else None
     return fam.name if fam else repo.name
 

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import re
 
+from weightvault.errors import InvalidName
+
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
-
-
-class InvalidName(ValueError):
-    """A repo, revision or path that the store refuses; the message says what is expected."""
 
 
 def check_repo_name(name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Iterator
 from sqlalchemy import select
 
 from weightvault import codec
+from weightvault.errors import IntegrityError
 from weightvault.store import Vault
 from weightvault.store.models import File, Frame, Object, Pack, Segment
 
@@ -62,10 +63,6 @@ class _SharedPlans:
 
 
 _shared_plans = _SharedPlans()
-
-
-class IntegrityError(RuntimeError):
-    """Restored bytes do not match what was stored; the message names the file, object or frame."""
 
 
 @dataclass(frozen=True)

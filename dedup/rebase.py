@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import delete, exists, select, update
 
+from weightvault.errors import FamilyNotFound
 from weightvault.store import Vault
 from weightvault import codec
 from weightvault.store.models import Commit, Family, Frame, IngestEvent, Object, Ref, Repo
@@ -49,10 +50,6 @@ MIN_SIMILARITY_GAIN = 0.05
 SAMPLE_TENSORS = 8
 SAMPLE_ELEMENTS = 16384
 FLOAT_DTYPES = ("F32", "BF16", "F16")
-
-
-class FamilyNotFound(LookupError):
-    pass
 
 
 @dataclass
@@ -118,7 +115,7 @@ class Rebaser:
                 query = query.where(Family.name == family)
             families = s.execute(query.order_by(Family.id)).all()
             if family is not None and not families:
-                raise FamilyNotFound(f"no family named {family!r}; `weightvault families` lists them")
+                raise FamilyNotFound(name=family)
             members = {fid: s.execute(select(Repo.id, Repo.name, Repo.base_repo_id).where(Repo.family_id == fid)
                                       .where(exists().where(Ref.repo_id == Repo.id)).order_by(Repo.id)).all()
                        for fid, _ in families}

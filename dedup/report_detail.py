@@ -15,13 +15,10 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from weightvault.errors import FamilyNotFound
 from weightvault.store.models import Commit, Family, File, Object, Pack, Ref, Repo, Segment, TreeEntry
 
 from .commits import resolve, tree_of
-
-
-class FamilyNotFound(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ def family_detail(session: Session, name: str) -> FamilyDetail:
     """A family's base and members, each member placed under the repo it is delta-coded against."""
     fam = session.scalar(select(Family).where(Family.name == name))
     if fam is None:
-        raise FamilyNotFound(f"family {name!r} not found")
+        raise FamilyNotFound(name=name)
     rows = session.execute(select(Repo.id, Repo.name, Repo.kind, Repo.base_repo_id, Repo.family_reason)
                            .where(Repo.family_id == fam.id).order_by(Repo.id)).all()
     ids = {r.id for r in rows}

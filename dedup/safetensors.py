@@ -12,6 +12,8 @@ import math
 import struct
 from dataclasses import dataclass
 
+from weightvault.errors import SafetensorsError
+
 #: The reference implementation refuses headers above 100 MB; so do we.
 MAX_HEADER_BYTES = 100_000_000
 #: Longest tensor name kept (the catalog's column); a file with a longer one is stored as opaque bytes.
@@ -24,10 +26,6 @@ DTYPE_BITS = {
     "I64": 64, "U64": 64, "F64": 64, "C64": 64,
     "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
 }
-
-
-class SafetensorsError(ValueError):
-    """The file is not a valid safetensors file; the message says where and why."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-
-class ObjectMissing(KeyError):
-    """The backend has no object of that name."""
+from weightvault.errors import ObjectMissing
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,14 @@ from typing import Iterator
 
 from sqlalchemy import update
 
+from weightvault.errors import PackClaimLost, PackCorrupt
+
 from .backends import ObjectBackend
 from .db import Catalog
 from .models import Pack, utcnow
 
 MAGIC = b"WVPACK\x00\x01"
 ENTRY = struct.Struct("<II")
-
-
-class PackCorrupt(ValueError):
-    """A pack entry's length or CRC does not match."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def claim_packs(session, pack_ids: list[int]) -> None:
         return
     result = session.execute(update(Pack).where(Pack.id.in_(pack_ids)).values(condemned_at=None))
     if result.rowcount != len(set(pack_ids)):
-        raise RuntimeError("a pack written by this ingest was collected before it committed; run the ingest again")
+        raise PackClaimLost()
 
 
 def iter_entries(backend: ObjectBackend, name: str, size: int, block: int = 16 << 20) -> Iterator[tuple[int, bytes]]:

@@ -7,7 +7,8 @@ from weightvault.api.conditional import precondition_status, range_applies
 from weightvault.api.errors import header_value
 from weightvault.api.limits import body_limit
 from weightvault.api.settings import ServerSettings
-from weightvault.api.streaming import Unsatisfiable, parse_range
+from weightvault.api.streaming import parse_range
+from weightvault.errors import RangeNotSatisfiable
 from weightvault.dedup import safetensors
 from weightvault.dedup.names import InvalidName, check_message, check_path, check_tree
 
@@ -54,7 +55,7 @@ def test_commit_messages():
 
 def test_range_numbers_of_any_length():
     huge = "9" * 5000
-    with pytest.raises(Unsatisfiable):
+    with pytest.raises(RangeNotSatisfiable):
         parse_range(f"bytes={huge}-", 100)
     assert parse_range(f"bytes=10-{huge}", 100) == (10, 100)
     assert parse_range(f"bytes=-{huge}", 100) == (0, 100)

@@ -61,19 +61,16 @@ def fail(message: str, code: int = 1) -> None:
 
 @contextmanager
 def user_errors():
-    """Turn the errors users cause into one clear line and a non-zero exit, never a traceback."""
-    from weightvault.dedup.commits import CommitConflict, RepoNotFound, RevisionNotFound
-    from weightvault.dedup.content import StaleReference
-    from weightvault.dedup.names import InvalidName
-    from weightvault.dedup.reader import IntegrityError
-    from weightvault.dedup.rebase import FamilyNotFound
-    from weightvault.dedup.safetensors import SafetensorsError
+    """Turn weightvault errors into one clear line and the exit code their class carries
+    (weightvault/errors), and a missing input folder into exit 2; never a traceback."""
+    from weightvault.errors import WeightvaultError
 
     try:
         yield
-    except (InvalidName, SafetensorsError, RepoNotFound, RevisionNotFound, CommitConflict, StaleReference,
-            IntegrityError, FamilyNotFound, FileNotFoundError, NotADirectoryError) as exc:
-        fail(str(exc))
+    except WeightvaultError as exc:
+        fail(str(exc), exc.exit_code)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        fail(str(exc), 2)
 
 
 def parse_ref(spec: str) -> tuple[str, str]:

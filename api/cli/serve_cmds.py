@@ -122,15 +122,12 @@ def mirror(
     as_json: bool = JsonOut,
 ):
     """Fetch a repo from an upstream hub ahead of time, so `serve --upstream` never has to."""
-    from weightvault.api.mirror import Mirror, UpstreamMissing
+    from weightvault.api.mirror import Mirror
 
     repo, rev = parse_ref(spec)
     with user_errors():
         vault = open_vault(data_dir)
-        try:
-            result = Mirror(vault, upstream, upstream_token).pull(kind, repo, rev)
-        except UpstreamMissing as exc:
-            fail(str(exc))
+        result = Mirror(vault, upstream, upstream_token).pull(kind, repo, rev)
     if as_json:
         out.print_json(json.dumps(result.__dict__ if result else {"repo": repo, "revision": rev, "fetched": False}))
     elif result is None:

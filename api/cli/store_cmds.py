@@ -165,15 +165,16 @@ def gc(
     downloads and ingests running meanwhile are safe."""
     from weightvault.store.gc import collect, compact
 
-    vault = open_vault(data_dir)
     grace = timedelta(minutes=grace_minutes)
-    result = collect(vault.catalog, vault.backend, grace)
-    if compact_below > 0:
-        compact(vault.catalog, vault.backend, vault.pack_writer(), compact_below, result)
-        if result.packs_compacted:  # the emptied packs go now if their grace is over, else in a later run
-            again = collect(vault.catalog, vault.backend, grace)
-            result.packs_deleted += again.packs_deleted
-            result.bytes_freed += again.bytes_freed
+    with user_errors():
+        vault = open_vault(data_dir)
+        result = collect(vault.catalog, vault.backend, grace)
+        if compact_below > 0:
+            compact(vault.catalog, vault.backend, vault.pack_writer(), compact_below, result)
+            if result.packs_compacted:  # the emptied packs go now if their grace is over, else in a later run
+                again = collect(vault.catalog, vault.backend, grace)
+                result.packs_deleted += again.packs_deleted
+                result.bytes_freed += again.bytes_freed
     if as_json:
         out.print_json(json.dumps(result.__dict__))
     else:

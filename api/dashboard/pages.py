@@ -132,7 +132,7 @@ def family(request: Request, name: str, access: PageAccess) -> HTMLResponse:
     report = visible_report(request, access)
     fam = next((f for f in report["families"] if f["name"] == name), None)
     if fam is None:
-        raise FamilyNotFound(f"family {name!r} not found")
+        raise FamilyNotFound(name=name)
     with request.app.state.vault.catalog.read_session() as s:
         detail = family_detail(s, name)
     shown = set(fam["members"])

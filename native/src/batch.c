@@ -62,7 +62,8 @@ static size_t locate(const uint8_t *src, const uint64_t *offsets, size_t count, 
     r->base_len = 0;
     if (h.flags & WV_FLAG_NEEDS_BASE) {
         size_t k = wv_dtype_size(h.dtype), bk = wv_dtype_size(h.base_dtype);
-        WV_RETURN_ERROR_IF(!base || bk == 0, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(bk == 0, WV_ERR_BAD_DTYPE);
+        WV_RETURN_ERROR_IF(!base, WV_ERR_BASE_MISSING);
         WV_RETURN_ERROR_IF(raw_at % k, WV_ERR_BAD_SIZE);
         size_t bo = raw_at / k * bk; /* frames hold whole elements, so this is exact */
         r->base_len = h.raw_size / k * bk;

@@ -567,7 +567,7 @@ size_t wv_ckpt_encode(uint8_t *dst, size_t cap, const uint8_t *src, const uint8_
             mode = choose_mode(src, cast, c, &f);
         }
     }
-    WV_RETURN_ERROR_IF(!mode_valid(mode), WV_ERR_GENERIC);
+    WV_RETURN_ERROR_IF(!mode_valid(mode), WV_ERR_BAD_MODE);
     /* NO_FLIP only with a base of the same dtype (a cast can change a NaN's sign) */
     if (base_dtype == dtype && !any_flip(src, base, count, f.width)) mode = (mode & ~WV_CKPT_FLIP_RAW) | WV_CKPT_NO_FLIP;
     else mode &= ~WV_CKPT_NO_FLIP;

@@ -24,7 +24,7 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
     size_t pcap = cap - WV_FRAME_HEADER_SIZE, psize = n;
     wv_frame_header h = {WV_CODEC_RAW, dtype, 0, 0, (uint32_t)n, 0, 0, 0};
     if (codec == WV_CODEC_XOR) {
-        WV_RETURN_ERROR_IF(!base, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(!base, WV_ERR_BASE_MISSING);
         WV_RETURN_ERROR_IF(!wv_cast_supported(dtype, base_dtype), WV_ERR_UNSUPPORTED_CAST);
         WV_RETURN_ERROR_IF(base_size != n / k * wv_dtype_size(base_dtype), WV_ERR_BAD_SIZE);
         size_t r = wv_payload_encode(c, pay, pcap, src, n, dtype, base, base_dtype);
@@ -41,7 +41,7 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
             h.codec = WV_CODEC_PLANES; h.flags = 0; h.base_dtype = 0;
         }
     } else if (codec != WV_CODEC_RAW && codec != WV_CODEC_XOR) {
-        return WV_ERROR(WV_ERR_GENERIC);
+        return WV_ERROR(WV_ERR_UNKNOWN_CODEC);
     }
     if (h.codec == WV_CODEC_RAW) memcpy(pay, src, n);
     h.payload_size = (uint32_t)psize;
@@ -63,7 +63,7 @@ static size_t frame_open(const uint8_t *frame, size_t size, size_t dst_size, con
                        WV_ERR_PAYLOAD_CHECKSUM);
     size_t k = wv_dtype_size(h->dtype);
     if (h->flags & WV_FLAG_NEEDS_BASE) {
-        WV_RETURN_ERROR_IF(!*base, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(!*base, WV_ERR_BASE_MISSING);
         WV_RETURN_ERROR_IF(!wv_cast_supported(h->dtype, h->base_dtype), WV_ERR_UNSUPPORTED_CAST);
         WV_RETURN_ERROR_IF(base_size != h->raw_size / k * wv_dtype_size(h->base_dtype), WV_ERR_BAD_SIZE);
     } else {
@@ -89,7 +89,7 @@ size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *ds
         WV_FORWARD_IF_ERROR(wv_payload_decode(c, dst, h.raw_size, pay, h.payload_size, h.dtype, base, h.base_dtype));
         break;
     default:
-        return WV_ERROR(WV_ERR_GENERIC);
+        return WV_ERROR(WV_ERR_UNKNOWN_CODEC);
     }
     WV_RETURN_ERROR_IF(wv_crc32c(0, dst, h.raw_size) != h.raw_crc, WV_ERR_RAW_CHECKSUM);
     return h.raw_size;

@@ -27,7 +27,7 @@ size_t wv_ctx_reserve(wv_ctx *c, size_t raw)
     for (int k = 0; k < 6; k++) {
         free(*bufs[k]);
         *bufs[k] = malloc(sizes[k]);
-        if (!*bufs[k]) { c->cap = 0; return WV_ERROR(WV_ERR_GENERIC); }
+        if (!*bufs[k]) { c->cap = 0; return WV_ERROR(WV_ERR_NO_MEMORY); }
     }
     c->cap = raw;
     return 0;

@@ -288,7 +288,7 @@ static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, unsigned tb, w
         WV_RETURN_ERROR_IF(sz < 1, WV_ERR_CORRUPT);
         unsigned nt = body[0];
         WV_RETURN_ERROR_IF(nt != 1 && !(nt == WV_NCTX && v->cx), WV_ERR_CORRUPT);
-        WV_RETURN_ERROR_IF(tb + nt > WV_RANS_MAX_TABLES, WV_ERR_GENERIC);
+        WV_RETURN_ERROR_IF(tb + nt > WV_RANS_MAX_TABLES, WV_ERR_CORRUPT);
         size_t t_off = 1;
         for (unsigned t = tb; t < tb + nt; t++) {
             size_t r = wv_rans_read_table(body + t_off, sz - t_off, c->freq[t]);

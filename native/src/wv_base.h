@@ -16,10 +16,12 @@
 
 unsigned wv_version(void);
 
-/* ---- errors (errors.c) ---- */
+/* ---- errors (errors.c) ----
+ * One code per cause; wv_getErrorName gives the why-string, and codec/_lib.py maps
+ * each code to one class of weightvault.errors.  Code 1 (a catch-all) is retired. */
 enum {
     WV_OK = 0,
-    WV_ERR_GENERIC = 1,
+    WV_ERR_NO_MEMORY = 2,
     WV_ERR_DST_TOO_SMALL = 10,
     WV_ERR_SRC_TRUNCATED = 11,
     WV_ERR_CORRUPT = 20,        /* payload structure is inconsistent */
@@ -32,6 +34,9 @@ enum {
     WV_ERR_BAD_DTYPE = 30,
     WV_ERR_BAD_SIZE = 31,       /* size not a multiple of the element size, or too large */
     WV_ERR_UNSUPPORTED_CAST = 32,
+    WV_ERR_BASE_MISSING = 33,   /* a delta frame without the base it is predicted from */
+    WV_ERR_UNKNOWN_CODEC = 34,
+    WV_ERR_BAD_MODE = 35,       /* ckpt coder: an invalid mode word */
     WV_ERR_NOT_COMPRESSIBLE = 40, /* encoder: coding would not pay, store raw */
     WV_ERR_MAX = 99
 };
