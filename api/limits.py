@@ -51,6 +51,8 @@ def body_limit(settings: ServerSettings, method: str, path: str, query: bytes) -
 
 
 class BodyTooLarge(ApiError):
+    """413: the request body is over the route's limit."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, "PayloadTooLarge", f"request body is larger than this route's limit of {limit} bytes")
 
