@@ -8,7 +8,9 @@ hf_xet): once with no setting (Xet: chunking, xorbs, shards, then the server
 rebuilds and stores each file) and once with ``HF_HUB_DISABLE_XET=1`` (LFS: one
 PUT per file), each into a fresh store and with a fresh client cache. Then the
 same folder again into a second repo of the same store (Xet: the client's shard
-cache deduplicates; LFS: the batch API reports every object present). MB/s is
+cache deduplicates; LFS: the batch API reports every object present), and into a
+third from an empty client cache, as another machine would (Xet: the server's
+answers to global deduplication queries). MB/s is
 folder bytes over the wall time of ``upload_folder`` (the repo is created
 first, outside the timing); "sent" counts the bytes the client wrote to the
 server's socket, through a relay. Client and server share this machine's cores.
@@ -96,15 +98,17 @@ def run(protocol: str, src: Path, work: Path) -> list[dict]:
     try:
         wait_port(port)
         relay = Relay(port)
-        client_env = {**env, "HF_HOME": str(work / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1",
-                      "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        client_env = {**env, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         if protocol == "LFS":
             client_env["HF_HUB_DISABLE_XET"] = "1"
         rows, size = [], folder_bytes(src)
-        for label, repo in [("first upload", "bench/first"), ("same folder, new repo", "bench/again")]:
+        for label, repo, home in [("first upload", "bench/first", "hf-home"),
+                                  ("same folder, new repo", "bench/again", "hf-home"),
+                                  ("same, empty client cache", "bench/elsewhere", "hf-home-2")]:
             args = {"endpoint": f"http://127.0.0.1:{relay.port}", "token": token, "repo": repo, "src": str(src)}
-            proc = subprocess.run([sys.executable, "-c", UPLOAD, json.dumps(args)], env=client_env,
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run([sys.executable, "-c", UPLOAD, json.dumps(args)],
+                                  env={**client_env, "HF_HOME": str(work / home)}, capture_output=True, text=True,
+                                  check=True)
             seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
             rows.append({"protocol": protocol, "upload": label, "folder_bytes": size, "seconds": seconds,
                          "mb_per_s": size / 1e6 / seconds, "sent_bytes": relay.take()})

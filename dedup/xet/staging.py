@@ -44,6 +44,11 @@ CHUNKS = "xet/chunks/"
 #: hf_xet asks the server about the first chunk of each file and about chunks whose hash's last
 #: u64 is 0 mod 1024 (xet-core MDB_SHARD_GLOBAL_DEDUP_CHUNK_MODULUS); only those are indexed.
 GLOBAL_DEDUP_MODULUS = 1024
+#: An answer also lists the xorbs that follow the chunk's xorb in its file, up to this many: a file
+#: spans a xorb per 64 MiB and hf_xet queries only about one chunk in 1024, so without them the
+#: tail of a large file is sent again (91.6 MB FP32 base from an empty client cache: 23.5 MB sent
+#: with the chunk's xorb alone).
+NEIGHBOUR_XORBS = 4
 #: How long a client may deduplicate against an answer (the footer's key expiry): stored files
 #: can be deleted, so answers are not forever.
 DEDUP_ANSWER_TTL = 24 * 3600
@@ -262,7 +267,8 @@ def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
             slots[i] = offset
             offset += xc.chunks[i].size
     raw_sha = bytes.fromhex(sha256)
-    for xorb_hex, slots in updates.items():
+    order = list(updates)  # the file's xorbs, in file order
+    for n, (xorb_hex, slots) in enumerate(updates.items()):
         xc = xorb_chunks(vault, owner, hashing.from_hex(xorb_hex))
         rows = [(c.hash, c.size, c.sha256 or bytes(32), c.offset if not xc.staged else 0) for c in xc.chunks]
         if xc.staged:  # keep what an older index of the same xorb knew
@@ -275,10 +281,11 @@ def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
         for i, off in slots.items():
             rows[i] = (rows[i][0], rows[i][1], raw_sha, off)
         _put_bytes(vault, INDEX + xorb_hex, b"".join(_INDEXED.pack(*r) for r in rows))
+        answer = b"".join(hashing.from_hex(h) for h in order[n:n + 1 + NEIGHBOUR_XORBS])
         for i in slots:
             eligible = int.from_bytes(rows[i][0][24:], "little") % GLOBAL_DEDUP_MODULUS == 0
             if eligible or i in firsts.get(xorb_hex, ()):
-                _put_bytes(vault, CHUNKS + hashing.to_hex(rows[i][0]), hashing.from_hex(xorb_hex))
+                _put_bytes(vault, CHUNKS + hashing.to_hex(rows[i][0]), answer)
 
 
 def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
@@ -307,21 +314,27 @@ def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
 def dedup_answer(vault: Vault, chunk_hash: bytes) -> bytes | None:
     """The shard answering a global deduplication query for ``chunk_hash``; None when no stored file holds it.
 
-    It lists the indexed xorb holding the chunk. Chunks whose file left the store
-    are listed under a random hash, so their indices stay right and no client
-    can match them.
+    It lists the indexed xorb holding the chunk and the ones after it in the same
+    file. Chunks whose file left the store are listed under a random hash, so
+    their indices stay right and no client can match them.
     """
     try:
-        xorb_hash = _get_bytes(vault, CHUNKS + hashing.to_hex(chunk_hash))
-        raw = _get_bytes(vault, INDEX + hashing.to_hex(xorb_hash))
+        pointer = _get_bytes(vault, CHUNKS + hashing.to_hex(chunk_hash))
     except ObjectMissing:
         return None
-    rows = list(_INDEXED.iter_unpack(raw))
-    shas = {sha.hex() for _, _, sha, _ in rows if sha != bytes(32)}
+    listed = []
+    for k in range(0, min(len(pointer), 32 * (1 + NEIGHBOUR_XORBS)), 32):
+        xorb_hash = pointer[k:k + 32]
+        try:
+            listed.append((xorb_hash, list(_INDEXED.iter_unpack(_get_bytes(vault, INDEX + hashing.to_hex(xorb_hash))))))
+        except (ObjectMissing, struct.error):
+            continue
+    shas = {sha.hex() for _, rows in listed for _, _, sha, _ in rows if sha != bytes(32)}
     with vault.catalog.read_session() as s:
         present = {bytes.fromhex(h) for h in s.scalars(select(File.sha256).where(File.sha256.in_(shas)))}
-    if not any(h == chunk_hash and sha in present for h, _, sha, _ in rows):
+    if not any(h == chunk_hash and sha in present for _, rows in listed for h, _, sha, _ in rows):
         return None
-    chunks = [(h if sha in present else os.urandom(32), size) for h, size, sha, _ in rows]
+    xorbs_listed = [(xorb_hash, [(h if sha in present else os.urandom(32), size) for h, size, sha, _ in rows])
+                    for xorb_hash, rows in listed]
     now = int(time.time())
-    return shards.dedup_response([(xorb_hash, chunks)], os.urandom(32), now, now + DEDUP_ANSWER_TTL)
+    return shards.dedup_response(xorbs_listed, os.urandom(32), now, now + DEDUP_ANSWER_TTL)
