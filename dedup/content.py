@@ -18,12 +18,14 @@ from sqlalchemy import select
 from weightvault import codec
 from weightvault.errors import StaleReference
 from weightvault.store import Vault
-from weightvault.store.models import File, Frame, Object, Segment
+from weightvault.codec import chunking
+from weightvault.store.models import Chunk, File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
-from . import safetensors, torchzip
+from . import opaque, safetensors, torchzip
 from .choice import CodingChoice, choose_and_encode
 from .hashing import FileDigest, digest_bytes, object_digest
+from .reader import Reader
 
 #: Tensors are coded in slices of this many bytes (a multiple of the frame size)
 #: so that the frames of a multi-GB tensor never sit in memory all at once.
@@ -32,6 +34,10 @@ ENCODE_SLICE = 64 * codec.FRAME_SIZE
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
 #: the catalog up to this size; larger runs become blob objects.
 INLINE_LIMIT = 1 << 20
+
+#: Chunk hashes asked of the catalog per query (well under SQLite's and PostgreSQL's
+#: bound-parameter limits).
+CHUNK_LOOKUP_BATCH = 500
 
 #: Whole files and tensors this small are kept inline too: a frame's header and a
 #: zstd frame cost more than they save on a 200-byte card or a 128-byte bias (the
@@ -51,6 +57,7 @@ class StagedObject:
     choice: CodingChoice
     frames: list[tuple[int, int, str, Location]] = field(default_factory=list)  # raw_offset, raw_size, codec, where
     stored_size: int = 0
+    landed: bool = False  # written by this ingest's land (not by a concurrent one first)
 
 
 @dataclass
@@ -60,6 +67,7 @@ class StagedSegment:
     name: str | None = None
     inline: bytes | None = None
     object_digest: str | None = None
+    object_offset: int = 0  # where in the object this segment's bytes start
 
 
 @dataclass
@@ -103,6 +111,11 @@ class ContentWriter:
         self.raw_bytes = 0
         #: Files stored as opaque bytes because they failed to parse as their name says (path: why).
         self.warnings: list[str] = []
+        #: Chunks of the objects staged here, and those objects' bytes (views of the source files).
+        self.chunk_index: dict[str, opaque.Held] = {}
+        self.staged_bytes: dict[str, memoryview] = {}
+        self.reader = Reader(vault)
+        self.new_chunks: list[tuple[str, int, int, str]] = []  # object digest, raw offset, length, hash
 
     # -- staging -----------------------------------------------------------------
 
@@ -133,7 +146,7 @@ class ContentWriter:
         elif (segments := torch_zip_segments(view)) is not None:
             staged = StagedFile(digest, "torch-zip", self._stage_torch_zip(rel, view, segments, progress))
         else:
-            staged = StagedFile(digest, "blob", [self._stage_run(view, 0, len(view), progress)])
+            staged = StagedFile(digest, "blob", self._stage_run(view, 0, len(view), progress))
         self.files[digest.sha256] = staged
         return staged
 
@@ -151,7 +164,7 @@ class ContentWriter:
         pos = layout.header_end
         for t in layout.tensors:
             if t.start > pos:
-                segments.append(self._stage_run(view, pos, t.start, progress))
+                segments += self._stage_run(view, pos, t.start, progress)
             if t.end - t.start <= SMALL_FILE:
                 segments.append(_inline(view, t.start, t.end, t.name, progress))
             else:
@@ -159,7 +172,7 @@ class ContentWriter:
                 segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
             pos = t.end
         if pos < len(view):
-            segments.append(self._stage_run(view, pos, len(view), progress))
+            segments += self._stage_run(view, pos, len(view), progress)
         return segments
 
     def _stage_torch_zip(self, rel: str, view: memoryview, segments: list[torchzip.Segment],
@@ -173,15 +186,53 @@ class ContentWriter:
                 obj = self._stage_object(rel, view[seg.offset:end], "tensor", name, seg.dtype, None, progress)
                 staged.append(StagedSegment(seg.offset, seg.length, name, object_digest=obj))
             else:
-                staged.append(self._stage_run(view, seg.offset, end, progress))
+                staged += self._stage_run(view, seg.offset, end, progress)
         return staged
 
-    def _stage_run(self, view: memoryview, start: int, end: int, progress: Progress) -> StagedSegment:
-        """Bytes that are no tensor: inline when small, else a blob object."""
+    def _stage_run(self, view: memoryview, start: int, end: int, progress: Progress) -> list[StagedSegment]:
+        """Bytes that are no tensor: inline when small, else matched by chunk against what is stored
+        (dedup/opaque.py); the new bytes become blob objects, whose chunks are indexed for later files."""
         if (end - start <= INLINE_LIMIT) if start > 0 else len(view) <= SMALL_FILE:
-            return _inline(view, start, end, None, progress)
-        obj = self._stage_object("", view[start:end], "blob", None, None, None, progress)
-        return StagedSegment(start, end - start, object_digest=obj)
+            return [_inline(view, start, end, None, progress)]
+        run = view[start:end]
+        pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes)
+        segments = []
+        for p in pieces:
+            if p.digest is None:
+                p.digest = self._stage_object("", run[p.start:p.start + p.length], "blob", None, None, None, progress)
+            else:
+                progress(p.length)
+            segments.append(StagedSegment(start + p.start, p.length, object_digest=p.digest,
+                                          object_offset=p.object_offset))
+        return segments
+
+    def _find_chunks(self, hashes: list[str]) -> dict[str, opaque.Held]:
+        """hash -> where a stored or staged object holds that chunk."""
+        found = {h: self.chunk_index[h] for h in hashes if h in self.chunk_index}
+        wanted = sorted(set(hashes) - found.keys())
+        with self.vault.catalog.read_session() as s:
+            for i in range(0, len(wanted), CHUNK_LOOKUP_BATCH):
+                for h, digest, offset, length, size in s.execute(
+                        select(Chunk.hash, Object.digest, Chunk.raw_offset, Chunk.length, Object.raw_size)
+                        .join(Object, Object.id == Chunk.object_id)
+                        .where(Chunk.hash.in_(wanted[i:i + CHUNK_LOOKUP_BATCH]))):
+                    found.setdefault(h, (digest, offset, length, size))
+        return found
+
+    def _object_bytes(self, digest: str, start: int, end: int) -> bytes:
+        if digest in self.staged_bytes:
+            return self.staged_bytes[digest][start:end]
+        with self.vault.catalog.read_session() as s:
+            object_id = s.scalar(select(Object.id).where(Object.digest == digest))
+        if object_id is None:
+            raise StaleReference("an object matched by chunk was removed while this ingest ran; run it again")
+        return self.reader.object_range(object_id, start, end)
+
+    def _index_chunks(self, digest: str, data: memoryview) -> None:
+        self.staged_bytes[digest] = data
+        for a, b, h in chunking.chunks(data):
+            self.new_chunks.append((digest, a, b - a, h))
+            self.chunk_index.setdefault(h, (digest, a, b - a, len(data)))
 
     def _stage_object(self, rel: str, data: memoryview, kind: str, name: str | None, dtype: str | None,
                       shape: list[int] | None, progress: Progress) -> str:
@@ -208,6 +259,7 @@ class ContentWriter:
         if staged.frames and sum(f[1] for f in staged.frames) != len(data):
             raise AssertionError(f"codec produced frames for {sum(f[1] for f in staged.frames)} of {len(data)} bytes")
         self.objects[digest] = staged
+        self._index_chunks(digest, data)
         return digest
 
     # -- landing ------------------------------------------------------------------
@@ -242,6 +294,7 @@ class ContentWriter:
                 session.add(Segment(
                     file_id=row.id, seq=seq, offset=seg.offset, length=seg.length, name=seg.name,
                     inline=seg.inline, object_id=object_ids[seg.object_digest] if seg.object_digest else None,
+                    object_offset=seg.object_offset,
                 ))
             file_ids[sha] = row.id
         session.flush()
@@ -250,6 +303,8 @@ class ContentWriter:
     def _land_objects(self, session) -> dict[str, int]:
         needed = {seg.object_digest for f in self.files.values() if f.segments for seg in f.segments if seg.object_digest}
         ids = dict(session.execute(select(Object.digest, Object.id).where(Object.digest.in_(list(needed)))).all()) if needed else {}
+        for staged in self.objects.values():
+            staged.landed = False  # a retried transaction starts over
         # Bases first, so that a delta's base_id resolves.
         for staged in sorted(self.objects.values(), key=lambda o: o.choice.depth):
             if staged.digest in ids:
@@ -274,9 +329,13 @@ class ContentWriter:
                                   codec=codec_name, pack_id=self.pack_ids[loc.pack], pack_offset=loc.offset,
                                   size=loc.size))
             ids[staged.digest] = row.id
+            staged.landed = True
         missing = needed - ids.keys()
         if missing:
             raise StaleReference(f"{len(missing)} tensors were removed while this ingest ran; run it again")
+        for digest, offset, length, h in self.new_chunks:
+            if digest in self.objects and self.objects[digest].landed:
+                session.add(Chunk(object_id=ids[digest], raw_offset=offset, length=length, hash=h))
         return ids
 
     @property

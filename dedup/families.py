@@ -140,7 +140,7 @@ def stored_tensors(session, repo_id: int, revision: str = "main") -> dict[str, S
         select(Segment.name, Object.id, Object.digest, Object.dtype, Object.raw_size, Object.depth)
         .join(Object, Object.id == Segment.object_id)
         .join(TreeEntry, TreeEntry.file_id == Segment.file_id)
-        .where(TreeEntry.commit_id == ref.commit_id, Object.kind == "tensor")
+        .where(TreeEntry.commit_id == ref.commit_id, Object.kind == "tensor", Segment.name.is_not(None))
     ).all()
     return {name: StoredTensor(oid, dig, dt, size, depth) for name, oid, dig, dt, size, depth in rows}
 

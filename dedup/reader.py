@@ -184,19 +184,19 @@ class Reader:
         with self.vault.catalog.read_session() as s:
             size = s.scalar(select(File.size).where(File.id == file_id))
             segments = s.execute(
-                select(Segment.offset, Segment.length, Segment.inline, Segment.object_id)
+                select(Segment.offset, Segment.length, Segment.inline, Segment.object_id, Segment.object_offset)
                 .where(Segment.file_id == file_id).order_by(Segment.seq)
             ).all()
         end = size if end is None else min(end, size)
-        self.prefetch(oid for off, length, _, oid in segments if oid is not None and off < end and off + length > start)
-        for seg_off, seg_len, inline, object_id in segments:
+        self.prefetch(oid for off, length, _, oid, _ in segments if oid is not None and off < end and off + length > start)
+        for seg_off, seg_len, inline, object_id, obj_off in segments:
             lo, hi = max(start, seg_off), min(end, seg_off + seg_len)
             if lo >= hi:
                 continue
             if inline is not None:
                 yield inline[lo - seg_off:hi - seg_off]
             else:
-                yield from self.iter_object(object_id, lo - seg_off, hi - seg_off)
+                yield from self.iter_object(object_id, obj_off + lo - seg_off, obj_off + hi - seg_off)
 
     def verified_file(self, file: File) -> Iterator[bytes]:
         """The whole file, checking its size and sha256 at the end (raises IntegrityError)."""

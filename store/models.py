@@ -118,7 +118,8 @@ class File(Base):
 
 
 class Segment(Base):
-    """A contiguous run of a file: either ``inline`` bytes or the whole of an object."""
+    """A contiguous run of a file: either ``inline`` bytes or ``length`` bytes of an object
+    from ``object_offset`` (a whole tensor, or a run of chunks another file stored first)."""
 
     __tablename__ = "segments"
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
@@ -128,6 +129,7 @@ class Segment(Base):
     name: Mapped[str | None] = mapped_column(String(512))  # tensor name, for reports
     inline: Mapped[bytes | None] = mapped_column(LargeBinary)
     object_id: Mapped[int | None] = mapped_column(ForeignKey("objects.id", ondelete="RESTRICT"), index=True)
+    object_offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Object(Base):
@@ -150,6 +152,18 @@ class Object(Base):
     depth: Mapped[int] = mapped_column(Integer, default=0)  # base references followed to restore
     reason: Mapped[str | None] = mapped_column(Text)  # why this codec, for the report
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Chunk(Base):
+    """A content-defined chunk of an object's raw bytes (codec/chunking.py), by Xet chunk hash:
+    bytes of an opaque file that some object already holds are found here and referenced."""
+
+    __tablename__ = "chunks"
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True)
+    raw_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    length: Mapped[int] = mapped_column(Integer)
+    #: Not unique: two objects may hold the same chunk (tensors are coded whole, never split by chunk).
+    hash: Mapped[str] = mapped_column(String(64), index=True)
 
 
 class Pack(Base):

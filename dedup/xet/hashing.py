@@ -10,8 +10,8 @@ import re
 
 from blake3 import blake3
 
-DATA_KEY = bytes([102, 151, 245, 119, 91, 149, 80, 222, 49, 53, 203, 172, 165, 151, 24, 28,
-                  157, 228, 33, 16, 155, 235, 43, 88, 180, 208, 176, 75, 147, 173, 242, 41])
+from weightvault.codec.chunking import DATA_KEY, chunk_hash  # noqa: F401 (Xet's chunk hash, one definition)
+
 INTERNAL_NODE_KEY = bytes([1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
                            93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63])
 VERIFICATION_KEY = bytes([127, 24, 87, 214, 206, 86, 237, 102, 18, 127, 249, 19, 231, 165, 195, 243,
@@ -34,10 +34,6 @@ def from_hex(text: str) -> bytes:
         raise ValueError(f"not a Xet hash string: {text!r:.80}")
     raw = bytes.fromhex(text)
     return b"".join(raw[i:i + 8][::-1] for i in range(0, 32, 8))
-
-
-def chunk_hash(data: bytes) -> bytes:
-    return blake3(data, key=DATA_KEY).digest()
 
 
 def keyed(raw: bytes, key: bytes) -> bytes:

@@ -10,4 +10,5 @@
 #include "rans.h"
 #include "pcodec.h"
 #include "ckpt.h"
+#include "cdc.h"
 #endif
