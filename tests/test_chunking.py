@@ -65,6 +65,17 @@ def test_long_runs_cut_at_max_and_text_at_content():
     assert chunking.chunk_ends(text).tolist() == reference_cuts(text)
 
 
+def test_chunks_are_the_xet_clients(tmp_path):
+    """hf_xet (the hub's own client) hashes a file from its chunks: equal file hashes mean equal
+    cut points and chunk hashes."""
+    hf_xet = pytest.importorskip("hf_xet")
+    from weightvault.dedup.xet import hashing
+    data = os.urandom(3_000_000) + bytes(300_000) + b"".join(b"line %d\n" % i for i in range(50_000))
+    (tmp_path / "f").write_bytes(data)
+    ours = [(chunking.chunk_hash(data[a:b]), b - a) for a, b, _ in chunking.chunks(data)]
+    assert hashing.to_hex(hashing.file_hash(ours)) == hf_xet.hash_files([str(tmp_path / "f")])[0].hash
+
+
 def test_chunks_survive_a_shift():
     body = os.urandom(2_000_000)
     a = {h for _, _, h in chunking.chunks(body)}
