@@ -7,7 +7,7 @@ HTTP even with ``hf_xet`` installed.
 """
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,7 +23,7 @@ from . import entries
 from .auth import ReadAccess, VaultDep
 from .bodies import documented, invalid
 from .errors import ApiError, bad_request, entry_not_found
-from .lookup import API_REV, api_revision, kind_of, raw_path, raw_segments, snapshot, snapshot_file
+from .lookup import API_REV, api_revision, kind_of, next_page, raw_segments, snapshot, snapshot_file
 from .repo_meta import repo_meta
 from .streaming import file_response
 
@@ -63,14 +63,10 @@ def tree(request: Request, access: ReadAccess, t: str, ns: str, name: str, rest:
             raise entry_not_found(prefix, snap.commit.oid)
     items = entries.listing(snap.tree, prefix, recursive.lower() == "true")
     page = request.app.state.settings.tree_page_size
-    body, headers = items[cursor:cursor + page], {}
+    body = items[cursor:cursor + page]
     if expand.lower() == "true":
         _add_last_commits(request.app.state.vault, snap.commit, body)
-    if cursor + page < len(items):
-        query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"),
-                           ("cursor", str(cursor + page))])
-        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{raw_path(request)}?{query}>; rel="next"'
-    return JSONResponse(body, headers=headers)
+    return JSONResponse(body, headers=next_page(request, cursor + page) if cursor + page < len(items) else {})
 
 
 def _add_last_commits(vault, head: Commit, items: list[dict]) -> None:

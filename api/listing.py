@@ -13,7 +13,7 @@ header, as on the hub. Filters this store has no data for (``apps``,
 """
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -26,7 +26,7 @@ from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
 from . import entries
 from .auth import Access, ReadAccess
 from .errors import ApiError, bad_request
-from .lookup import KINDS, raw_path
+from .lookup import KINDS, next_page
 from .repo_meta import repo_meta
 
 router = APIRouter(tags=["hub"])
@@ -114,12 +114,7 @@ def _listing(request: Request, access: Access, kind: str) -> JSONResponse:
         if flag["full"]:
             item["siblings"] = [entries.sibling(p, f) for p, f in sorted(tree(repo, head).items())]
         body.append(item)
-    headers = {}
-    if cursor + page < len(rows):
-        query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"),
-                           ("cursor", str(cursor + page))])
-        headers["Link"] = f'<{str(request.base_url).rstrip("/")}{raw_path(request)}?{query}>; rel="next"'
-    return JSONResponse(body, headers=headers)
+    return JSONResponse(body, headers=next_page(request, cursor + page) if cursor + page < len(rows) else {})
 
 
 def _add_route(plural: str, kind: str) -> None:

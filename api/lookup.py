@@ -9,7 +9,7 @@ decoded path only to pick a handler, and take revision and file path from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from fastapi import Request
 from sqlalchemy import select
@@ -49,6 +49,12 @@ def raw_segments(request: Request) -> list[str]:
 def api_revision(request: Request) -> str:
     """The revision of an ``/api/{t}/{ns}/{name}/<verb>/{rev}`` route (slashes kept, as in ``refs/pr/1``)."""
     return "/".join(raw_segments(request)[API_REV:])
+
+
+def next_page(request: Request, cursor: int) -> dict[str, str]:
+    """The ``Link: <...>; rel="next"`` header of a paginated answer: this request with ``cursor`` replaced."""
+    query = urlencode([*((k, v) for k, v in parse_qsl(request.url.query) if k != "cursor"), ("cursor", str(cursor))])
+    return {"Link": f'<{str(request.base_url).rstrip("/")}{raw_path(request)}?{query}>; rel="next"'}
 
 
 def repo_url(request: Request, kind: str, name: str) -> str:
