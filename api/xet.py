@@ -32,6 +32,7 @@ from weightvault.dedup.commits import find_repo
 from weightvault.dedup.tokens import live_digest
 from weightvault.dedup.uploads import store_file
 from weightvault.dedup.xet import hashing, shard as shards, staging, xorb as xorbs
+from weightvault.errors import ChecksumMismatch, XetError, XetStagingFull
 from weightvault.store.models import Token
 
 from .auth import ReadAccess, VaultDep, WriteAccess, bearer
@@ -124,10 +125,7 @@ async def upload_xorb(request: Request, vault: VaultDep, prefix: str, xorb_hash:
 
     def work() -> bool:
         with _mapped(body.path) as data:
-            try:
-                xorb = xorbs.parse(data, want)
-            except xorbs.XorbError as exc:
-                raise ApiError(400, "BadXorb", str(exc)) from None
+            xorb = xorbs.parse(data, want)
         _check_room(request, vault, token, body.size)
         return staging.stage_xorb(vault, token.owner, body.path, xorb)
 
@@ -144,11 +142,8 @@ async def upload_shard(request: Request, vault: VaultDep) -> dict:
     body = await spool_body(request, vault, limit=shards.MAX_SHARD_BYTES)
 
     def work() -> None:
-        try:
-            with _mapped(body.path) as data:
-                files = staging.check_shard(vault, token.owner, shards.parse(data))
-        except (shards.ShardError, staging.XetMissing, staging.XetMismatch) as exc:
-            raise ApiError(400, "BadShard", str(exc)) from None
+        with _mapped(body.path) as data:
+            files = staging.check_shard(vault, token.owner, shards.parse(data))
         _check_room(request, vault, token, body.size)
         staging.stage_files(vault, token.owner, files)
 
@@ -173,8 +168,8 @@ def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
 def _check_room(request: Request, vault, token: XetToken, size: int) -> None:
     limit = request.app.state.settings.xet_staging_bytes
     if staging.staged_bytes(vault, token.owner) + size > limit:
-        raise ApiError(413, "XetStagingFull", f"more than {limit} bytes of Xet uploads are waiting for a commit "
-                       "under this token: commit them first")
+        raise XetStagingFull(f"more than {limit} bytes of Xet uploads are waiting for a commit under this token: "
+                             "commit them first")
 
 
 @router.get("/v1/chunks/{prefix}/{chunk_hash}", summary="Global deduplication query (Xet CAS)")
@@ -215,10 +210,8 @@ def store_staged(vault, access, repo_name: str, wanted: dict[str, str]) -> dict[
             continue
         try:
             rebuilt = staging.rebuild(vault, owner, sha, record, tmp_dir(vault))
-        except staging.XetMismatch as exc:
-            raise ApiError(400, "ChecksumMismatch", f"{path}: {exc}") from None
-        except (staging.XetMissing, xorbs.XorbError) as exc:
-            raise bad_request(f"{path}: {exc}") from None
+        except (XetError, ChecksumMismatch) as exc:  # say which file
+            raise type(exc)(f"{path}: {exc}") from None
         try:
             store_file(vault, repo_name, rebuilt, path)
         finally:

@@ -84,6 +84,43 @@ class RangeNotSatisfiable(UsageError):
     hub_code = "RangeNotSatisfiable"
 
 
+class ChecksumMismatch(UsageError):
+    """Uploaded bytes that do not hash to the sha256 they were announced or committed with."""
+
+    hub_code = "ChecksumMismatch"
+
+
+class XetError(UsageError):
+    """Xet CAS input (huggingface/xet-core ``spec/``) that does not verify: answered 400, as the spec says."""
+
+    hub_code = "BadXet"
+
+
+class BadXorb(XetError):
+    """A xorb body that is malformed, or whose chunks do not hash to the name it was sent under."""
+
+    hub_code = "BadXorb"
+
+
+class BadShard(XetError):
+    """A shard that is malformed, or whose files' terms disagree with the xorbs they name."""
+
+    hub_code = "BadShard"
+
+
+class XetContentMissing(XetError):
+    """A shard or commit names a xorb or file this token never uploaded through Xet, or whose bytes are gone."""
+
+    hub_code = "XetContentMissing"
+
+
+class XetStagingFull(UsageError):
+    """One token has more Xet uploads waiting for a commit than the server holds for it."""
+
+    http_status = 413
+    hub_code = "XetStagingFull"
+
+
 # ---- something named does not exist --------------------------------------------------------
 
 class NotFound(WeightvaultError, LookupError):

@@ -284,7 +284,7 @@ def test_hostile_xet_input_is_refused_and_leaves_nothing(xet_server):
         assert post(f"/v1/xorbs/default/{name}", body, None).status_code == 401
         assert post(f"/v1/xorbs/default/{name}", body, write[:-2] + "00").status_code == 401
         assert post(f"/v1/xorbs/default/{name}", body, read).status_code == 403
-        assert post(f"/v1/shards", xet_build.shard([]), read).status_code == 403
+        assert post("/v1/shards", xet_build.shard([]), read).status_code == 403
         for bad_name, bad_body in [(other, body), (name, body[:len(body) // 2]), (name, over), ("0" * 63, body)]:
             resp = post(f"/v1/xorbs/default/{bad_name}", bad_body)
             assert resp.status_code == 400 and resp.headers["X-Error-Code"], resp.text

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from weightvault.errors import BadShard, BadXorb, XetContentMissing
 from weightvault.dedup.xet import hashing, shard as shards, xorb as xorbs
 
 import xet_build
@@ -48,39 +49,39 @@ def test_hostile_xorbs_are_refused():
     chunks = [os.urandom(3000), b"z" * 9000]
     name, body = xet_build.xorb(chunks, [0, 1], with_footer=False)
     other, _ = xet_build.xorb([b"x"])
-    with pytest.raises(xorbs.XorbError, match="hash"):
+    with pytest.raises(BadXorb, match="hash"):
         xorbs.parse(body, hashing.from_hex(other))
     for cut in (1, 7, 8, 100, len(body) - 1):
-        with pytest.raises(xorbs.XorbError):
+        with pytest.raises(BadXorb):
             xorbs.parse(body[:cut], hashing.from_hex(name))
     # a chunk that decompresses to more (or less) than its header claims
     for claim in (8999, 9001):
         bad = xet_build.chunk_record(b"z" * 9000, 1, claim=claim)
-        with pytest.raises(xorbs.XorbError, match="exactly"):
+        with pytest.raises(BadXorb, match="exactly"):
             xorbs.parse(bad)
-    with pytest.raises(xorbs.XorbError):
+    with pytest.raises(BadXorb):
         xorbs.parse(xet_build.chunk_record(b"q" * 10, 0, claim=11))
-    with pytest.raises(xorbs.XorbError, match="scheme"):
+    with pytest.raises(BadXorb, match="scheme"):
         xorbs.parse(bytes([0, 1, 0, 0, 7, 1, 0, 0, 0x41]))
-    with pytest.raises(xorbs.XorbError, match="version"):
+    with pytest.raises(BadXorb, match="version"):
         xorbs.parse(bytes([3, 1, 0, 0, 0, 1, 0, 0, 0x41]))
-    with pytest.raises(xorbs.XorbError, match="claims"):  # over the 128 KiB chunk bound
+    with pytest.raises(BadXorb, match="claims"):  # over the 128 KiB chunk bound
         xorbs.parse(bytes([0, 1, 0, 0, 1]) + (200_000).to_bytes(3, "little") + b"\0")
-    with pytest.raises(xorbs.XorbError, match="at least one"):
+    with pytest.raises(BadXorb, match="at least one"):
         xorbs.parse(b"")
     # a footer that disagrees with the chunks
     _, good = xet_build.xorb(chunks, [0, 1])
     tampered = bytearray(good)
     tampered[-30] ^= 1
-    with pytest.raises(xorbs.XorbError):
+    with pytest.raises(BadXorb):
         xorbs.parse(bytes(tampered), hashing.from_hex(name))
-    with pytest.raises(xorbs.XorbError, match="at most"):
+    with pytest.raises(BadXorb, match="at most"):
         xorbs.parse(bytes(xorbs.MAX_BODY_BYTES + 1))
     small = xet_build.chunk_record(b"s")
-    with pytest.raises(xorbs.XorbError, match="chunks"):
+    with pytest.raises(BadXorb, match="chunks"):
         xorbs.parse(small * (xorbs.MAX_CHUNKS + 1))
     big = xet_build.chunk_record(b"b" * xorbs.MAX_CHUNK_BYTES, 1)
-    with pytest.raises(xorbs.XorbError, match="bytes of chunk data"):
+    with pytest.raises(BadXorb, match="bytes of chunk data"):
         xorbs.parse(big * (xorbs.MAX_XORB_BYTES // xorbs.MAX_CHUNK_BYTES + 1))
 
 
@@ -96,17 +97,17 @@ def test_shard_round_trip_and_hostile_shards():
     assert f.terms[0].verification == hashing.range_hash([hashing.chunk_hash(c) for c in chunks])
     assert [len(x.chunks) for x in parsed.xorbs] == [3]
     for cut in range(0, len(body), 17):
-        with pytest.raises(shards.ShardError):
+        with pytest.raises(BadShard):
             shards.parse(body[:cut])
-    with pytest.raises(shards.ShardError, match="magic"):
+    with pytest.raises(BadShard, match="magic"):
         shards.parse(b"\0" * len(body))
-    with pytest.raises(shards.ShardError, match="version"):
+    with pytest.raises(BadShard, match="version"):
         shards.parse(body[:32] + struct.pack("<Q", 3) + body[40:])
     huge = bytearray(body)
     struct.pack_into("<I", huge, 48 + 36, 2**31 - 1)  # the file claims two billion terms
-    with pytest.raises(shards.ShardError, match="more than the shard holds"):
+    with pytest.raises(BadShard, match="more than the shard holds"):
         shards.parse(bytes(huge))
-    with pytest.raises(shards.ShardError, match="after the CAS"):
+    with pytest.raises(BadShard, match="after the CAS"):
         shards.parse(body + b"junk")
 
 
@@ -130,5 +131,5 @@ def test_gc_drops_abandoned_xet_staging(vault, tmp_path):
             os.utime(p, (old, old))
     gc.collect(vault.catalog, vault.backend)
     assert staging.staged_bytes(vault, 7) == 0
-    with pytest.raises(staging.XetMissing):
+    with pytest.raises(XetContentMissing):
         staging.xorb_chunks(vault, 7, hashing.from_hex(name))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from weightvault.errors import BadShard
+
 HEADER_TAG = bytes([72, 70, 82, 101, 112, 111, 77, 101, 116, 97, 68, 97, 116, 97, 0, 85,
                     105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169])
 HEADER_VERSION, FOOTER_VERSION = 2, 1
@@ -25,10 +27,6 @@ MAX_SHARD_BYTES = 64 << 20
 
 _U32X4 = struct.Struct("<IIII")
 _U32U32 = struct.Struct("<II")
-
-
-class ShardError(ValueError):
-    """The body is not a well-formed shard."""
 
 
 @dataclass(frozen=True)
@@ -72,30 +70,30 @@ class _Cursor:
 
     def take(self) -> bytes:
         if len(self.data) - self.pos < ENTRY:
-            raise ShardError(f"truncated at byte {self.pos}")
+            raise BadShard(f"truncated at byte {self.pos}")
         out = self.data[self.pos:self.pos + ENTRY]
         self.pos += ENTRY
         return out
 
     def count(self, n: int, what: str) -> int:
         if n > self.entries_left():
-            raise ShardError(f"{what} at byte {self.pos} claims {n} entries, more than the shard holds")
+            raise BadShard(f"{what} at byte {self.pos} claims {n} entries, more than the shard holds")
         return n
 
 
 def parse(data: bytes) -> Shard:
     if len(data) > MAX_SHARD_BYTES:
-        raise ShardError(f"a shard is at most {MAX_SHARD_BYTES} bytes")
+        raise BadShard(f"a shard is at most {MAX_SHARD_BYTES} bytes")
     if len(data) < ENTRY or data[:32] != HEADER_TAG:
-        raise ShardError("not a shard (wrong magic number)")
+        raise BadShard("not a shard (wrong magic number)")
     version, footer_size = struct.unpack_from("<QQ", data, 32)
     if version != HEADER_VERSION:
-        raise ShardError(f"shard header version {version}, expected {HEADER_VERSION}")
+        raise BadShard(f"shard header version {version}, expected {HEADER_VERSION}")
     cur, shard = _Cursor(data), Shard()
     cur.pos = ENTRY
     while (head := cur.take()) != BOOKEND:
         if head[:32] == BOOKEND[:32]:
-            raise ShardError("malformed file info bookend")
+            raise BadShard("malformed file info bookend")
         flags, n = _U32U32.unpack_from(head, 32)
         cur.count(n * (1 + bool(flags & FLAG_VERIFICATION)) + bool(flags & FLAG_METADATA), "file entry")
         raw_terms = [cur.take() for _ in range(n)]
@@ -105,12 +103,12 @@ def parse(data: bytes) -> Shard:
         for raw, check in zip(raw_terms, checks):
             _flags, size, start, end = _U32X4.unpack_from(raw, 32)
             if not start < end:
-                raise ShardError(f"a term's chunk range [{start}, {end}) is empty")
+                raise BadShard(f"a term's chunk range [{start}, {end}) is empty")
             terms.append(Term(raw[:32], size, start, end, check))
         shard.files.append(FileInfo(head[:32], terms, sha256))
     while (head := cur.take()) != BOOKEND:
         if head[:32] == BOOKEND[:32]:
-            raise ShardError("malformed CAS info bookend")
+            raise BadShard("malformed CAS info bookend")
         _flags, n, unpacked, stored = _U32X4.unpack_from(head, 32)
         cur.count(n, "CAS entry")
         chunks = []
@@ -122,7 +120,7 @@ def parse(data: bytes) -> Shard:
     rest = len(data) - cur.pos
     if rest and not (footer_size == FOOTER_SIZE and rest >= FOOTER_SIZE
                      and struct.unpack_from("<Q", data, len(data) - FOOTER_SIZE)[0] == FOOTER_VERSION):
-        raise ShardError(f"{rest} bytes after the CAS info section are not a shard footer")
+        raise BadShard(f"{rest} bytes after the CAS info section are not a shard footer")
     return shard
 
 

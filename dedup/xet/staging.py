@@ -30,8 +30,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from weightvault.errors import BadShard, ChecksumMismatch, ObjectMissing, XetContentMissing
 from weightvault.store import Vault
-from weightvault.store.backends import ObjectMissing
 from weightvault.store.models import File
 
 from ..reader import Reader
@@ -54,14 +54,6 @@ NEIGHBOUR_XORBS = 4
 DEDUP_ANSWER_TTL = 24 * 3600
 _STAGED = struct.Struct("<32sIIIB")    # chunk hash, size, offset, stored bytes, scheme
 _INDEXED = struct.Struct("<32sI32sQ")  # chunk hash, size, file sha256 (zeros: none), offset in that file
-
-
-class XetMissing(LookupError):
-    """A shard or commit names a xorb or file this owner never uploaded (or whose bytes are gone)."""
-
-
-class XetMismatch(ValueError):
-    """What a shard states disagrees with the xorbs it names."""
 
 
 @dataclass(frozen=True)
@@ -93,17 +85,21 @@ def staged_bytes(vault: Vault, owner: int) -> int:
 # -- xorbs ----------------------------------------------------------------------------------
 
 def stage_xorb(vault: Vault, owner: int, body_path: Path, xorb: xorbs.Xorb) -> bool:
-    """Keep a verified xorb; False if this owner had it already (the body is then not rewritten)."""
+    """Keep a verified xorb; False if this owner had it staged already.
+
+    A xorb sent again is written again all the same: gc sweeps staging by age, and
+    a session that sends it anew must not lose it to the sweep of the old copy.
+    """
     name = f"{_owner_prefix(owner)}xorbs/{hashing.to_hex(xorb.hash)}"
     try:
         vault.backend.size(name + ".chunks")
-        return False
+        inserted = False
     except ObjectMissing:
-        pass
+        inserted = True
     vault.backend.put_file(name, body_path)
     listing = b"".join(_STAGED.pack(c.hash, c.size, c.offset, c.stored, c.scheme) for c in xorb.chunks)
     _put_bytes(vault, name + ".chunks", listing)
-    return True
+    return inserted
 
 
 def _put_bytes(vault: Vault, name: str, data: bytes) -> None:
@@ -120,7 +116,7 @@ def _get_bytes(vault: Vault, name: str) -> bytes:
 
 
 def xorb_chunks(vault: Vault, owner: int, xorb_hash: bytes) -> XorbChunks:
-    """The chunks of a xorb this owner staged, else of an indexed one; XetMissing if neither."""
+    """The chunks of a xorb this owner staged, else of an indexed one; XetContentMissing if neither."""
     hexed = hashing.to_hex(xorb_hash)
     try:
         raw = _get_bytes(vault, f"{_owner_prefix(owner)}xorbs/{hexed}.chunks")
@@ -131,7 +127,7 @@ def xorb_chunks(vault: Vault, owner: int, xorb_hash: bytes) -> XorbChunks:
     try:
         raw = _get_bytes(vault, INDEX + hexed)
     except ObjectMissing:
-        raise XetMissing(f"xorb {hexed} was never uploaded") from None
+        raise XetContentMissing(f"xorb {hexed} was never uploaded") from None
     chunks = [ChunkRef(h, size, off, sha256=None if sha == bytes(32) else sha)
               for h, size, sha, off in _INDEXED.iter_unpack(raw)]
     return XorbChunks(xorb_hash, chunks, False)
@@ -151,24 +147,24 @@ def check_shard(vault: Vault, owner: int, shard: Shard) -> list[FileInfo]:
     for info in shard.xorbs:
         have = chunks_of(info.hash).chunks
         if [(h, size) for h, _, size in info.chunks] != [(c.hash, c.size) for c in have]:
-            raise XetMismatch(f"the CAS entry of xorb {hashing.to_hex(info.hash)} does not list its chunks")
+            raise BadShard(f"the CAS entry of xorb {hashing.to_hex(info.hash)} does not list its chunks")
     for f in shard.files:
         name = hashing.to_hex(f.hash)
         if f.sha256 is None:
-            raise XetMismatch(f"file {name} has no metadata entry with its sha256")
+            raise BadShard(f"file {name} has no metadata entry with its sha256")
         leaves = []
         for t in f.terms:
             have = chunks_of(t.xorb).chunks
             if t.end > len(have):
-                raise XetMismatch(f"file {name} uses chunks [{t.start}, {t.end}) of a xorb of {len(have)}")
+                raise BadShard(f"file {name} uses chunks [{t.start}, {t.end}) of a xorb of {len(have)}")
             span = have[t.start:t.end]
             if t.size != sum(c.size for c in span):
-                raise XetMismatch(f"file {name}: a term's size disagrees with its chunks")
+                raise BadShard(f"file {name}: a term's size disagrees with its chunks")
             if t.verification != hashing.range_hash([c.hash for c in span]):
-                raise XetMismatch(f"file {name}: a term's verification hash is wrong or missing")
+                raise BadShard(f"file {name}: a term's verification hash is wrong or missing")
             leaves += [(c.hash, c.size) for c in span]
         if hashing.file_hash(leaves) != f.hash:
-            raise XetMismatch(f"file {name}: its terms hash to {hashing.to_hex(hashing.file_hash(leaves))}")
+            raise BadShard(f"file {name}: its terms hash to {hashing.to_hex(hashing.file_hash(leaves))}")
     return shard.files
 
 
@@ -199,11 +195,14 @@ def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start:
     if xc.staged:
         name = f"{_owner_prefix(owner)}xorbs/{hashing.to_hex(xc.hash)}"
         base = span[0].offset
-        body = vault.backend.read(name, base, span[-1].offset + 8 + span[-1].stored - base)
+        try:
+            body = vault.backend.read(name, base, span[-1].offset + 8 + span[-1].stored - base)
+        except ObjectMissing:  # swept by gc since the shard named it
+            raise XetContentMissing(f"staged xorb {hashing.to_hex(xc.hash)} is gone: upload again") from None
         for c in span:
             data = xorbs.decompress(body[c.offset - base + 8:c.offset - base + 8 + c.stored], c.scheme, c.size)
             if hashing.chunk_hash(data) != c.hash:
-                raise XetMissing(f"staged xorb {hashing.to_hex(xc.hash)} is damaged")
+                raise XetContentMissing(f"staged xorb {hashing.to_hex(xc.hash)} is damaged")
             yield data
         return
     runs: list[list[ChunkRef]] = []  # chunks that sit back to back in one stored file: one read each
@@ -215,7 +214,7 @@ def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start:
     for run in runs:
         file_id = _file_id(vault, run[0].sha256) if run[0].sha256 else None
         if file_id is None:
-            raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+            raise XetContentMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
         pending, buf = iter(run), bytearray()
         chunk = next(pending)
         for piece in reader.iter_file(file_id, run[0].offset, run[-1].offset + run[-1].size):
@@ -224,15 +223,15 @@ def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start:
                 data = bytes(buf[:chunk.size])
                 del buf[:chunk.size]
                 if hashing.chunk_hash(data) != chunk.hash:
-                    raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+                    raise XetContentMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
                 yield data
                 chunk = next(pending, None)
         if chunk is not None:
-            raise XetMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
+            raise XetContentMissing(f"xorb {hashing.to_hex(xc.hash)} is no longer available: upload again")
 
 
 def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) -> Path:
-    """Write the file a staged record describes to a temp file; XetMismatch unless it hashes to ``sha256``."""
+    """Write the file a staged record describes to a temp file; ChecksumMismatch unless it hashes to ``sha256``."""
     reader = Reader(vault)
     fd, name = tempfile.mkstemp(dir=out_dir, prefix="xet-")
     h, size = hashlib.sha256(), 0
@@ -248,7 +247,7 @@ def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) 
                     out.write(data)
                     size += len(data)
         if h.hexdigest() != sha256:
-            raise XetMismatch(f"the file's bytes hash to sha256 {h.hexdigest()}, not {sha256}")
+            raise ChecksumMismatch(f"the file's bytes hash to sha256 {h.hexdigest()}, not {sha256}")
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
@@ -289,7 +288,8 @@ def index_file(vault: Vault, owner: int, sha256: str, record: dict) -> None:
 
 
 def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
-    """After a commit: drop the files' records, and every staged xorb no remaining record uses."""
+    """After a commit: drop the files' records, and the staged xorbs no remaining record uses whose every
+    chunk a stored file now holds (the index serves them from then on)."""
     prefix = _owner_prefix(owner)
     for sha in sha256s:
         vault.backend.delete(f"{prefix}files/{sha}")
@@ -304,9 +304,11 @@ def finish(vault: Vault, owner: int, sha256s: list[str]) -> None:
         if hexed in still_used:
             continue
         try:
-            vault.backend.size(INDEX + hexed)
+            indexed = list(_INDEXED.iter_unpack(_get_bytes(vault, INDEX + hexed)))
         except ObjectMissing:
             continue  # none of it was committed: gc drops it with abandoned staging
+        if any(sha == bytes(32) for _, _, sha, _ in indexed):
+            continue  # chunks no stored file holds may still be named by this client's next shard
         vault.backend.delete(st.name)  # the chunk list first: without it the xorb is not staged
         vault.backend.delete(st.name.removesuffix(".chunks"))
 

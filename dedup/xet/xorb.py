@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import lz4.frame
 import numpy as np
 
+from weightvault.errors import BadXorb
+
 from . import hashing
 
 #: hf_xet closes a xorb at 64 MiB of chunk data or 8 Ki chunks (xet-core MAX_XORB_BYTES,
@@ -30,10 +32,6 @@ MAX_CHUNK_BYTES = 128 << 10
 NONE, LZ4, BG4_LZ4 = 0, 1, 2
 _HEADER = struct.Struct("<B3sB3s")
 _FOOTER_IDENT, _HASHES_IDENT, _BOUNDS_IDENT = b"XETBLOB", b"XBLBHSH", b"XBLBBND"
-
-
-class XorbError(ValueError):
-    """The body is not a well-formed xorb, or its contents do not hash to what is claimed."""
 
 
 @dataclass(frozen=True)
@@ -78,22 +76,22 @@ def _lz4(data: bytes, size: int) -> bytes:
     try:
         out = d.decompress(data, max_length=size)
     except RuntimeError as exc:
-        raise XorbError(f"LZ4 data is corrupt: {exc}") from None
+        raise BadXorb(f"LZ4 data is corrupt: {exc}") from None
     if len(out) != size or not d.eof or d.unused_data:
-        raise XorbError(f"LZ4 data does not decompress to exactly the {size} bytes its header claims")
+        raise BadXorb(f"LZ4 data does not decompress to exactly the {size} bytes its header claims")
     return out
 
 
 def decompress(stored: bytes, scheme: int, size: int) -> bytes:
     if scheme == NONE:
         if len(stored) != size:
-            raise XorbError("an uncompressed chunk's two sizes differ")
+            raise BadXorb("an uncompressed chunk's two sizes differ")
         return stored
     if scheme == LZ4:
         return _lz4(stored, size)
     if scheme == BG4_LZ4:
         return ungroup4(_lz4(stored, size))
-    raise XorbError(f"unknown compression scheme {scheme}")
+    raise BadXorb(f"unknown compression scheme {scheme}")
 
 
 def chunk_bytes(body: bytes, chunk: Chunk) -> bytes:
@@ -112,38 +110,38 @@ def _split_footer(body: bytes) -> tuple[int, bytes | None]:
 
 
 def parse(body: bytes, expected_hash: bytes | None = None) -> Xorb:
-    """Parse and verify a serialized xorb; XorbError on anything malformed or mismatched."""
+    """Parse and verify a serialized xorb; BadXorb on anything malformed or mismatched."""
     if len(body) > MAX_BODY_BYTES:
-        raise XorbError(f"a xorb is at most {MAX_XORB_BYTES} bytes")
+        raise BadXorb(f"a xorb is at most {MAX_XORB_BYTES} bytes")
     end, footer = _split_footer(body)
     chunks, pos, unpacked = [], 0, 0
     while pos < end:
         if len(chunks) == MAX_CHUNKS:
-            raise XorbError(f"a xorb holds at most {MAX_CHUNKS} chunks")
+            raise BadXorb(f"a xorb holds at most {MAX_CHUNKS} chunks")
         if end - pos < _HEADER.size:
-            raise XorbError(f"truncated chunk header at byte {pos}")
+            raise BadXorb(f"truncated chunk header at byte {pos}")
         version, stored, scheme, size = _HEADER.unpack_from(body, pos)
         stored, size = int.from_bytes(stored, "little"), int.from_bytes(size, "little")
         if version != 0:
-            raise XorbError(f"chunk at byte {pos} has header version {version}, not 0")
+            raise BadXorb(f"chunk at byte {pos} has header version {version}, not 0")
         if not 0 < size <= MAX_CHUNK_BYTES:
-            raise XorbError(f"chunk at byte {pos} claims {size} bytes (1..{MAX_CHUNK_BYTES} allowed)")
+            raise BadXorb(f"chunk at byte {pos} claims {size} bytes (1..{MAX_CHUNK_BYTES} allowed)")
         start = pos + _HEADER.size
         if start + stored > end:
-            raise XorbError(f"chunk at byte {pos} is truncated")
+            raise BadXorb(f"chunk at byte {pos} is truncated")
         unpacked += size
         if unpacked > MAX_XORB_BYTES:
-            raise XorbError(f"a xorb holds at most {MAX_XORB_BYTES} bytes of chunk data")
+            raise BadXorb(f"a xorb holds at most {MAX_XORB_BYTES} bytes of chunk data")
         data = decompress(body[start:start + stored], scheme, size)
         chunks.append(Chunk(hashing.chunk_hash(data), size, pos, stored, scheme))
         pos = start + stored
     if not chunks:
-        raise XorbError("a xorb holds at least one chunk")
+        raise BadXorb("a xorb holds at least one chunk")
     xorb = Xorb(hashing.xorb_hash([(c.hash, c.size) for c in chunks]), chunks)
     if footer is not None:
         _check_footer(footer, xorb)
     if expected_hash is not None and xorb.hash != expected_hash:
-        raise XorbError(f"the chunks hash to {hashing.to_hex(xorb.hash)}, not {hashing.to_hex(expected_hash)}")
+        raise BadXorb(f"the chunks hash to {hashing.to_hex(xorb.hash)}, not {hashing.to_hex(expected_hash)}")
     return xorb
 
 
@@ -166,4 +164,4 @@ def _check_footer(footer: bytes, xorb: Xorb) -> None:
         struct.pack("<III", n, len(footer) - hashes_start, len(footer) - bounds_start),
     ])
     if len(footer) != tail_start + 12 + 16 or footer[:len(want)] != want:
-        raise XorbError("the xorb footer does not match its chunks")
+        raise BadXorb("the xorb footer does not match its chunks")

@@ -3,7 +3,7 @@ bounded time; run it by hand for longer):
 
     .venv/bin/python tests/fuzz/fuzz_xet.py -max_total_time=600 [corpus_dir]
 
-Property: any body either parses or raises XorbError / ShardError -- never another exception,
+Property: any body either parses or raises BadXorb / BadShard -- never another exception,
 a hang, or an allocation driven by a count the body states. The first byte picks the parser:
 0 = a xorb (with the hash it must have, when the body is long enough to name one), 1 = a shard.
 """
@@ -14,6 +14,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
+    from weightvault.errors import BadShard, BadXorb
     from weightvault.dedup.xet import shard as shards
     from weightvault.dedup.xet import xorb as xorbs
 
@@ -29,7 +30,7 @@ def TestOneInput(data: bytes) -> None:
                 xorbs.chunk_bytes(body, chunk)
         else:
             shards.parse(body)
-    except (xorbs.XorbError, shards.ShardError):
+    except (BadXorb, BadShard):
         pass
 
 
