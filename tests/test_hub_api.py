@@ -123,16 +123,13 @@ def test_tags_branches_whoami_and_missing_things(client, api_server, tmp_path, r
 
 
 @pytest.mark.parametrize("client", ["2.x", "0.36"])
-def test_hf_auth_whoami(client, api_server, tmp_path, request):
+def test_hf_auth_login_and_whoami(client, api_server, tmp_path, request):
     hf = Path(client_python(client, request)).parent / "hf"
-    ingest_env = {**api_server.env}
-    src = tmp_path / "src"
-    (src / "x.txt").parent.mkdir(parents=True)
-    (src / "x.txt").write_bytes(b"x")
-    run_cli("ingest", str(src), "--repo", "acme/whoami", env=ingest_env)
-    env = {**hub_env(tmp_path, api_server.url), "HF_TOKEN": api_server.read_token}
-    proc = subprocess.run([str(hf), "auth", "whoami"], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    run_cli("ingest", str(make_repo(tmp_path / "src", {"x.txt": b"x"})), "--repo", "acme/whoami", env=api_server.env)
+    env = hub_env(tmp_path, api_server.url)  # no HF_TOKEN: login stores it under HF_HOME
+    for args in (["login", "--token", api_server.read_token], ["whoami"]):
+        proc = subprocess.run([str(hf), "auth", *args], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "alice" in proc.stdout and "acme" in proc.stdout
 
 
