@@ -1,5 +1,7 @@
-"""Golden frames (tests/fuzz/golden/, also fuzz seeds): frames written by format version 1
-must keep decoding to the same bytes.  Regenerate only for a deliberate format change:
+"""Golden frames (tests/fuzz/golden/, also fuzz seeds): frames written by every format
+version must keep decoding to the same bytes.  ``NAME.wvf`` were written by version 1 and
+are frozen (no encoder writes version 1 any more); ``NAME_v2.wvf`` by version 2, the
+current one.  Regenerate the current version's files only for a deliberate format change:
 
     .venv/bin/python tests/test_codec_golden.py
 """
@@ -11,8 +13,12 @@ import numpy as np
 import pytest
 
 from weightvault import codec
+from weightvault.codec import CodecError
+from weightvault.codec._native import lib
 
 GOLDEN = Path(__file__).resolve().parent / "fuzz" / "golden"
+CURRENT = 2
+PLANE_PAIRS = 3  # plane mode, docs/FORMAT.md
 
 
 def _cases() -> dict[str, tuple[bytes, str, dict]]:
@@ -33,18 +39,50 @@ def _cases() -> dict[str, tuple[bytes, str, dict]]:
     }
 
 
-@pytest.mark.parametrize("name", sorted(_cases()))
-def test_golden_frame_decodes(name: str) -> None:
-    data, dtype, kw = _cases()[name]
+def _cases_v2() -> dict[str, tuple[bytes, str, dict]]:
+    """Version 2 adds PAIRS planes, which pay from ~40 Ki elements on (their table is
+    bigger): one such frame, with an odd element count (padding code) and escapes."""
+    cases = {f"{name}_v2": case for name, case in _cases().items()}
+    w = (np.random.default_rng(20261203).standard_normal(40001) * 0.04).astype(np.float32)
+    w[:4] = [np.nan, -np.inf, 0.0, 1e-40]
+    bf16 = ((w.view(np.uint32).astype(np.uint64) + 0x7FFF) >> 16).astype(np.uint16)
+    cases["pairs_bf16_v2"] = (bf16.tobytes(), "BF16", {"codec": "planes"})
+    return cases
+
+
+def _golden() -> list[tuple[str, int, tuple]]:
+    return [(n, 1, c) for n, c in _cases().items()] + [(n, CURRENT, c) for n, c in _cases_v2().items()]
+
+
+@pytest.mark.parametrize("name,version,case", _golden(), ids=[g[0] for g in _golden()])
+def test_golden_frame_decodes(name: str, version: int, case: tuple) -> None:
+    data, dtype, kw = case
     frame = (GOLDEN / f"{name}.wvf").read_bytes()
+    assert frame[3] == version
     info = codec.frame_info(frame)
     assert info.dtype == dtype and info.raw_size == len(data)
     assert bytes(codec.decode_frame(frame, base=kw.get("base"))) == data
 
 
+def test_v2_golden_frame_uses_pairs() -> None:
+    frame = (GOLDEN / "pairs_bf16_v2.wvf").read_bytes()
+    assert frame[32 + 2] == PLANE_PAIRS  # plane 0's mode, after [count][flags]
+    body = 32 + 2 + 5 * 2  # plane 0's body: [Dict_Count][Dict][Esc_Count u32]...
+    assert int.from_bytes(frame[body + 1 + frame[body]:][:4], "little") > 0  # it has escapes
+
+
+def test_pairs_plane_in_a_version_1_frame_is_rejected() -> None:
+    frame = bytearray((GOLDEN / "pairs_bf16_v2.wvf").read_bytes())
+    frame[3] = 1
+    frame[28:32] = lib.wv_crc32c(0, bytes(frame[:28]), 28).to_bytes(4, "little")
+    with pytest.raises(CodecError, match="corrupt"):
+        codec.decode_frame(bytes(frame))
+
+
 if __name__ == "__main__":
     GOLDEN.mkdir(exist_ok=True)
-    for name, (data, dtype, kw) in _cases().items():
+    for name, (data, dtype, kw) in _cases_v2().items():
         (frame,) = codec.encode_frames(data, dtype, **kw)
+        assert frame[3] == CURRENT
         (GOLDEN / f"{name}.wvf").write_bytes(frame)
         print(name, codec.frame_info(frame))

@@ -86,3 +86,37 @@ def test_dtype_tables_agree() -> None:
         assert lib.wv_dtype_size(dtype_code(name)) == itemsize(name), name
     assert lib.wv_dtype_size(0) == 1  # opaque bytes
     assert lib.wv_dtype_size(max(map(dtype_code, DTYPES)) + 1) == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 63, 64, 65, 127, 1000, 4097])
+@pytest.mark.parametrize("escapes", [0, 3])
+def test_pairs_expand_matches_reference(n: int, escapes: int) -> None:
+    """PAIRS planes: the AVX2 expansion equals the scalar one, escapes and errors included."""
+    rng = np.random.default_rng(n * 7 + escapes)
+    nd = 12
+    dict_ = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    codes = rng.integers(0, nd, n + 1, dtype=np.uint8)
+    if n:
+        codes[rng.integers(0, n, escapes)] = 15
+    codes[n] = 0  # padding code of an odd count
+    m = (n + 1) // 2
+    pairs = (codes[0:2 * m:2] << 4 | codes[1:2 * m + 1:2]).astype(np.uint8).tobytes() if m else b""
+    esc = bytes(range(100, 100 + int((codes[:n] == 15).sum())))
+
+    def expand(pairs_: bytes, esc_: bytes, ref: int):
+        out = ffi.new("uint8_t[]", max(n, 1))
+        src = ffi.new("uint8_t[]", pairs_ + bytes(64))
+        e = ffi.new("uint8_t[]", esc_ + b"\0")
+        cur = ffi.new("uint8_t **", e)
+        rc = lib.wv_pairs_expand(out, n, src, dict_, nd, ffi.cast("const uint8_t **", cur), e + len(esc_), ref)
+        return (None if lib.wv_isError(rc) else ffi.buffer(out, n)[:]), int(ffi.cast("uint8_t *", cur[0]) - e)
+
+    it = iter(esc)
+    want = bytes(next(it) if c == 15 else dict_[c] for c in codes[:n])
+    assert expand(pairs, esc, 1) == expand(pairs, esc, 0) == (want, len(esc))
+    if escapes and n > 1:  # too few escape bytes, or an invalid code: an error on both paths
+        assert expand(pairs, esc[:-1], 0)[0] is None and expand(pairs, esc[:-1], 1)[0] is None
+    if m:
+        bad = bytes([pairs[0] & 0xF0 | 13]) + pairs[1:]
+        if n > 1:
+            assert expand(bad, esc, 0)[0] is None and expand(bad, esc, 1)[0] is None

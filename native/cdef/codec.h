@@ -29,6 +29,7 @@ uint32_t wv_crc32c(uint32_t crc, const void *buf, size_t len);
 typedef struct {
     unsigned codec, dtype, flags, base_dtype;
     uint32_t raw_size, payload_size, raw_crc, payload_crc;
+    unsigned version;
 } wv_frame_header;
 size_t wv_frame_parse(const uint8_t *src, size_t src_size, wv_frame_header *h);
 size_t wv_frame_write_header(uint8_t *dst, const wv_frame_header *h);
@@ -65,3 +66,5 @@ void wv_split_ref(const uint8_t *src, size_t n_el, unsigned k, int rot, uint8_t 
 void wv_merge_ref(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *const *planes);
 uint32_t wv_crc32c_scalar(uint32_t crc, const void *buf, size_t len);
 int wv_rans_select_kernel(int kernel);
+size_t wv_pairs_expand(uint8_t *out, size_t n, const uint8_t *pairs, const uint8_t *dict, unsigned nd,
+                       const uint8_t **esc, const uint8_t *esc_end, int ref);

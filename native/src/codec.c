@@ -22,7 +22,7 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
     WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
     uint8_t *pay = dst + WV_FRAME_HEADER_SIZE;
     size_t pcap = cap - WV_FRAME_HEADER_SIZE, psize = n;
-    wv_frame_header h = {WV_CODEC_RAW, dtype, 0, 0, (uint32_t)n, 0, 0, 0};
+    wv_frame_header h = {WV_CODEC_RAW, dtype, 0, 0, (uint32_t)n, 0, 0, 0, WV_FRAME_VERSION};
     if (codec == WV_CODEC_XOR) {
         WV_RETURN_ERROR_IF(!base, WV_ERR_BASE_MISSING);
         WV_RETURN_ERROR_IF(!wv_cast_supported(dtype, base_dtype), WV_ERR_UNSUPPORTED_CAST);
@@ -86,7 +86,8 @@ size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *ds
     case WV_CODEC_PLANES:
     case WV_CODEC_XOR:
         WV_RETURN_ERROR_IF((h.codec == WV_CODEC_XOR) != (base != NULL), WV_ERR_CORRUPT);
-        WV_FORWARD_IF_ERROR(wv_payload_decode(c, dst, h.raw_size, pay, h.payload_size, h.dtype, base, h.base_dtype));
+        WV_FORWARD_IF_ERROR(wv_payload_decode(c, dst, h.raw_size, pay, h.payload_size, h.dtype, base, h.base_dtype,
+                                                     h.version));
         break;
     default:
         return WV_ERROR(WV_ERR_UNKNOWN_CODEC);

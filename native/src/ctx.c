@@ -14,7 +14,7 @@ wv_ctx *wv_ctx_create(void)
 void wv_ctx_free(wv_ctx *c)
 {
     if (!c) return;
-    free(c->planes); free(c->delta); free(c->pred); free(c->cx); free(c->stream); free(c->alt);
+    free(c->planes); free(c->delta); free(c->pred); free(c->cx); free(c->stream); free(c->alt); free(c->pairs);
     free(c);
 }
 
@@ -22,9 +22,9 @@ size_t wv_ctx_reserve(wv_ctx *c, size_t raw)
 {
     if (raw <= c->cap) return 0;
     WV_RETURN_ERROR_IF(raw > WV_MAX_RAW, WV_ERR_BAD_SIZE);
-    uint8_t **bufs[] = {&c->planes, &c->delta, &c->pred, &c->cx, &c->stream, &c->alt};
-    size_t sizes[] = {raw, raw, raw, raw, raw + 1024, wv_payload_bound(raw)};
-    for (int k = 0; k < 6; k++) {
+    uint8_t **bufs[] = {&c->planes, &c->delta, &c->pred, &c->cx, &c->stream, &c->alt, &c->pairs};
+    size_t sizes[] = {raw, raw, raw, raw, raw + 1024, wv_payload_bound(raw), raw / 2 + 64};
+    for (int k = 0; k < 7; k++) {
         free(*bufs[k]);
         *bufs[k] = malloc(sizes[k]);
         if (!*bufs[k]) { c->cap = 0; return WV_ERROR(WV_ERR_NO_MEMORY); }

@@ -22,8 +22,9 @@ size_t wv_frame_parse(const uint8_t *src, size_t src_size, wv_frame_header *h)
 {
     WV_RETURN_ERROR_IF(src_size < WV_FRAME_HEADER_SIZE, WV_ERR_SRC_TRUNCATED);
     WV_RETURN_ERROR_IF(src[0] != 'W' || src[1] != 'V' || src[2] != 'F', WV_ERR_BAD_MAGIC);
-    WV_RETURN_ERROR_IF(src[3] != WV_FRAME_VERSION, WV_ERR_BAD_VERSION);
+    WV_RETURN_ERROR_IF(src[3] < WV_FRAME_VERSION_MIN || src[3] > WV_FRAME_VERSION, WV_ERR_BAD_VERSION);
     WV_RETURN_ERROR_IF(wv_crc32c(0, src, 28) != wv_rd32(src + 28), WV_ERR_HEADER_CHECKSUM);
+    h->version = src[3];
     h->codec = src[4]; h->dtype = src[5]; h->flags = src[6]; h->base_dtype = src[7];
     h->raw_size = wv_rd32(src + 8);
     h->payload_size = wv_rd32(src + 12);

@@ -7,13 +7,16 @@
 /* magic "WVF"(3) + version(1) + codec(1) + dtype(1) + flags(1) + base_dtype(1)
  * + raw_size(4) + payload_size(4) + raw_crc(4) + payload_crc(4) + reserved(4) + header_crc(4) */
 #define WV_FRAME_HEADER_SIZE 32
-#define WV_FRAME_VERSION 1
+/* Version 2 (written) adds plane mode PAIRS to codecs 2 and 3; version 1 is still read. */
+#define WV_FRAME_VERSION 2
+#define WV_FRAME_VERSION_MIN 1
 #define WV_FLAG_NEEDS_BASE 0x01u
 #define WV_FLAGS_KNOWN 0x01u
 
 typedef struct {
     unsigned codec, dtype, flags, base_dtype;
     uint32_t raw_size, payload_size, raw_crc, payload_crc;
+    unsigned version; /* set by wv_frame_parse; the writer always writes WV_FRAME_VERSION */
 } wv_frame_header;
 
 uint32_t wv_crc32c(uint32_t crc, const void *buf, size_t len);

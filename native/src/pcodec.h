@@ -9,7 +9,7 @@
 enum { WV_CODEC_RAW = 0, WV_CODEC_ZSTD = 1, WV_CODEC_PLANES = 2, WV_CODEC_XOR = 3, WV_CODEC_CKPT = 4 };
 
 /* plane modes */
-enum { WV_PLANE_RAW = 0, WV_PLANE_CONST = 1, WV_PLANE_RANS = 2 };
+enum { WV_PLANE_RAW = 0, WV_PLANE_CONST = 1, WV_PLANE_RANS = 2, WV_PLANE_PAIRS = 3 /* frame version >= 2 */ };
 /* payload flag bits */
 #define WV_PF_ROT 0x01u        /* sign rotated below the mantissa before the split */
 #define WV_PF_CTX_EXP 0x02u    /* xor only: planes may use base-exponent contexts */
@@ -20,7 +20,7 @@ typedef struct wv_ctx wv_ctx;
 struct wv_ctx {
     size_t cap;                 /* raw bytes the scratch buffers hold */
     int use_contexts;           /* xor: allow base-exponent contexts (bench/ compares) */
-    uint8_t *planes, *delta, *pred, *cx, *stream, *alt;
+    uint8_t *planes, *delta, *pred, *cx, *stream, *alt, *pairs;
     uint32_t hist[WV_RANS_MAX_TABLES][256];
     uint16_t freq[WV_RANS_MAX_TABLES][256];
     wv_rans_esym etab[WV_RANS_MAX_TABLES][256];
@@ -35,7 +35,7 @@ size_t wv_payload_bound(size_t raw_size);
 size_t wv_payload_encode(wv_ctx *ctx, uint8_t *dst, size_t cap, const uint8_t *src, size_t n, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype);
 size_t wv_payload_decode(wv_ctx *ctx, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
-                         const uint8_t *base, unsigned base_dtype);
+                         const uint8_t *base, unsigned base_dtype, unsigned frame_version);
 size_t wv_payload_estimate(wv_ctx *ctx, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
                            unsigned base_dtype);
 /* whole frames for codecs 0, 2 and 3 (codec.c) */

@@ -8,7 +8,8 @@
  *   odd:  byte 1 = dtype, byte 2 = codec, byte 3 = base dtype, bytes 4-5 = element
  *         count, rest = a payload; a header with a correct payload CRC is put in
  *         front, so mutated payloads reach the plane and rANS decoders instead of
- *         stopping at the checksum.
+ *         stopping at the checksum.  Bit 1 of byte 0 set: a version 1 header (no PAIRS
+ *         planes), else the current version.
  *
  * libFuzzer:   clang -O1 -g -fsanitize=fuzzer,address,undefined -Inative/src \
  *                native/src/*.c tests/fuzz/fuzz_decode.c -lm -o fuzz_decode
@@ -59,8 +60,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(frame + WV_FRAME_HEADER_SIZE, data + 6, plen);
     wv_frame_header h = {codec, dtype, codec == 3 ? WV_FLAG_NEEDS_BASE : 0, codec == 3 ? bdt : 0,
                          (uint32_t)(n_el * wv_dtype_size(dtype)), (uint32_t)plen, 0,
-                         wv_crc32c(0, data + 6, plen)};
+                         wv_crc32c(0, data + 6, plen), WV_FRAME_VERSION};
     wv_frame_write_header(frame, &h);
+    if (data[0] & 2) { /* frame version 1: same payloads minus PAIRS planes */
+        frame[3] = 1;
+        wv_wr32(frame + 28, wv_crc32c(0, frame, 28));
+    }
     decode_one(frame, WV_FRAME_HEADER_SIZE + plen);
     free(frame);
     return 0;
@@ -106,7 +111,7 @@ int main(int argc, char **argv)
     long iters = argc > 1 ? atol(argv[1]) : 20000;
     ctx = wv_ctx_create();
     static const unsigned dtypes[] = {WV_DT_OPAQUE, WV_DT_F32, WV_DT_F16, WV_DT_BF16, WV_DT_F8_E4M3, WV_DT_I64};
-    static const size_t sizes[] = {0, 1, 8, 96, 1000, 4096, 70000, 262144};
+    static const size_t sizes[] = {0, 1, 8, 96, 1000, 4096, 8194, 70000, 262144}; /* 8194: odd BF16 count */
     uint8_t **frames = calloc(512, sizeof *frames);
     size_t *fsizes = calloc(512, sizeof *fsizes), nframes = 0;
     for (int kernel = 0; kernel <= 2; kernel++) {
@@ -150,7 +155,7 @@ int main(int argc, char **argv)
         size_t f = rnd() % nframes, size = fsizes[f];
         if (wv_rans_select_kernel((int)(it % 3)) < 0) wv_rans_select_kernel(0);
         int payload_mode = rnd() & 1;
-        buf[0] = payload_mode ? 1 : 0;
+        buf[0] = payload_mode ? (uint8_t)(1 | (rnd() & 2)) : 0;
         size_t o = 1;
         if (payload_mode) {
             const uint8_t *fr = frames[f];
