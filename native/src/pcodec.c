@@ -393,6 +393,25 @@ static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, unsigned tb, w
     }
 }
 
+/* Blocks of 32 PAIRS symbols that the fused path flagged (escapes or invalid codes):
+ * their 64 elements again, in scalar code, taking escapes in element order. */
+static size_t pairs_redo(const payload_view *v, uint8_t *dst, const uint32_t *special, size_t count,
+                         const uint8_t **esc)
+{
+    uint8_t hi[2 * WV_RANS_LANES];
+    const uint8_t *low = v->pl[1];
+    for (size_t b = 0; b < count; b++) {
+        size_t i = special[b], el = 2 * i;
+        WV_FORWARD_IF_ERROR(wv_pairs_expand(hi, sizeof hi, v->pairs[0] + i, v->dict[0], v->nd[0], esc, v->esc_end[0], 1));
+        for (size_t m = 0; m < sizeof hi; m++) {
+            uint16_t x = (uint16_t)(hi[m] << 8 | low[el + m]);
+            if (v->flags & WV_PF_ROT) x = (uint16_t)((x >> 1) | (x << 15));
+            wv_wr16(dst + 2 * (el + m), x);
+        }
+    }
+    return 0;
+}
+
 /* Merge (and xor) elements from..n_el; earlier ones were written by the fused path. */
 static void payload_finish(const payload_view *v, uint8_t *dst, size_t from)
 {
@@ -423,18 +442,28 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
             slots = used;
         }
     }
-    size_t done = 0;
+    size_t done = 0; /* elements already in dst */
+    const uint8_t *esc0 = v.esc[0];
     if (pending) {
         /* plain BF16/F16: the exponent plane decodes straight into dst (AVX-512 only) */
-        if (v.k == 2 && !v.pred && v.mode[0] == WV_PLANE_RANS && v.mode[1] == WV_PLANE_RAW)
-            done = wv_rans_dec_merge2(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT);
+        int fuse = v.k == 2 && !v.pred && v.mode[1] == WV_PLANE_RAW;
+        if (fuse && v.mode[0] == WV_PLANE_RANS) done = wv_rans_dec_merge2(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT);
+        if (fuse && v.mode[0] == WV_PLANE_PAIRS) {
+            size_t nspecial;
+            uint32_t *special = (uint32_t *)(void *)c->cx; /* unused without a base */
+            size_t pairs = wv_rans_dec_merge2_pairs(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT, v.dict[0], v.nd[0],
+                                                    special, &nspecial);
+            WV_FORWARD_IF_ERROR(pairs_redo(&v, dst, special, nspecial, &esc0));
+            done = 2 * pairs;
+        }
         WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));
     }
     for (unsigned p = 0; p < v.k; p++) {
         if (v.mode[p] != WV_PLANE_PAIRS) continue;
-        const uint8_t *e = v.esc[p];
-        WV_FORWARD_IF_ERROR(wv_pairs_expand(c->planes + p * v.n_el, v.n_el, v.pairs[p], v.dict[p], v.nd[p], &e,
-                                            v.esc_end[p], 0));
+        const uint8_t *e = p ? v.esc[p] : esc0;
+        size_t from = p ? 0 : done; /* plane 0: from where the fused path stopped */
+        WV_FORWARD_IF_ERROR(wv_pairs_expand(c->planes + p * v.n_el + from, v.n_el - from, v.pairs[p] + from / 2,
+                                            v.dict[p], v.nd[p], &e, v.esc_end[p], 0));
         WV_RETURN_ERROR_IF(e != v.esc_end[p], WV_ERR_CORRUPT); /* every escape byte used */
     }
     payload_finish(&v, dst, done);

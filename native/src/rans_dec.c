@@ -328,6 +328,69 @@ size_t wv_rans_dec_merge2(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int 
     return merge2_on && !d->cx ? merge2_avx512(d, out, low, rot) : d->i;
 }
 
+/* The same for a PAIRS plane 0: each 16-lane step yields 16 symbols = 32 elements.  Codes
+ * go through the dictionary with two byte shuffles; a block (32 symbols) holding an
+ * escape or an invalid code still writes its elements but also stores its symbols to
+ * d->dst and its first symbol index to special[], for the caller to redo in scalar code.
+ * One hot MiniLM BF16 frame (whole decode, CRCs included): 4.06 GB/s, 3.67 through scratch,
+ * expand and merge. */
+static inline __attribute__((always_inline)) MERGE2 __mmask16 pairs_out(uint8_t *out, const uint8_t *low, __m512i e,
+                                                                        __m512i lut, __m512i idx, __m512i top,
+                                                                        int rot)
+{
+    const __m512i m4 = _mm512_set1_epi32(15);
+    __m512i hi = _mm512_and_si512(_mm512_srli_epi32(e, 4), m4), lo = _mm512_and_si512(e, m4);
+    __mmask16 bad = _mm512_cmpgt_epu32_mask(_mm512_max_epu32(hi, lo), top);
+    __m512i h = _mm512_shuffle_epi8(lut, hi), l = _mm512_shuffle_epi8(lut, lo);
+    __m512i w = _mm512_or_si512(_mm512_maskz_permutex2var_epi8(0xaaaaaaaaaaaaaaaaull, h, idx, l),
+                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)low)));
+    if (rot) w = _mm512_shrdi_epi16(w, w, 1);
+    _mm512_storeu_si512((void *)out, w);
+    return bad;
+}
+
+static inline __attribute__((always_inline)) MERGE2 void pairs_one(wv_rans_dec *d, uint8_t *out, const uint8_t *low,
+                                                                   const uint8_t *dict, unsigned nd, uint32_t *special,
+                                                                   size_t *nspecial, int rot)
+{
+    uint8_t d16[16] = {0};
+    memcpy(d16, dict, nd);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)d16));
+    const __m512i top = _mm512_set1_epi32((int)nd - 1);
+    uint8_t ix[64] = {0};
+    for (unsigned m = 0; m < 32; m++) ix[2 * m + 1] = (uint8_t)((m & 1 ? 64 : 0) + 4 * (m >> 1));
+    const __m512i idx = _mm512_loadu_si512((const void *)ix);
+    merge2_run r = merge2_load(d, out, low);
+    size_t ns = 0;
+    for (; merge2_fits(&r); r.i += WV_RANS_LANES) {
+        __m512i e0 = merge2_step(&r.x[0], &r.p, r.tab), e1 = merge2_step(&r.x[1], &r.p, r.tab);
+        __mmask16 bad = pairs_out(r.out + 4 * r.i, r.low + 2 * r.i, e0, lut, idx, top, rot) |
+                        pairs_out(r.out + 4 * r.i + 64, r.low + 2 * r.i + 32, e1, lut, idx, top, rot);
+        if (bad) {
+            _mm_storeu_si128((__m128i *)(d->dst + r.i), _mm512_cvtepi32_epi8(e0));
+            _mm_storeu_si128((__m128i *)(d->dst + r.i + 16), _mm512_cvtepi32_epi8(e1));
+            special[ns++] = (uint32_t)r.i;
+        }
+    }
+    merge2_store(d, &r);
+    *nspecial = ns;
+}
+
+MERGE2 static size_t pairs_avx512(wv_rans_dec *d, uint8_t *out, const uint8_t *low, const uint8_t *dict, unsigned nd,
+                                  uint32_t *special, size_t *nspecial, int rot)
+{
+    if (rot) pairs_one(d, out, low, dict, nd, special, nspecial, 1);
+    else pairs_one(d, out, low, dict, nd, special, nspecial, 0);
+    return d->i;
+}
+
+size_t wv_rans_dec_merge2_pairs(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot, const uint8_t *dict,
+                                unsigned nd, uint32_t *special, size_t *nspecial)
+{
+    *nspecial = 0;
+    return merge2_on && !d->cx ? pairs_avx512(d, out, low, dict, nd, special, nspecial, rot) : d->i;
+}
+
 size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
                         const uint8_t *cx, const uint32_t *tab)
 {
