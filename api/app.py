@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from weightvault.store import Vault
 
-from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, spool, xet
+from . import errors, hub_account, hub_read, hub_refs, hub_write, lfs, listing, one_segment, rest, xet
 from .limits import BodyLimit, Gate
 from .mirror import Mirror
 from .settings import ServerSettings
@@ -32,7 +32,9 @@ def create_app(vault: Vault | None = None, settings: ServerSettings | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        spool.sweep(vault)
+        swept = vault.sweep_leftovers()  # bodies, spools and half-written objects of dead processes
+        if swept.paths:
+            errors.log.info("removed %d temp files of dead processes (%d bytes)", len(swept.paths), swept.bytes)
         yield
         vault.close()
 

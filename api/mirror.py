@@ -20,7 +20,7 @@ from pathlib import Path
 from weightvault.dedup.commits import resolve
 from weightvault.errors import RepoNotFound, RevisionNotFound, UpstreamMissing
 from weightvault.dedup.ingest import IngestResult, ingest_folder
-from weightvault.store import Vault
+from weightvault.store import Vault, leftovers
 
 from .spool import tmp_dir
 
@@ -66,7 +66,7 @@ class Mirror:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-        with tempfile.TemporaryDirectory(dir=tmp_dir(self.vault), prefix="mirror-") as tmp:
+        with tempfile.TemporaryDirectory(dir=tmp_dir(self.vault), prefix=leftovers.prefix("mirror")) as tmp:
             try:
                 snapshot_download(name, repo_type=kind, revision=revision, local_dir=tmp, endpoint=self.upstream,
                                   token=self.token or False, cache_dir=Path(tmp) / ".cache" / "hub")

@@ -28,6 +28,7 @@ from weightvault.store import Vault
 from weightvault.store.models import Commit, Ref, Repo
 
 from . import entries
+from weightvault.store import leftovers
 from weightvault.store.backends import ObjectMissing
 
 from .auth import ReadAccess, VaultDep, WriteAccess
@@ -178,7 +179,7 @@ def _parts(vault: Vault, prefix: str) -> list:
 @router.post("/uploads", status_code=201, summary="Start an upload; then PUT its parts and complete it")
 def start_upload(vault: VaultDep, access: WriteAccess) -> dict:
     upload_id = uuid.uuid4().hex
-    with tempfile.NamedTemporaryFile(dir=tmp_dir(vault), prefix="start-") as marker:
+    with tempfile.NamedTemporaryFile(dir=tmp_dir(vault), prefix=leftovers.prefix("start")) as marker:
         vault.backend.put_file(f"uploads/{upload_id}/{STARTED}", Path(marker.name))
     return {"upload_id": upload_id}
 
@@ -232,7 +233,7 @@ def complete_upload(vault: VaultDep, access: WriteAccess, _: Expensive, upload_i
 
 def _join(vault: Vault, parts, suffix: str) -> tuple[Path, str, int]:
     """Concatenate the parts into one temp file, hashing as they stream through."""
-    fd, name = tempfile.mkstemp(dir=tmp_dir(vault), prefix="join-", suffix=suffix)
+    fd, name = tempfile.mkstemp(dir=tmp_dir(vault), prefix=leftovers.prefix("join"), suffix=suffix)
     h, size = hashlib.sha256(), 0
     with open(fd, "wb") as out:
         for st in parts:

@@ -10,20 +10,15 @@ import hashlib
 import os
 import struct
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Request
 
 from weightvault.dedup import safetensors
-from weightvault.store import Vault
+from weightvault.store import Vault, leftovers
 
 from .errors import ApiError
-
-
-#: Seconds after which a temp file is certainly abandoned.
-STALE_AFTER = 24 * 3600
 
 
 @dataclass
@@ -42,19 +37,9 @@ def tmp_dir(vault: Vault) -> Path:
     return path
 
 
-def sweep(vault: Vault, older_than: float = STALE_AFTER) -> int:
-    """Remove temp files a crashed process left behind (no live request keeps one this long)."""
-    cutoff, removed = time.time() - older_than, 0
-    for path in tmp_dir(vault).iterdir():
-        if path.is_file() and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 async def spool_body(request: Request, vault: Vault, limit: int | None = None) -> Spooled:
     """Write the request body to a temp file; ApiError 413 past ``limit`` bytes."""
-    fd, name = tempfile.mkstemp(dir=tmp_dir(vault), prefix="body-")
+    fd, name = tempfile.mkstemp(dir=tmp_dir(vault), prefix=leftovers.prefix("body"))
     h, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as out:

@@ -30,7 +30,7 @@ def _storable(value: str, column) -> bool:
 
 def find_repo(session, name: str, kind: str = "model") -> Repo:
     if not _storable(name, Repo.name):
-        raise RepoNotFound(f"repository {name[:200]!r} not found")
+        raise RepoNotFound(name=name[:200])
     repo = session.scalar(select(Repo).where(Repo.kind == kind, Repo.name == name))
     if repo is None:
         raise RepoNotFound(name=name)
@@ -54,7 +54,7 @@ def resolve(session, name: str, revision: str = "main", kind: str = "model") -> 
     (PostgreSQL) would refuse a NUL in a query parameter with a server error.
     """
     if not _storable(name, Repo.name):
-        raise RepoNotFound(f"repository {name[:200]!r} not found")
+        raise RepoNotFound(name=name[:200])
     if not _storable(revision, Ref.name):
         raise RevisionNotFound(f"revision {revision[:200]!r} not found in {name!r}")
     # A branch, the common case on every download, in one round trip.

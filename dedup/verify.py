@@ -20,6 +20,10 @@ class VerifyReport:
     files: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Litter that is no damage but takes space: temp files of dead processes, pack objects no catalog
+    #: row names. ``weightvault gc`` removes them.
+    leftovers: list[str] = field(default_factory=list)
+    leftover_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -29,6 +33,7 @@ class VerifyReport:
 def verify(vault: Vault, repo: str | None = None, *, kind: str = "model",
            progress: Callable[[int], None] = lambda n: None) -> VerifyReport:
     report = VerifyReport()
+    _leftovers(vault, report)
     with vault.catalog.read_session() as s:
         files_q = select(File).distinct()
         packs_q = select(Pack).where(Pack.condemned_at.is_(None))
@@ -60,6 +65,19 @@ def verify(vault: Vault, repo: str | None = None, *, kind: str = "model",
             report.problems.append(f"{where}: {exc}")
         report.files += 1
     return report
+
+
+def _leftovers(vault: Vault, report: VerifyReport) -> None:
+    temp = vault.sweep_leftovers(dry_run=True)
+    report.leftovers += [f"temp file of a dead process: {p}" for p in temp.describe()]
+    report.leftover_bytes += temp.bytes
+    listed = list(vault.backend.list("packs/"))  # before the catalog: a pack's row is written before its bytes
+    with vault.catalog.read_session() as s:
+        known = set(s.scalars(select(Pack.name)))
+    for obj in listed:
+        if obj.name not in known:
+            report.leftovers.append(f"pack object the catalog does not know: {obj.name}")
+            report.leftover_bytes += obj.size
 
 
 def _paths_by_file(session) -> dict[int, list[str]]:

@@ -16,6 +16,8 @@ from typing import Iterator, Protocol
 
 from weightvault.errors import ObjectMissing
 
+from . import leftovers
+
 
 @dataclass(frozen=True)
 class ObjectStat:
@@ -48,7 +50,7 @@ class LocalBackend:
     def put_file(self, name: str, path: Path) -> None:
         target = self._path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="." + leftovers.prefix("tmp"))
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 while block := src.read(8 << 20):

@@ -14,7 +14,7 @@ catalog repointed in one transaction; the old pack then goes the two-step way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from sqlalchemy import delete, exists, func, select, update
 
@@ -44,6 +44,16 @@ class GcResult:
     packs_compacted: int = 0
     bytes_moved: int = 0
     upload_parts_deleted: int = 0
+    #: Pack objects in the backend the catalog does not know (a gc or ingest killed between its two steps).
+    orphan_packs_deleted: int = 0
+    #: Temp files of dead processes on this node (``store.leftovers``).
+    leftovers_deleted: int = 0
+    #: Unreferenced packs still inside their grace period: freed by a gc run after ``pending_until``.
+    pending_packs: int = 0
+    #: Unreferenced files younger than the grace period (an upload stores a file before its commit).
+    pending_files: int = 0
+    pending_bytes: int = 0
+    pending_until: str | None = None
 
 
 def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT_GRACE) -> GcResult:
@@ -77,6 +87,25 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         backend.delete(name)
         result.packs_deleted += 1
         result.bytes_freed += size
+    listed = list(backend.list("packs/"))  # before the catalog is read: a pack's row exists before its bytes
+    with catalog.read_session() as s:
+        waiting = s.execute(select(func.count(Pack.id), func.coalesce(func.sum(Pack.size), 0),
+                                   func.max(Pack.condemned_at)).where(Pack.condemned_at.is_not(None))).one()
+        young = s.execute(select(func.count(File.id), func.max(File.created_at)).where(
+            ~exists().where(TreeEntry.file_id == File.id))).one()
+        known = set(s.scalars(select(Pack.name)))
+    result.pending_packs, result.pending_bytes, result.pending_files = waiting[0], int(waiting[1]), young[0]
+    latest = [t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (waiting[2], young[1]) if t is not None]
+    if latest:
+        # Files go one gc after their grace, and the packs they free one grace after that.
+        result.pending_until = (max(latest) + grace * (2 if young[0] else 1)).isoformat(timespec="seconds")
+    # Pack objects no catalog row names: a pack row is written before its bytes and deleted before them,
+    # so these are the bytes of a gc killed between its two steps. The grace keeps this safe anyway.
+    for obj in listed:
+        if obj.name not in known and obj.mtime < cutoff.timestamp():
+            backend.delete(obj.name)
+            result.orphan_packs_deleted += 1
+            result.bytes_freed += obj.size
     stale = utcnow().timestamp() - UPLOAD_PARTS_TTL.total_seconds()
     for obj in [o for prefix in STAGING_PREFIXES for o in backend.list(prefix)]:
         if obj.mtime < stale:

@@ -28,6 +28,7 @@ from sqlalchemy import update
 
 from weightvault.errors import PackClaimLost, PackCorrupt
 
+from . import leftovers
 from .backends import ObjectBackend
 from .db import Catalog
 from .models import Pack, utcnow
@@ -90,7 +91,7 @@ class PackWriter:
 
     def _open(self) -> None:
         self._name = f"packs/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
-        fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix="spool-")
+        fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix=leftovers.prefix("spool"))
         self._file = os.fdopen(fd, "w+b")
         self._spool = Path(path)
         self._file.write(MAGIC)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import leftovers
 from .backends import LocalBackend, ObjectBackend, S3Backend
 from .config import Settings
 from .db import Catalog
@@ -28,6 +29,12 @@ class Vault:
     @classmethod
     def open(cls, data_dir: str | Path | None = None, **kw) -> "Vault":
         return cls(Settings.from_env(data_dir), **kw)
+
+    def sweep_leftovers(self, *, dry_run: bool = False) -> leftovers.Leftovers:
+        """Temp files and folders of dead processes on this node (see ``store.leftovers``), removed unless ``dry_run``."""
+        objects_dir = self.backend.root if isinstance(self.backend, LocalBackend) else None
+        run = leftovers.find if dry_run else leftovers.sweep
+        return run(self.settings.data_dir, objects_dir)
 
     def pack_writer(self) -> PackWriter:
         return PackWriter(self.catalog, self.backend, self.settings.data_dir / "spool", self.settings.pack_target_bytes)

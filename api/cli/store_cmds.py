@@ -129,8 +129,12 @@ def verify(
     else:
         for p in report.problems:
             console.print(f"[red]BAD[/red] {p}")
+        for p in report.leftovers:
+            console.print(f"[yellow]LEFTOVER[/yellow] {p}")
         out.print(f"{report.packs} packs, {report.files} files, {human(report.bytes)} checked: "
-                  + ("OK" if report.ok else f"{len(report.problems)} problems"))
+                  + ("OK" if report.ok else f"{len(report.problems)} problems")
+                  + (f"; {len(report.leftovers)} leftovers ({human(report.leftover_bytes)}) that `weightvault gc` "
+                     "removes" if report.leftovers else ""))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -154,6 +158,8 @@ def rm(
 def gc(
     grace_minutes: float = typer.Option(60.0, "--grace-minutes", help="Keep unreferenced packs this long "
                                         "(readers and running ingests may still need them)."),
+    now: bool = typer.Option(False, "--now", help="No grace period: free unreferenced packs at once. Only when "
+                             "no download, upload or ingest is running on any node."),
     compact_below: float = typer.Option(0.5, "--compact-below", help="Rewrite packs whose live frames fill "
                                         "less than this share of them (0 turns compaction off)."),
     data_dir: Optional[Path] = DataDir,
@@ -162,12 +168,14 @@ def gc(
     """Delete files, objects and packs that no revision references any more, and compact sparse packs.
 
     Packs are deleted in two steps (marked, then deleted after the grace period), so
-    downloads and ingests running meanwhile are safe."""
+    downloads and ingests running meanwhile are safe. Temp files of dead processes on this
+    node (spool, request bodies, half-written objects) go at once."""
     from weightvault.store.gc import collect, compact
 
-    grace = timedelta(minutes=grace_minutes)
+    grace = timedelta(0) if now else timedelta(minutes=grace_minutes)
     with user_errors():
         vault = open_vault(data_dir)
+        swept = vault.sweep_leftovers()
         result = collect(vault.catalog, vault.backend, grace)
         if compact_below > 0:
             compact(vault.catalog, vault.backend, vault.pack_writer(), compact_below, result)
@@ -175,12 +183,22 @@ def gc(
                 again = collect(vault.catalog, vault.backend, grace)
                 result.packs_deleted += again.packs_deleted
                 result.bytes_freed += again.bytes_freed
+                result.pending_packs, result.pending_bytes = again.pending_packs, again.pending_bytes
+                result.pending_files, result.pending_until = again.pending_files, again.pending_until
+    result.leftovers_deleted = len(swept.paths)
+    result.bytes_freed += swept.bytes
     if as_json:
         out.print_json(json.dumps(result.__dict__))
-    else:
-        out.print(f"dropped {result.files} files, {result.objects} objects; marked {result.packs_marked} packs; "
-                  f"deleted {result.packs_deleted} packs ({human(result.bytes_freed)}); "
-                  f"compacted {result.packs_compacted} packs ({human(result.bytes_moved)} moved)")
+        return
+    out.print(f"dropped {result.files} files, {result.objects} objects; marked {result.packs_marked} packs; "
+              f"deleted {result.packs_deleted} packs; compacted {result.packs_compacted} packs "
+              f"({human(result.bytes_moved)} moved); removed {result.leftovers_deleted} temp files of dead "
+              f"processes and {result.orphan_packs_deleted} orphan pack objects; freed {human(result.bytes_freed)}")
+    if result.pending_packs or result.pending_files:
+        out.print(f"{result.pending_files} unreferenced files and {result.pending_packs} unreferenced packs "
+                  f"({human(result.pending_bytes)}) wait out the {grace_minutes:g}-minute grace period (uploads "
+                  f"and readers may still use them): gc runs until {result.pending_until} free them, or "
+                  "`weightvault gc --now` when nothing is running", soft_wrap=True)
 
 
 @app.command()

@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from weightvault.errors import BadShard, ChecksumMismatch, ObjectMissing, XetContentMissing
-from weightvault.store import Vault
+from weightvault.store import Vault, leftovers
 from weightvault.store.models import File
 
 from ..reader import Reader
@@ -105,7 +105,7 @@ def stage_xorb(vault: Vault, owner: int, body_path: Path, xorb: xorbs.Xorb) -> b
 def _put_bytes(vault: Vault, name: str, data: bytes) -> None:
     tmp_dir = vault.settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="xet-") as tmp:
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix=leftovers.prefix("xet")) as tmp:
         tmp.write(data)
         tmp.flush()
         vault.backend.put_file(name, Path(tmp.name))
@@ -233,7 +233,7 @@ def _term_bytes(vault: Vault, owner: int, reader: Reader, xc: XorbChunks, start:
 def rebuild(vault: Vault, owner: int, sha256: str, record: dict, out_dir: Path) -> Path:
     """Write the file a staged record describes to a temp file; ChecksumMismatch unless it hashes to ``sha256``."""
     reader = Reader(vault)
-    fd, name = tempfile.mkstemp(dir=out_dir, prefix="xet-")
+    fd, name = tempfile.mkstemp(dir=out_dir, prefix=leftovers.prefix("xet"))
     h, size = hashlib.sha256(), 0
     try:
         with open(fd, "wb") as out:
