@@ -1,11 +1,19 @@
-"""Write a revision back to a folder, every file checked against its sha256."""
+"""Write a revision back to a folder, every file checked against its sha256.
+
+Every file that can be restored is; each one that cannot (damaged or missing
+stored content, a path this filesystem refuses) is named with the reason, and
+the rest carry on. Files get the permissions the process's umask gives a new
+file (as ``cp`` or ``git checkout`` would), not mkstemp's 0600.
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from weightvault.errors import InvalidName, StorageError
 from weightvault.store import Vault
 
 from .commits import resolve, tree_of
@@ -13,30 +21,59 @@ from .names import check_path
 from .reader import Reader
 
 
-def restore(vault: Vault, repo: str, revision: str, out: Path, *, kind: str = "model",
+@dataclass
+class Restored:
+    written: dict[str, str] = field(default_factory=dict)  # path -> sha256, each verified
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be restored
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def restore(vault: Vault, repo: str, revision: str, out: Path | None, *, kind: str = "model",
             progress: Callable[[int], None] = lambda n: None,
-            on_file: Callable[[str], None] = lambda p: None) -> dict[str, str]:
-    """Returns path -> sha256 of every file written. A file is renamed into place only once verified."""
+            on_file: Callable[[str], None] = lambda p: None) -> Restored:
+    """Restore every file it can into ``out`` (None: only read and verify them); a file is renamed into
+    place only once verified, so a failed one leaves nothing behind."""
     with vault.catalog.read_session() as s:
         r = resolve(s, repo, revision, kind)
         tree = tree_of(s, r.commit)
     reader = Reader(vault)
-    out = Path(out)
-    written = {}
+    mode = _file_mode()
+    done = Restored()
     for path, file in sorted(tree.items()):
-        check_path(path)
         on_file(path)
-        target = out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".wv-")
         try:
-            with os.fdopen(fd, "wb") as f:
+            check_path(path)
+            if out is None:
                 for piece in reader.verified_file(file):
-                    f.write(piece)
                     progress(len(piece))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written[path] = file.sha256
-    return written
+            else:
+                _write(reader, file, Path(out) / path, mode, progress)
+        except (StorageError, InvalidName, OSError) as exc:
+            done.failed[path] = f"{type(exc).__name__}: {exc}"
+            continue
+        done.written[path] = file.sha256
+    return done
+
+
+def _write(reader: Reader, file, target: Path, mode: int, progress) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".wv-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            for piece in reader.verified_file(file):
+                f.write(piece)
+                progress(len(piece))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -74,7 +74,8 @@ def test_sigkill_leaves_store_consistent(tmp_path, where, nth, monkeypatch):
         assert "org/crash" not in repos
     # Whatever the crash left behind is garbage that gc can take, and the store stays sound.
     run_cli("gc", "--grace-minutes", "0", env=env)
-    assert json.loads(run_cli("verify", "--json", env=env).stdout)["ok"]
+    after = json.loads(run_cli("verify", "--json", env=env).stdout)
+    assert after["ok"] and after["leftovers"] == [], after  # no spool, temp object or orphan pack survives gc
     run_cli("ingest", str(src), "--repo", "org/crash", env=env)
     run_cli("get", "org/crash", "--out", str(tmp_path / "again"), env=env)
     assert tree_sha256(tmp_path / "again") == tree_sha256(src)

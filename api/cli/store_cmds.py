@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import DataDir, JsonOut, app, bytes_progress, console, db_app, human, open_vault, out, parse_ref, user_errors
+from .common import DataDir, JsonOut, app, bytes_progress, console, db_app, fail, human, open_vault, out, parse_ref, user_errors
 
 
 @app.command()
@@ -52,25 +52,38 @@ def ingest(
 @app.command()
 def get(
     spec: str = typer.Argument(..., help="org/name or org/name@revision (branch or commit id)."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the files into."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write the files into."),
+    verify_only: bool = typer.Option(False, "--verify-only", help="Read and check every file against its "
+                                     "sha256 without writing anything."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonOut,
 ):
-    """Write every file of a revision to a folder, bit-exactly, each checked against its sha256."""
+    """Write every file of a revision to a folder, bit-exactly, each checked against its sha256.
+
+    A file that cannot be restored is named with the reason and the others are still written;
+    the exit status is then 1."""
     from weightvault.dedup.commits import resolve, tree_of
     from weightvault.dedup.restore import restore
 
+    if out_dir is None and not verify_only:
+        fail("give --out FOLDER, or --verify-only to check without writing", code=2)
     repo, rev = parse_ref(spec)
     with user_errors():
         vault = open_vault(data_dir)
         with vault.catalog.read_session() as s:
             total = sum(f.size for f in tree_of(s, resolve(s, repo, rev).commit).values())
         with bytes_progress(total, f"get {spec}", as_json) as (advance, on_file):
-            written = restore(vault, repo, rev, out_dir, progress=advance, on_file=on_file)
+            done = restore(vault, repo, rev, None if verify_only else out_dir, progress=advance, on_file=on_file)
     if as_json:
-        out.print_json(json.dumps({"repo": repo, "revision": rev, "files": written}))
+        out.print_json(json.dumps({"repo": repo, "revision": rev, "files": done.written, "failed": done.failed}))
     else:
-        out.print(f"{len(written)} files written to {out_dir} ({human(total)}), all sha256 verified")
+        for path, why in done.failed.items():
+            console.print(f"[red]FAILED[/red] {path}: {why}")
+        where = "checked" if verify_only else f"written to {out_dir}"
+        out.print(f"{len(done.written)} files {where}, all sha256 verified"
+                  + (f"; {len(done.failed)} could not be restored (named above)" if done.failed else ""))
+    if done.failed:
+        raise typer.Exit(1)
 
 
 @app.command("ls")
