@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import select
 
 from weightvault.dedup.reader import Reader
-from weightvault.dedup.safetensors import SafetensorsError, parse
+from weightvault.dedup.formats.safetensors import SafetensorsError, parse
 from weightvault.store.models import File, Segment
 
 #: Bytes of README.md and config.json read for metadata. Hub front matter is a few KiB; 1 MiB leaves room

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from weightvault.dedup import safetensors
+from weightvault.dedup.formats import safetensors
 from weightvault.store import Vault, leftovers
 
 from .errors import ApiError

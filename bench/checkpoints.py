@@ -39,8 +39,8 @@ import zstandard
 from zipnn import ZipNN
 
 from weightvault.codec import base_range, decode_frame, encode_frames, frame_info, itemsize
-from weightvault.dedup import safetensors
-from weightvault.dedup.torchzip import parse_torch_zip
+from weightvault.dedup.formats import safetensors
+from weightvault.dedup.formats.torchzip import parse_torch_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE = ROOT.parent / "shared" / "data" / "make_checkpoints.py"

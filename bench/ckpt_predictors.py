@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import residual_bits  # noqa: E402
 
 from weightvault.codec import encode_frames  # noqa: E402
-from weightvault.dedup import safetensors  # noqa: E402
+from weightvault.dedup.formats import safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PREDICTORS = ["previous", "extrapolate", "momentum", "adam", "both"]

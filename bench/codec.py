@@ -39,7 +39,7 @@ from zipnn import ZipNN
 
 from weightvault import codec
 from weightvault.codec import _lib
-from weightvault.dedup import safetensors
+from weightvault.dedup.formats import safetensors
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 FLOATS = {"F32", "F16", "BF16"}

@@ -39,7 +39,7 @@ ZIPNN_DTYPE = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
 
 
 def tensors_of(path: Path) -> tuple[int, dict[str, tuple[str, bytes]]]:
-    from weightvault.dedup import safetensors
+    from weightvault.dedup.formats import safetensors
 
     data = path.read_bytes()
     layout = safetensors.parse(data, label=path.name)

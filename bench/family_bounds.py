@@ -44,7 +44,7 @@ FRAME_ELEMENTS = codec.FRAME_SIZE // 4
 
 
 def weights(repo: Path) -> dict[str, tuple[str, bytes]]:
-    from weightvault.dedup import safetensors
+    from weightvault.dedup.formats import safetensors
 
     out = {}
     for path in sorted(repo.glob("*.safetensors")):

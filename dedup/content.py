@@ -22,7 +22,7 @@ from weightvault.codec import chunking
 from weightvault.store.models import Chunk, File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
-from . import opaque, safetensors, torchzip
+from . import formats, opaque
 from .choice import CodingChoice, choose_and_encode
 from .hashing import FileDigest, digest_bytes, object_digest
 from .reader import Reader
@@ -77,21 +77,6 @@ class StagedFile:
     segments: list[StagedSegment] | None  # None: the catalog already holds this file
 
 
-def storage_name(index: int) -> str:
-    """How the n-th tensor storage of a torch zip is named in the catalog (and matched across checkpoints)."""
-    return f"storage{index}"
-
-
-def torch_zip_segments(view: memoryview) -> list[torchzip.Segment] | None:
-    """Segments of a torch.save zip, or None when the file is not one that can be read safely."""
-    if bytes(view[:4]) != b"PK\x03\x04":
-        return None
-    try:
-        return torchzip.parse_torch_zip(view)
-    except ValueError:
-        return None  # stored as opaque bytes: still bit-exact, just not tensor-coded
-
-
 def _inline(view: memoryview, start: int, end: int, name: str | None, progress: Progress) -> StagedSegment:
     progress(end - start)
     return StagedSegment(start, end - start, name, inline=bytes(view[start:end]))
@@ -141,58 +126,54 @@ class ContentWriter:
         if exists:
             staged = StagedFile(digest, "", None)
             progress(digest.size)
-        elif safetensors.looks_like_safetensors(rel) and (layout := self._layout(view, rel)) is not None:
-            staged = StagedFile(digest, "safetensors", self._stage_safetensors(rel, view, layout, progress))
-        elif (segments := torch_zip_segments(view)) is not None:
-            staged = StagedFile(digest, "torch-zip", self._stage_torch_zip(rel, view, segments, progress))
+        elif (parsed := self._parse(view, rel)) is not None:
+            staged = StagedFile(digest, parsed.format, self._stage_parsed(rel, view, parsed, progress))
         else:
             staged = StagedFile(digest, "blob", self._stage_run(view, 0, len(view), progress))
         self.files[digest.sha256] = staged
         return staged
 
-    def _layout(self, view: memoryview, rel: str) -> safetensors.Layout | None:
-        """The file's safetensors layout; None (and a warning) when it does not parse: it is then stored opaque."""
+    def _parse(self, view: memoryview, rel: str) -> formats.Parsed | None:
+        """Where the file's tensors sit; None (and a warning if it looked like a container) otherwise:
+        it is then stored opaque."""
         try:
-            return safetensors.parse(view, label=rel)
-        except safetensors.SafetensorsError as exc:
+            return formats.parse(view, rel)
+        except formats.FormatError as exc:
             self.warnings.append(f"{exc}; stored as opaque bytes (bit-exact, not split into tensors)")
             return None
 
-    def _stage_safetensors(self, rel: str, view: memoryview, layout: safetensors.Layout,
-                           progress: Progress) -> list[StagedSegment]:
-        segments = [_inline(view, 0, layout.header_end, "__header__", progress)]
-        pos = layout.header_end
-        for t in layout.tensors:
+    def _stage_parsed(self, rel: str, view: memoryview, parsed: formats.Parsed,
+                      progress: Progress) -> list[StagedSegment]:
+        """Tensors coded as tensors (small ones inline); typed opaque data (quantized blocks) and the
+        bytes around tensors go through _stage_run, i.e. content-defined chunks."""
+        segments = [_inline(view, 0, parsed.header_end, "__header__", progress)] if parsed.header_end else []
+        pos = parsed.header_end
+        for t in parsed.tensors:
             if t.start > pos:
                 segments += self._stage_run(view, pos, t.start, progress)
-            if t.end - t.start <= SMALL_FILE:
+            if t.dtype is None:
+                opaque_segments = self._stage_run(view, t.start, t.end, progress, small=SMALL_FILE)
+                opaque_segments[0].name = t.name
+                segments += opaque_segments
+            elif t.end - t.start <= SMALL_FILE:
                 segments.append(_inline(view, t.start, t.end, t.name, progress))
             else:
-                obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, list(t.shape), progress)
+                shape = list(t.shape) if t.shape is not None else None
+                obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, shape, progress)
                 segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
             pos = t.end
         if pos < len(view):
             segments += self._stage_run(view, pos, len(view), progress)
         return segments
 
-    def _stage_torch_zip(self, rel: str, view: memoryview, segments: list[torchzip.Segment],
-                         progress: Progress) -> list[StagedSegment]:
-        staged, index = [], 0
-        for seg in segments:
-            end = seg.offset + seg.length
-            if seg.kind == "tensor" and seg.dtype is not None:
-                name = storage_name(index)
-                index += 1
-                obj = self._stage_object(rel, view[seg.offset:end], "tensor", name, seg.dtype, None, progress)
-                staged.append(StagedSegment(seg.offset, seg.length, name, object_digest=obj))
-            else:
-                staged += self._stage_run(view, seg.offset, end, progress)
-        return staged
-
-    def _stage_run(self, view: memoryview, start: int, end: int, progress: Progress) -> list[StagedSegment]:
-        """Bytes that are no tensor: inline when small, else matched by chunk against what is stored
+    def _stage_run(self, view: memoryview, start: int, end: int, progress: Progress,
+                   small: int | None = None) -> list[StagedSegment]:
+        """Bytes that are no tensor: inline up to ``small`` bytes (default: the inline limit between
+        tensors, SMALL_FILE for a whole file), else matched by chunk against what is stored
         (dedup/opaque.py); the new bytes become blob objects, whose chunks are indexed for later files."""
-        if (end - start <= INLINE_LIMIT) if start > 0 else len(view) <= SMALL_FILE:
+        if small is None:
+            small = INLINE_LIMIT if start > 0 else SMALL_FILE
+        if end - start <= small:
             return [_inline(view, start, end, None, progress)]
         run = view[start:end]
         pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes)

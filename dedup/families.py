@@ -27,7 +27,7 @@ from sqlalchemy import distinct, func, or_, select
 
 from weightvault.store.models import Family, Object, Ref, Repo, Segment, TreeEntry
 
-from . import safetensors
+from .formats import safetensors
 from .choice import BaseCandidate
 
 SIMILAR_ENOUGH = 0.75

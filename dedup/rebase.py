@@ -33,7 +33,7 @@ from weightvault import codec
 from weightvault.store.models import Commit, Family, Frame, IngestEvent, Object, Ref, Repo
 from weightvault.store.packs import Location, claim_packs
 
-from . import safetensors
+from .formats import safetensors
 from .choice import MAX_DEPTH, BaseCandidate, choose_and_encode
 from .commits import retrying
 from .families import StoredTensor, cast_bits, similarity, stored_tensors

@@ -12,8 +12,7 @@ import mmap
 import re
 from pathlib import Path
 
-from . import safetensors
-from .content import storage_name, torch_zip_segments
+from . import formats
 from .choice import BaseCandidate
 from .hashing import object_digest
 
@@ -43,7 +42,7 @@ class SeriesBases:
         self.steps = sorted({s for s in (checkpoint_step(rel) for rel, _ in files) if s is not None})
         self.paths = dict(files)
         self.keyframe_every = max(1, keyframe_every)
-        self._layouts: dict[str, dict[str, safetensors.TensorSpan]] = {}
+        self._layouts: dict[str, dict[str, formats.Tensor]] = {}
         self._maps: dict[str, memoryview] = {}
 
     def __call__(self, rel: str, name: str | None, dtype: str | None, shape, data) -> BaseCandidate | None:
@@ -61,23 +60,16 @@ class SeriesBases:
         return BaseCandidate(object_digest(prev), dtype, index % self.keyframe_every - 1, prev,
                              "ckpt", f"{prev_rel}:{name}", "checkpoint_delta")
 
-    def _tensors(self, rel: str) -> dict[str, safetensors.TensorSpan]:
-        """Tensor name -> span in the file at ``rel`` (safetensors tensors, or torch zip storages)."""
+    def _tensors(self, rel: str) -> dict[str, formats.Tensor]:
+        """Tensor name -> span in the file at ``rel`` (tensors of any container dedup/formats splits)."""
         if rel not in self._layouts:
             found = {}
             if rel in self.paths:
-                data = self._mapped(rel)
-                if safetensors.looks_like_safetensors(rel):
-                    try:
-                        found = {t.name: t for t in safetensors.parse(data, label=rel).tensors}
-                    except safetensors.SafetensorsError:
-                        found = {}  # stored opaque by the writer (which warns); nothing to predict from
-                else:
-                    storages = [s for s in torch_zip_segments(data) or []
-                                if s.kind == "tensor" and s.dtype is not None]
-                    found = {storage_name(i): safetensors.TensorSpan(storage_name(i), s.dtype, (), s.offset,
-                                                                      s.offset + s.length)
-                             for i, s in enumerate(storages)}
+                try:
+                    parsed = formats.parse(self._mapped(rel), rel)
+                except formats.FormatError:
+                    parsed = None  # stored opaque by the writer (which warns); nothing to predict from
+                found = {t.name: t for t in parsed.tensors if t.dtype is not None} if parsed else {}
             self._layouts[rel] = found
         return self._layouts[rel]
 

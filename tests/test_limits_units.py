@@ -9,7 +9,7 @@ from weightvault.api.limits import body_limit
 from weightvault.api.settings import ServerSettings
 from weightvault.api.streaming import parse_range
 from weightvault.errors import RangeNotSatisfiable
-from weightvault.dedup import safetensors
+from weightvault.dedup.formats import safetensors
 from weightvault.dedup.names import InvalidName, check_message, check_path, check_tree
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from weightvault.dedup.torchzip import Segment, parse_torch_zip, storage_dtypes
+from weightvault.dedup.formats.torchzip import Segment, parse_torch_zip, storage_dtypes
 
 torch = pytest.importorskip("torch")
 
