@@ -16,7 +16,7 @@ For every checkpoint and each file group, prints stored/raw for:
   wv-xor   weightvault codec "xor" (XOR + byte planes + rANS) for reference
 
 Groups: weights (model.safetensors), optimizer state (optimizer.safetensors), and the
-same optimizer state as torch pickles it (optimizer.pt, split by dedup/torchzip.py;
+same optimizer state as torch pickles it (optimizer.pt, split by dedup/formats/torchzip.py;
 its storages coded like tensors).  "deltas" totals leave out the first checkpoint,
 which every delta method stores without a base: those are the figures the targets
 (issue 6) are judged on.  Speeds are MB/s of raw bytes on one thread over the whole

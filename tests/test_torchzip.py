@@ -1,4 +1,4 @@
-"""dedup/torchzip.py: torch zips split into tensor/raw segments, exactly, without unpickling."""
+"""dedup/formats/torchzip.py: torch zips split into tensor/raw segments, exactly, without unpickling."""
 from __future__ import annotations
 
 import io
