@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,3 +77,48 @@ def residual_bits(actual: np.ndarray, pred: np.ndarray, neighbour: bool) -> floa
         context = exponent * 64 + np.clip(before - exponent + 24, 0, 63)
     coded = entropy(context * 64 + length) - entropy(context)
     return coded + float(np.maximum(length - 1, 0).sum() + (length > 0).sum())
+
+
+class CountingRelay:
+    """A TCP relay in front of a local server that counts the bytes clients send: an upload's size on the wire."""
+
+    def __init__(self, port: int) -> None:
+        self.target, self.sent, self.lock = port, 0, threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(1 << 20):
+                if count:
+                    with self.lock:
+                        self.sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def take(self) -> int:
+        """Bytes sent since the last call."""
+        with self.lock:
+            sent, self.sent = self.sent, 0
+        return sent
+
+    def close(self) -> None:
+        self.sock.close()

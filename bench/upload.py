@@ -2,7 +2,7 @@
 
     python bench/upload.py [--repo sentence-transformers/all-MiniLM-L6-v2] [--json bench/results/upload.json]
 
-The FP32 base model of ../shared/data (rebuilt once under .cache/repos) is
+The FP32 base model of ../shared/data (rebuilt once under .cache/shared-repos) is
 uploaded with ``HfApi.upload_folder`` by this venv's huggingface_hub (2.x with
 hf_xet): once with no setting (Xet: chunking, xorbs, shards, then the server
 rebuilds and stores each file) and once with ``HF_HUB_DISABLE_XET=1`` (LFS: one
@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import ROOT, folder_bytes, free_port, materialized, wait_port  # noqa: E402
+from support import ROOT, CountingRelay, folder_bytes, free_port, materialized, wait_port  # noqa: E402
 
 UPLOAD = r'''
 import json, sys, time
@@ -40,47 +38,6 @@ t = time.perf_counter()
 api.upload_folder(folder_path=a["src"], repo_id=a["repo"])
 print(json.dumps({"seconds": time.perf_counter() - t}))
 '''
-
-
-class Relay:
-    """Forwards a port to the server and counts the bytes clients send."""
-
-    def __init__(self, target: int) -> None:
-        self.target, self.sent, self.lock = target, 0, threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, src, dst, count: bool) -> None:
-        try:
-            while data := src.recv(1 << 20):
-                if count:
-                    with self.lock:
-                        self.sent += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def take(self) -> int:
-        with self.lock:
-            sent, self.sent = self.sent, 0
-        return sent
 
 
 def cli(env: dict, *args: str) -> str:
@@ -97,7 +54,7 @@ def run(protocol: str, src: Path, work: Path) -> list[dict]:
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        relay = Relay(port)
+        relay = CountingRelay(port)
         client_env = {**env, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         if protocol == "LFS":
             client_env["HF_HUB_DISABLE_XET"] = "1"
@@ -105,7 +62,7 @@ def run(protocol: str, src: Path, work: Path) -> list[dict]:
         for label, repo, home in [("first upload", "bench/first", "hf-home"),
                                   ("same folder, new repo", "bench/again", "hf-home"),
                                   ("same, empty client cache", "bench/elsewhere", "hf-home-2")]:
-            args = {"endpoint": f"http://127.0.0.1:{relay.port}", "token": token, "repo": repo, "src": str(src)}
+            args = {"endpoint": relay.url, "token": token, "repo": repo, "src": str(src)}
             proc = subprocess.run([sys.executable, "-c", UPLOAD, json.dumps(args)],
                                   env={**client_env, "HF_HOME": str(work / home)}, capture_output=True, text=True,
                                   check=True)
@@ -124,10 +81,10 @@ def run(protocol: str, src: Path, work: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", default="sentence-transformers/all-MiniLM-L6-v2", help="which shared repo to upload")
-    ap.add_argument("--repos-dir", type=Path, default=ROOT / ".cache" / "repos")
+    ap.add_argument("--repos", type=Path, default=ROOT / ".cache" / "shared-repos")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "upload.json")
     args = ap.parse_args()
-    src = materialized(args.repos_dir) / args.repo
+    src = materialized(args.repos) / args.repo
     rows = []
     with tempfile.TemporaryDirectory(prefix="wv-upload-") as tmp:
         for protocol in ("Xet", "LFS"):

@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 
 from conftest import run_cli
 from helpers import make_repo, safetensors_bytes
+from support import CountingRelay
 from test_api_rest import running, store_env
 from test_hub_client import hub_env, run_client
 import xet_build
@@ -150,51 +149,6 @@ def test_newest_client_uploads_through_xet(xet_server, tmp_path):
     assert not [p for p in staged.rglob("*") if p.is_file()]  # every xorb was dropped once its files were stored
 
 
-class CountingProxy:
-    """A TCP relay in front of the server that counts the bytes clients send (the upload on the wire)."""
-
-    def __init__(self, port: int) -> None:
-        self.target, self.sent = ("127.0.0.1", port), 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                if count:
-                    with self.lock:
-                        self.sent += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def take(self) -> int:
-        with self.lock:
-            sent, self.sent = self.sent, 0
-        return sent
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def stored_bytes(env: dict[str, str]) -> int:
     return json.loads(run_cli("report", "--json", env=env).stdout)["overall"]["stored_bytes"]
 
@@ -206,17 +160,17 @@ def test_xet_upload_stores_what_ingest_stores_and_reuploads_are_nearly_free(tmp_
     run_cli("ingest", str(tmp_path / "src"), "--repo", "acme/model", env=ingest_env)
 
     with running(store_env(tmp_path / "store")) as srv:
-        proxy = CountingProxy(int(srv.url.rsplit(":", 1)[1]))
-        env = xet_env(tmp_path, proxy.url)
-        args = {"endpoint": proxy.url, "token": srv.token, "src": str(tmp_path / "src")}
+        relay = CountingRelay(int(srv.url.rsplit(":", 1)[1]))
+        env = xet_env(tmp_path, relay.url)
+        args = {"endpoint": relay.url, "token": srv.token, "src": str(tmp_path / "src")}
         try:
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/model"}, env)
-            first = proxy.take()
+            first = relay.take()
             assert stored_bytes(srv.env) == stored_bytes(ingest_env)  # the model-aware path ran on every file
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/model"}, env)
-            same_repo = proxy.take()
+            same_repo = relay.take()
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/copy"}, env)
-            new_repo = proxy.take()
+            new_repo = relay.take()
             # One shard edited in the middle: the file is new, most of its chunks sit in xorbs the server
             # dropped after the first commit, so it is rebuilt from the stored files they point into.
             edited = bytearray(files["model-00002-of-00002.safetensors"])
@@ -224,17 +178,18 @@ def test_xet_upload_stores_what_ingest_stores_and_reuploads_are_nearly_free(tmp_
             files["model-00002-of-00002.safetensors"] = bytes(edited)
             make_repo(tmp_path / "src", files)
             run_client(sys.executable, FOLDER, {**args, "repo": "acme/edited"}, env)
-            one_edit = proxy.take()
+            one_edit = relay.take()
             # Another machine (an empty hf_xet cache) uploading the same folder: the server's answers to
             # its global deduplication queries name the xorbs it can skip.
             (tmp_path / "machine2").mkdir()
-            run_client(sys.executable, FOLDER, {**args, "repo": "acme/elsewhere"}, xet_env(tmp_path / "machine2", proxy.url))
-            other_machine = proxy.take()
-            got = run_client(sys.executable, SNAPSHOT, {"endpoint": proxy.url, "token": srv.read_token,
+            run_client(sys.executable, FOLDER, {**args, "repo": "acme/elsewhere"},
+                       xet_env(tmp_path / "machine2", relay.url))
+            other_machine = relay.take()
+            got = run_client(sys.executable, SNAPSHOT, {"endpoint": relay.url, "token": srv.read_token,
                                                         "repos": ["acme/copy", "acme/edited", "acme/elsewhere"],
                                                         "cache": str(tmp_path / "c")}, env)
         finally:
-            proxy.close()
+            relay.close()
     print(f"\nXet upload of a {folder_bytes} B folder: {first} B sent; again to the same repo: {same_repo} B; "
           f"to a new repo: {new_repo} B; with 64 bytes of one shard changed: {one_edit} B; "
           f"from another machine: {other_machine} B")
