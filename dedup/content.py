@@ -232,7 +232,7 @@ class ContentWriter:
         for frames, offset in choice.frame_slices():
             for frame in frames:
                 info = codec.frame_info(frame)
-                loc = self.packs.add(frame)
+                loc = self.packs.add(frame, bytes.fromhex(digest), len(staged.frames))
                 staged.frames.append((offset, info.raw_size, info.codec, loc))
                 staged.stored_size += len(frame)
                 offset += info.raw_size

@@ -156,7 +156,8 @@ class Rebaser:
                         best = (sname, attempt)
                 if best is not None:  # into a pack now: memory holds one tensor's frames at a time
                     rec = best[1]
-                    rec.locations = [writer.add(p) for p in rec.payloads] if writer else []
+                    key = bytes.fromhex(mine.digest)
+                    rec.locations = [writer.add(p, key, i) for i, p in enumerate(rec.payloads)] if writer else []
                     rec.payloads = []
                     recoded[mine.object_id] = best
                 self.progress(mine.raw_size)

@@ -127,10 +127,13 @@ def compact(catalog: Catalog, backend: ObjectBackend, writer: PackWriter,
             if used < below * size]
     for pack_id, name, size in sparse:
         with catalog.read_session() as s:
-            frames = s.execute(select(Frame.object_id, Frame.seq, Frame.pack_offset, Frame.size)
+            frames = s.execute(select(Frame.object_id, Frame.seq, Frame.pack_offset, Frame.size, Object.digest)
+                               .join(Object, Object.id == Frame.object_id)
                                .where(Frame.pack_id == pack_id).order_by(Frame.pack_offset)).all()
         data = backend.read(name, 0, size)
-        moves = [(oid, seq, writer.add(data[off:off + n])) for oid, seq, off, n in frames]
+        # Copies carry their object and frame number, so compaction also rewrites version 1 packs into v2.
+        moves = [(oid, seq, writer.add(data[off:off + n], bytes.fromhex(digest), seq))
+                 for oid, seq, off, n, digest in frames]
         shipped = writer.flush()
         with catalog.write_session() as s:
             claim_packs(s, list(shipped.values()))
@@ -141,5 +144,5 @@ def compact(catalog: Catalog, backend: ObjectBackend, writer: PackWriter,
                       .values(condemned_at=utcnow()))
         writer.shipped.clear()
         result.packs_compacted += 1
-        result.bytes_moved += sum(n for _, _, _, n in frames)
+        result.bytes_moved += sum(f.size for f in frames)
     return result

@@ -1,12 +1,25 @@
-"""Pack files: many frames in one immutable object, written once, read by range.
+"""Pack files: many entries in one immutable object, written once, read by range.
 
-Layout (little-endian)::
+Layout (little-endian; docs/FORMAT.md "Pack", golden files in tests/golden/packs)::
 
-    pack   := MAGIC entry*
-    entry  := u32 length, u32 crc32(payload), payload[length]
+    pack    := MAGIC_V2 entry*                    MAGIC_V2 = "WVPACK" 0x00 0x02
+    entry   := header(52) payload[length]
+    header  := u32 length, u32 crc32(payload), u8 kind, 3 zero bytes, u32 index, key[32],
+               u32 crc32(header[0:48])
 
-The store does not interpret payloads (they are codec frames); the per-entry
-CRC lets ``verify`` and ``gc`` check a pack without knowing any codec.
+``kind`` says what the payload is: a codec frame (``FRAME``: key = sha256 of the object it
+codes, index = its frame number) or a catalog record (``RECORD``: key = sha256 of the
+payload, store/journal.py). With the header CRC a reader can trust a header whose payload
+is damaged and go on to the next entry, so one bad frame costs that frame, not the pack.
+A pack is named by its content (``packs/<h[:2]>/<h>``, h = sha256 of the whole pack, 40 hex),
+so the bucket alone says which entry is which (``weightvault recover``).
+
+Version 1 packs (``"WVPACK" 0x00 0x01``, entry := u32 length, u32 crc32, payload; uuid
+names) stay readable: the read path uses catalog offsets only, and ``iter_entries``
+parses both headers. Their entries carry no key, so recover cannot place them.
+
+The store does not interpret payloads; the per-entry CRCs let ``verify`` and ``gc`` check
+a pack without knowing any codec.
 
 A pack is registered in the catalog *before* it is uploaded, marked
 unreferenced; the ingest that fills it clears the mark in the same transaction
@@ -15,14 +28,15 @@ removes after its grace period, and never an object the catalog doesn't know.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import struct
 import tempfile
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import update
 
@@ -33,17 +47,48 @@ from .backends import ObjectBackend
 from .db import Catalog
 from .models import Pack, utcnow
 
-MAGIC = b"WVPACK\x00\x01"
-ENTRY = struct.Struct("<II")
+MAGIC_V1 = b"WVPACK\x00\x01"
+MAGIC = b"WVPACK\x00\x02"
+ENTRY_V1 = struct.Struct("<II")
+ENTRY_BODY = struct.Struct("<IIB3xI32s")
+ENTRY = struct.Struct("<IIB3xI32sI")  # the v2 header: ENTRY_BODY + its CRC
+FRAME, RECORD = 1, 2
+KINDS = (FRAME, RECORD)
+#: Characters of the content hash in a pack's name (160 bits; names fit the catalog's 64).
+NAME_HEX = 40
+_spool_ids = itertools.count()
+
+
+def pack_name(digest_hex: str, prefix: str = "packs") -> str:
+    return f"{prefix}/{digest_hex[:2]}/{digest_hex[:NAME_HEX]}"
+
+
+def entry_header(payload, kind: int, key: bytes, index: int) -> bytes:
+    body = ENTRY_BODY.pack(len(payload), zlib.crc32(payload), kind, index, key)
+    return body + zlib.crc32(body).to_bytes(4, "little")
 
 
 @dataclass(frozen=True)
 class Location:
-    """Where an entry's payload lives: pack name, payload offset, payload size."""
+    """Where an entry's payload lives: pack, payload offset, payload size. Until the pack
+    ships, ``pack`` is the writer's spool key; ``PackWriter.flush`` maps it to the catalog id."""
 
     pack: str
     offset: int
     size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry as read back from a pack; ``key`` and ``index`` are empty in a version 1 pack."""
+
+    offset: int      # of the payload in the pack
+    size: int
+    crc: int
+    kind: int
+    key: bytes
+    index: int
+    payload: bytes
 
 
 class PackWriter:
@@ -66,12 +111,16 @@ class PackWriter:
         self._name = ""
         self._size = 0
 
-    def add(self, payload: bytes | memoryview) -> Location:
+    def add(self, payload: bytes | memoryview, key: bytes, index: int, kind: int = FRAME) -> Location:
+        """Append ``payload`` with what it is: for a frame, the sha256 (32 bytes) of the object it
+        codes and its frame number."""
         if self._file is None:
             self._open()
-        header = ENTRY.pack(len(payload), zlib.crc32(payload))
+        header = entry_header(payload, kind, key, index)
         self._file.write(header)
         self._file.write(payload)
+        self._hash.update(header)
+        self._hash.update(payload)
         loc = Location(self._name, self._size + ENTRY.size, len(payload))
         self._size += ENTRY.size + len(payload)
         if self._size >= self.target_bytes:
@@ -90,15 +139,17 @@ class PackWriter:
             self._file = None
 
     def _open(self) -> None:
-        self._name = f"packs/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}"
+        self._name = f"spool:{os.getpid()}:{next(_spool_ids)}"
         fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix=leftovers.prefix("spool"))
         self._file = os.fdopen(fd, "w+b")
         self._spool = Path(path)
         self._file.write(MAGIC)
+        self._hash = hashlib.sha256(MAGIC)
         self._size = len(MAGIC)
 
     def _ship(self) -> None:
-        f, name, size = self._file, self._name, self._size
+        f, key, size = self._file, self._name, self._size
+        name = pack_name(self._hash.hexdigest())
         self._file = None
         f.flush()
         path = self._spool
@@ -112,7 +163,7 @@ class PackWriter:
         finally:
             f.close()
             path.unlink(missing_ok=True)
-        self.shipped[name] = pack_id
+        self.shipped[key] = pack_id
 
 
 def claim_packs(session, pack_ids: list[int]) -> None:
@@ -124,27 +175,51 @@ def claim_packs(session, pack_ids: list[int]) -> None:
         raise PackClaimLost()
 
 
-def iter_entries(backend: ObjectBackend, name: str, size: int, block: int = 16 << 20) -> Iterator[tuple[int, bytes]]:
-    """Walk a whole pack, checking every entry's length and CRC: yields (payload offset, payload)."""
-    head = backend.read(name, 0, len(MAGIC))
-    if head != MAGIC:
-        raise PackCorrupt(f"{name}: bad magic")
+def iter_entries(backend: ObjectBackend, name: str, size: int, block: int = 16 << 20) -> Iterator[Entry]:
+    """Walk a whole pack (version 1 or 2), checking every header and CRC; PackCorrupt at the first fault."""
+    def fail(problem: PackCorrupt, resumable: bool) -> None:
+        raise problem
+    yield from scan_entries(backend, name, size, fail, block)
+
+
+def scan_entries(backend: ObjectBackend, name: str, size: int,
+                 on_damage: Callable[[PackCorrupt, bool], None], block: int = 16 << 20) -> Iterator[Entry]:
+    """Walk a pack, yielding its sound entries; each fault goes to ``on_damage(error, resumable)``.
+
+    A payload that fails its CRC under a sound version 2 header is skipped and the walk goes
+    on (resumable); a bad magic, a damaged header or a truncation ends the walk."""
+    head = backend.read(name, 0, min(len(MAGIC), size))
+    if head not in (MAGIC, MAGIC_V1):
+        return on_damage(PackCorrupt(f"{name}: bad magic (not a weightvault pack)"), False)
+    v2 = head == MAGIC
+    header = ENTRY if v2 else ENTRY_V1
     pos = len(MAGIC)
     buf, buf_start = b"", pos
     while pos < size:
-        need_end = pos + ENTRY.size
+        need_end = pos + header.size
         if need_end > size:
-            raise PackCorrupt(f"{name}: truncated entry header at {pos}")
+            return on_damage(PackCorrupt(f"{name}: truncated entry header at {pos}"), False)
         if need_end > buf_start + len(buf):
             buf_start, buf = pos, backend.read(name, pos, min(block, size - pos))
-        length, crc = ENTRY.unpack_from(buf, pos - buf_start)
-        start, end = pos + ENTRY.size, pos + ENTRY.size + length
+        at = pos - buf_start
+        if v2:
+            length, crc, kind, index, key, hcrc = ENTRY.unpack_from(buf, at)
+            if zlib.crc32(buf[at:at + ENTRY_BODY.size]) != hcrc or kind not in KINDS:
+                return on_damage(PackCorrupt(f"{name}: entry header at {pos} is damaged"), False)
+        else:
+            (length, crc), kind, index, key = ENTRY_V1.unpack_from(buf, at), FRAME, 0, b""
+        start, end = pos + header.size, pos + header.size + length
         if end > size:
-            raise PackCorrupt(f"{name}: entry at {pos} runs past the end of the pack")
+            return on_damage(PackCorrupt(f"{name}: entry at {pos} runs past the end of the pack"), False)
         if end > buf_start + len(buf):
             buf_start, buf = pos, backend.read(name, pos, min(max(block, end - pos), size - pos))
         payload = buf[start - buf_start:end - buf_start]
-        if zlib.crc32(payload) != crc:
-            raise PackCorrupt(f"{name}: entry at {pos} fails its CRC")
-        yield start, payload
         pos = end
+        if zlib.crc32(payload) != crc:
+            on_damage(PackCorrupt(f"{name}: entry at {start - header.size} fails its CRC"
+                                  + (f" (frame {index} of object {key.hex()[:16]})" if v2 and kind == FRAME else "")),
+                      v2)
+            if not v2:
+                return None
+            continue
+        yield Entry(start, length, crc, kind, key, index, payload)
