@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import delete, exists, select, update
 
 from weightvault.errors import FamilyNotFound
-from weightvault.store import Vault
+from weightvault.store import Vault, journal
 from weightvault import codec
 from weightvault.store.models import Commit, Family, Frame, IngestEvent, Object, Ref, Repo
 from weightvault.store.packs import Location, claim_packs
@@ -254,6 +254,7 @@ class Rebaser:
                          depth=rec.depth, reason=rec.reason)).rowcount
                 if not changed:
                     continue
+                journal.touch(session, Object, rec.object_id)
                 session.execute(delete(Frame).where(Frame.object_id == rec.object_id))
                 for seq, ((raw_offset, raw_size, codec_name, _), loc) in enumerate(zip(rec.frames, rec.locations)):
                     session.add(Frame(object_id=rec.object_id, seq=seq, raw_offset=raw_offset, raw_size=raw_size,
@@ -263,6 +264,7 @@ class Rebaser:
             if switched:
                 session.execute(update(Repo).where(Repo.id == repo_id).values(base_repo_id=base_repo_id,
                                                                               family_reason=why))
+                journal.touch(session, Repo, repo_id)
                 head = session.scalar(select(Commit.oid).join(Ref, Ref.commit_id == Commit.id)
                                       .where(Ref.repo_id == repo_id).order_by(Ref.name != "main").limit(1))
                 session.add(IngestEvent(repo_id=repo_id, repo_name=name, commit_oid=head, raw_bytes=0,

@@ -57,11 +57,12 @@ class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: The session factory (store/journal.py hooks its events).
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
-        with self._sessions() as session:
+        with self.sessions() as session:
             yield session
 
     @contextlib.contextmanager
@@ -69,7 +70,7 @@ class Catalog:
         """A transaction that commits on success and rolls back on any error."""
         token = _immediate.set(True)
         try:
-            with self._sessions() as session, session.begin():
+            with self.sessions() as session, session.begin():
                 yield session
         finally:
             _immediate.reset(token)

@@ -21,6 +21,7 @@ from sqlalchemy import delete, exists, func, select, update
 from .db import Catalog
 from .backends import ObjectBackend
 from .models import File, Frame, Object, Pack, Segment, TreeEntry, utcnow
+from .journal import META_PREFIX
 from .packs import ENTRY, PackWriter, claim_packs
 
 DEFAULT_GRACE = timedelta(hours=1)
@@ -74,8 +75,9 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
                 break
         s.execute(update(Pack).where(exists().where(Frame.pack_id == Pack.id)).values(condemned_at=None))
         result.packs_marked = s.execute(update(Pack).where(
-            Pack.condemned_at.is_(None), ~exists().where(Frame.pack_id == Pack.id)).values(condemned_at=utcnow())
-        ).rowcount or 0
+            Pack.condemned_at.is_(None), ~exists().where(Frame.pack_id == Pack.id),
+            ~Pack.name.startswith(f"{META_PREFIX}/"),  # catalog records hold no frames and are kept
+        ).values(condemned_at=utcnow())).rowcount or 0
     cutoff = utcnow() - grace
     with catalog.write_session() as s:
         doomed = s.execute(select(Pack.id, Pack.name, Pack.size).where(
@@ -87,7 +89,8 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         backend.delete(name)
         result.packs_deleted += 1
         result.bytes_freed += size
-    listed = list(backend.list("packs/"))  # before the catalog is read: a pack's row exists before its bytes
+    # listed before the catalog is read: a pack's row exists before its bytes
+    listed = [*backend.list("packs/"), *backend.list(f"{META_PREFIX}/")]
     with catalog.read_session() as s:
         waiting = s.execute(select(func.count(Pack.id), func.coalesce(func.sum(Pack.size), 0),
                                    func.max(Pack.condemned_at)).where(Pack.condemned_at.is_not(None))).one()
@@ -100,7 +103,8 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
         # Files go one gc after their grace, and the packs they free one grace after that.
         result.pending_until = (max(latest) + grace * (2 if young[0] else 1)).isoformat(timespec="seconds")
     # Pack objects no catalog row names: a pack row is written before its bytes and deleted before them,
-    # so these are the bytes of a gc killed between its two steps. The grace keeps this safe anyway.
+    # so these are the bytes of a gc killed between its two steps, or a catalog record uploaded by a
+    # transaction killed before it committed (store/journal.py). The grace keeps this safe anyway.
     for obj in listed:
         if obj.name not in known and obj.mtime < cutoff.timestamp():
             backend.delete(obj.name)

@@ -7,6 +7,7 @@ from . import leftovers
 from .backends import LocalBackend, ObjectBackend, S3Backend
 from .config import Settings
 from .db import Catalog
+from .journal import Journal
 from .packs import PackWriter
 
 
@@ -25,6 +26,7 @@ class Vault:
             if settings.s3_bucket
             else LocalBackend(settings.data_dir / "objects")
         )
+        self.journal = Journal(self.catalog, self.backend, settings.data_dir / "spool")
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, **kw) -> "Vault":
