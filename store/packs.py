@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from weightvault.errors import PackClaimLost, PackCorrupt
 
@@ -154,16 +155,33 @@ class PackWriter:
         f.flush()
         path = self._spool
         try:
-            with self.catalog.write_session() as s:
-                pack = Pack(name=name, size=size, condemned_at=utcnow())
-                s.add(pack)
-                s.flush()
-                pack_id = pack.id
+            pack_id = self._register(name, size)
             self.backend.put_file(name, path)
         finally:
             f.close()
             path.unlink(missing_ok=True)
         self.shipped[key] = pack_id
+
+
+    def _register(self, name: str, size: int) -> int:
+        """The catalog id of pack ``name``, registered unreferenced. Names are content hashes, so
+        a pack another writer already registered holds the same bytes (two ingests of the same
+        content): it is shared, its grace period restarted if it is not yet claimed."""
+        for _ in range(3):
+            try:
+                with self.catalog.write_session() as s:
+                    existing = s.scalar(select(Pack.id).where(Pack.name == name))
+                    if existing is not None:
+                        s.execute(update(Pack).where(Pack.id == existing, Pack.condemned_at.is_not(None))
+                                  .values(condemned_at=utcnow()))
+                        return existing
+                    pack = Pack(name=name, size=size, condemned_at=utcnow())
+                    s.add(pack)
+                    s.flush()
+                    return pack.id
+            except IntegrityError:
+                continue  # registered by a concurrent writer between our query and insert: look again
+        raise PackClaimLost()
 
 
 def claim_packs(session, pack_ids: list[int]) -> None:
