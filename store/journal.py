@@ -35,6 +35,7 @@ from pathlib import Path
 import zstandard
 from sqlalchemy import event, select
 
+from . import leftovers
 from .backends import ObjectBackend
 from .models import Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token, TreeEntry
 from .packs import MAGIC, RECORD, entry_header, pack_name
@@ -169,7 +170,7 @@ class Journal:
         body = MAGIC + entry_header(payload, RECORD, hashlib.sha256(payload).digest(), 0) + payload
         name = pack_name(hashlib.sha256(body).hexdigest(), META_PREFIX)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.spool_dir, prefix="record-")
+        fd, tmp = tempfile.mkstemp(dir=self.spool_dir, prefix=leftovers.prefix("record"))
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
