@@ -70,7 +70,7 @@ def test_recover_rebuilds_every_revision(vault, tmp_path):
         assert after[what] == before[what], what
     assert commits_of(fresh) == commits
     for (repo, rev), tree in trees.items():
-        assert restore(fresh, repo, rev, tmp_path / "out" / repo / rev) == tree
+        assert restore(fresh, repo, rev, tmp_path / "out" / repo / rev).written == tree
     assert verify(fresh).ok
     assert compare(fresh.catalog, scan(fresh.backend)) == []
     with pytest.raises(Exception, match="not empty"):
