@@ -416,6 +416,21 @@ size_t wv_rans_dec_finish(wv_rans_dec *d)
     uint8_t *dst = d->dst;
     size_t i = d->i, n = d->n, coded = d->coded;
     i += dec_blocks(st, &p, end, dst + i, coded - i, cx ? cx + i : NULL, tab);
+    if (coded - i >= WV_RANS_LANES) {
+        /* Fewer than 32 words left but whole blocks of symbols: a low-entropy plane (an xor
+         * plane at 0.08 bits per symbol decodes ~6500 symbols from its last 32 words).
+         * Continue the block kernel on a zero-padded copy; it stops once it has read past
+         * the real words, which only a corrupt stream does.  MiniLM BF16 fine-tune xor
+         * frames against the FP32 base, 40 hot frames: 740 -> 909 MB/s. */
+        uint8_t tail[4 * WV_RANS_LANES] = {0};
+        size_t rem = (size_t)(end - p);
+        WV_RETURN_ERROR_IF(rem >= 2 * WV_RANS_LANES, WV_ERR_CORRUPT); /* the kernels stop below this */
+        memcpy(tail, p, rem);
+        const uint8_t *q = tail;
+        i += dec_blocks(st, &q, tail + rem + 2 * WV_RANS_LANES, dst + i, coded - i, cx ? cx + i : NULL, tab);
+        WV_RETURN_ERROR_IF((size_t)(q - tail) > rem, WV_ERR_CORRUPT);
+        p += q - tail;
+    }
     for (; i < coded; i++) { /* checked step for the tail */
         uint32_t x = dec_sym(st[i % WV_RANS_LANES], i, dst, cx, tab);
         if (x < WV_RANS_L) {
