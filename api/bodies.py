@@ -43,4 +43,23 @@ def JsonBody(model: type[M], *, optional: bool = False):
 
 def documented(model: type[BaseModel], *, required: bool = True, media_type: str = "application/json") -> dict:
     """``openapi_extra`` describing ``model`` as the request body (the dependency hides it from FastAPI)."""
-    return {"requestBody": {"required": required, "content": {media_type: {"schema": model.model_json_schema()}}}}
+    return {"requestBody": {"required": required, "content": {media_type: {"schema": _inlined(model)}}}}
+
+
+def _inlined(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with nested models written in place: a ``#/$defs/...`` reference would
+    point into the OpenAPI document's root, where no ``$defs`` is (these models hold no cycles)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def expand(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return expand(defs[ref.removeprefix("#/$defs/")])
+            return {k: expand(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [expand(v) for v in node]
+        return node
+
+    return expand(schema)

@@ -58,7 +58,8 @@ class BodyTooLarge(ApiError):
 
 
 class BodyLimit:
-    """ASGI middleware: 413 before the app runs when ``Content-Length`` is over the limit, else count as read."""
+    """ASGI middleware: 413 before the app runs when ``Content-Length`` is over the limit, else count as read;
+    400 for a URL holding NUL (found by tests/test_api_schema_fuzz.py: PostgreSQL refused it with a 500)."""
 
     def __init__(self, app, settings: ServerSettings) -> None:
         self.app, self.settings = app, settings
@@ -66,6 +67,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        raw = (scope.get("raw_path") or b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in raw or b"\x00" in raw or b"\x00" in scope["path"].encode("utf-8", "surrogateescape"):
+            # No name, revision or parameter of this API holds NUL, and PostgreSQL refuses it in any query.
+            return await ApiError(400, "BadRequest", "URLs must not contain NUL (%00)").response()(scope, receive, send)
         limit = body_limit(self.settings, scope["method"], scope["path"], scope.get("query_string", b""))
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.strip().isdigit() and (len(length.strip()) > _MAX_DIGITS or int(length) > limit):

@@ -78,7 +78,8 @@ class UploadComplete(BaseModel):
 # -- repos ------------------------------------------------------------------------------
 
 @router.get("/repos", summary="List repos and their branches")
-def list_repos(vault: VaultDep, access: ReadAccess, kind: str | None = None) -> list[dict]:
+def list_repos(vault: VaultDep, access: ReadAccess,
+               kind: str | None = Query(None, pattern="^(model|dataset|space)$")) -> list[dict]:
     with vault.catalog.read_session() as s:
         q = select(Repo).order_by(Repo.kind, Repo.name)
         repos = s.scalars(q.where(Repo.kind == kind) if kind else q).all()

@@ -5,7 +5,8 @@
 Builds one BF16 safetensors file of ``--size-mb`` (normal weights, as a model
 has), ingests it, then runs two servers under the same uvicorn: ``weightvault
 serve`` (decoding frame by frame from packs) and a Starlette ``FileResponse``
-of the original file. For each: download MB/s with one client and with
+of the original file, plus the weightvault app with issue 14's request guards
+taken out (body limits, NUL check, catch-all error middleware) to show what they cost. For each: download MB/s with one client and with
 ``--clients`` at once, time to first byte, the latency of 1 MiB Range reads at
 random offsets, and the server's peak resident memory (VmHWM) next to the file
 size. Downloads use curl; clients run on the same machine and share its cores
@@ -47,6 +48,21 @@ import uvicorn
 path = sys.argv[1]
 app = Starlette(routes=[Route("/file", lambda request: FileResponse(path), methods=["GET", "HEAD"])])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+'''
+
+
+#: The same weightvault app with the request guards of issue 14 taken out (body limits, NUL check, the
+#: catch-all error middleware), so one run shows what they cost on the download path.
+NO_LIMITS_APP = r'''
+import sys
+import uvicorn
+from weightvault.api.app import create_app
+from weightvault.api.errors import Unexpected
+from weightvault.api.limits import BodyLimit
+
+app = create_app()
+app.user_middleware = [m for m in app.user_middleware if m.cls not in (BodyLimit, Unexpected)]
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 '''
 
 
@@ -164,16 +180,22 @@ def main() -> None:
                                capture_output=True, text=True).stdout.strip()
         stored = sum(p.stat().st_size for p in (work / "store" / "objects").rglob("*") if p.is_file())
 
-        wv_port, raw_port = free_port(), free_port()
+        wv_port, raw_port, bare_port = free_port(), free_port(), free_port()
         procs.append(subprocess.Popen([*cli, "serve", "--port", str(wv_port)], env=env))
         procs.append(subprocess.Popen([sys.executable, "-c", RAW_APP, str(model), str(raw_port)]))
+        procs.append(subprocess.Popen([sys.executable, "-c", NO_LIMITS_APP, str(bare_port)], env=env))
         wv_url = f"http://127.0.0.1:{wv_port}/bench/big/resolve/main/model.safetensors"
+        bare_url = wv_url.replace(str(wv_port), str(bare_port))
         raw_url = f"http://127.0.0.1:{raw_port}/file"
         wait_http(f"http://127.0.0.1:{wv_port}/docs")
+        wait_http(f"http://127.0.0.1:{bare_port}/docs")
         wait_http(raw_url.replace("/file", "/"))
+        auth = {"Authorization": f"Bearer {token}"}
         rows = [
-            measure("weightvault (decoded from packs)", wv_url, {"Authorization": f"Bearer {token}"}, size,
+            measure("weightvault (decoded from packs)", wv_url, auth, size,
                     procs[0].pid, args.clients, args.ranges, args.repeat),
+            measure("weightvault without request limits", bare_url, auth, size,
+                    procs[2].pid, args.clients, args.ranges, args.repeat),
             measure("raw file (Starlette FileResponse)", raw_url, {}, size, procs[1].pid, args.clients, args.ranges,
                     args.repeat),
         ]

@@ -114,3 +114,28 @@ def test_tensor_names_the_catalog_cannot_hold_are_refused():
         head = json.dumps({name: {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}).encode()
         with pytest.raises(safetensors.SafetensorsError, match="tensor name"):
             safetensors.parse(len(head).to_bytes(8, "little") + head + b"x")
+
+
+def test_nul_in_urls_is_400_before_any_route():
+    import asyncio
+
+    from weightvault.api.limits import BodyLimit
+
+    sent = []
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not run")
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    mw = BodyLimit(app, ServerSettings())
+    for raw, query in ((b"/api/v1/repos", b"kind=a%00b"), (b"/api/models/a%00/b", b"")):
+        sent.clear()
+        scope = {"type": "http", "method": "GET", "path": raw.decode(), "raw_path": raw, "query_string": query,
+                 "headers": []}
+        asyncio.run(mw(scope, receive, send))
+        assert sent[0]["status"] == 400
