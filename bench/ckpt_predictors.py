@@ -41,7 +41,7 @@ from weightvault.dedup.formats import safetensors  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 PREDICTORS = ["previous", "extrapolate", "momentum", "adam", "both"]
 #: issue 6: 25% under the best simple delta, which leaves 0.765 of the deltas' raw
-#: size on the default make_checkpoints.py series (bench/results/checkpoints.json).
+#: size on the default make_checkpoints.py series (measured by bench/checkpoints.py).
 TARGET = 0.573
 
 

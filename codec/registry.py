@@ -9,7 +9,7 @@ Built-in ids (never renumber; docs/FORMAT.md "Codec ids"):
  1     zstd      zstandard level 3 (python-zstandard)                   Python
  2     planes    byte planes, each raw / constant / rANS                C
  3     xor       planes of (member XOR base cast to member dtype)       C
- 4     ckpt      reserved: checkpoint arithmetic coder (codec/ckpt.py)  -
+ 4     ckpt      checkpoint arithmetic coder (codec/ckpt.py)            C
 ====  ========  =====================================================  ==========
 
 Adding a codec written in Python (this is how codec/ckpt.py plugs in)::
@@ -99,16 +99,12 @@ class Registry(Mapping[str, int]):
 
 
 CODECS = Registry()
-RESERVED_IDS: dict[int, str] = {4: "ckpt"}
 
 
 def register(name: str, codec_id: int, impl: CodecImpl) -> None:
     """Register a Python codec under ``name`` and frame id ``codec_id`` (0..255).
 
     Re-registering the same name with the same id replaces the implementation;
-    reusing a name or an id for something else raises ValueError, as does taking
-    a reserved id under another name.
+    reusing a name or an id for something else raises ValueError.
     """
-    if RESERVED_IDS.get(codec_id, name) != name:
-        raise ValueError(f"codec id {codec_id} is reserved for {RESERVED_IDS[codec_id]!r}")
     CODECS.add(name, codec_id, impl)

@@ -29,7 +29,7 @@ def test_registry_ids() -> None:
     with pytest.raises(CodecError):
         CODECS.name(250)
     with pytest.raises(ValueError):
-        codec.register("not-ckpt", 4, object())  # id 4 is reserved for "ckpt"
+        codec.register("not-ckpt", 4, object())  # id 4 is taken by "ckpt"
     with pytest.raises(ValueError):
         codec.register("planes", 77, object())   # name taken by another id
 

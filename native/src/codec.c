@@ -7,7 +7,7 @@
 
 /* An xor payload above this share of the raw size is compared with plain planes
  * (costs a second encode); below it, planes cannot win on float weights, whose
- * plain planes code to >= 0.65 (bench/results/codec.json). */
+ * plain planes code to >= 0.65 (bench/codec.py on the shared repos). */
 #define XOR_RETRY_SHARE 0.5
 
 size_t wv_frame_bound(size_t raw) { return WV_FRAME_HEADER_SIZE + wv_payload_bound(raw); }
