@@ -22,7 +22,7 @@ from .db import Catalog
 from .backends import ObjectBackend
 from .models import File, Frame, Object, Pack, Segment, TreeEntry, utcnow
 from .journal import META_PREFIX
-from .packs import ENTRY, PackWriter, claim_packs
+from .packs import ENTRY, NAME_HEX, PackWriter, claim_packs, pack_name
 
 DEFAULT_GRACE = timedelta(hours=1)
 #: REST multipart uploads keep their parts under ``uploads/`` until completed, and Xet
@@ -121,14 +121,17 @@ def collect(catalog: Catalog, backend: ObjectBackend, grace: timedelta = DEFAULT
 
 def compact(catalog: Catalog, backend: ObjectBackend, writer: PackWriter,
             below: float = DEFAULT_COMPACT_BELOW, result: GcResult | None = None) -> GcResult:
-    """Copy the live frames of sparse packs into new packs and mark the old ones unreferenced."""
+    """Copy the live frames of sparse packs, and of every version 1 pack, into new packs and mark
+    the old ones unreferenced. Version 1 packs (uuid names, shorter than content names) are
+    rewritten whatever their fill: their entries do not say what they hold, so until then
+    ``recover`` cannot place their frames (docs/FORMAT.md "Pack")."""
     result = result or GcResult()
     live = func.sum(Frame.size + ENTRY.size)
     with catalog.read_session() as s:
         sparse = [(pid, name, size) for pid, name, size, used in s.execute(
             select(Pack.id, Pack.name, Pack.size, live).join(Frame, Frame.pack_id == Pack.id)
             .where(Pack.condemned_at.is_(None)).group_by(Pack.id, Pack.name, Pack.size)).all()
-            if used < below * size]
+            if used < below * size or len(name) < len(pack_name("0" * NAME_HEX))]
     for pack_id, name, size in sparse:
         with catalog.read_session() as s:
             frames = s.execute(select(Frame.object_id, Frame.seq, Frame.pack_offset, Frame.size, Object.digest)

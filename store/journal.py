@@ -98,6 +98,16 @@ def touch(session, model: type, row_id: int) -> None:
     session.info.setdefault(_INFO, _Pending()).touched.add((model, row_id))
 
 
+def record_everything(session) -> None:
+    """Put every catalog row into this transaction's record: a store written before records
+    existed becomes recoverable (``weightvault db checkpoint``); later records still win."""
+    pending = session.info.setdefault(_INFO, _Pending())
+    for model in (*KINDS.values(), TreeEntry, Segment):
+        for row in session.scalars(select(model)):
+            pending.rows[(model, id(row))] = row
+    pending.objects_with_frames.update(session.scalars(select(Object.id)))
+
+
 def suppress(session) -> None:
     """Write no record for this transaction: ``recover`` rebuilds rows the bucket already records."""
     session.info[_OFF] = True

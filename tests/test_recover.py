@@ -48,7 +48,15 @@ def commits_of(vault: Vault) -> set[tuple]:
                 s.execute(select(Commit, Repo.name).join(Repo, Repo.id == Commit.repo_id)).all()}
 
 
+def forget_frame_lists() -> None:
+    """As a process restart would: the rebuilt catalog numbers objects afresh, and readers share
+    frame lists keyed by catalog and object id."""
+    from weightvault.dedup import reader
+    reader._shared_plans = reader._SharedPlans()
+
+
 def drop_catalog(vault: Vault) -> Vault:
+    forget_frame_lists()
     vault.close()
     root = vault.settings.data_dir
     for suffix in ("", "-wal", "-shm"):
@@ -147,6 +155,7 @@ def test_recover_on_postgres_and_s3(tmp_path, monkeypatch, postgres_server, post
     with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
+    forget_frame_lists()
     fresh = Vault.open(tmp_path / "node2")  # another node: nothing local survives either
     report = rebuild(fresh.catalog, scan(fresh.backend))
     assert report.problems == []
@@ -157,4 +166,73 @@ def test_recover_on_postgres_and_s3(tmp_path, monkeypatch, postgres_server, post
     for (repo, rev), tree in trees.items():
         assert restore(fresh, repo, rev, tmp_path / "out" / repo / rev).written == tree
     assert compare(fresh.catalog, scan(fresh.backend)) == []
+    fresh.close()
+
+
+class _PreviousReleaseWriter:
+    """What the release before packs version 2 wrote: 8-byte entry headers, uuid names, no records."""
+
+    @staticmethod
+    def install(vault: Vault, monkeypatch) -> None:
+        import uuid
+
+        from sqlalchemy import event
+
+        from weightvault.store import packs
+
+        class OldWriter(packs.PackWriter):
+            def _open(self):
+                super()._open()
+                self._file.seek(0)
+                self._file.write(packs.MAGIC_V1)
+                self._hash = type("H", (), {"hexdigest": staticmethod(lambda h=uuid.uuid4().hex: h)})()
+
+            def add(self, payload, key, index, kind=packs.FRAME):
+                if self._file is None:
+                    self._open()
+                self._file.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + bytes(payload))
+                loc = packs.Location(self._name, self._size + 8, len(payload))
+                self._size += 8 + len(payload)
+                return loc
+
+        monkeypatch.setattr(Vault, "pack_writer", lambda self: OldWriter(
+            self.catalog, self.backend, self.settings.data_dir / "spool", self.settings.pack_target_bytes))
+        event.remove(vault.catalog.sessions, "after_flush", vault.journal._after_flush)
+        event.remove(vault.catalog.sessions, "before_commit", vault.journal._before_commit)
+
+
+def test_store_written_before_records(vault, tmp_path, monkeypatch):
+    """A store of the previous release opens, reads and verifies; gc rewrites its version 1 packs,
+    `db checkpoint` records its catalog, and from then on recover rebuilds it."""
+    with monkeypatch.context() as m:
+        _PreviousReleaseWriter.install(vault, m)
+        trees = build_history(vault, tmp_path)
+    root = vault.settings.data_dir
+    vault.close()
+    env = {"WEIGHTVAULT_DATA_DIR": str(root), "WEIGHTVAULT_DATABASE_URL": "", "WEIGHTVAULT_S3_BUCKET": ""}
+    old = Vault.open(root)
+    assert len(scan(old.backend).v1_packs) == len(list(old.backend.list("packs/"))) > 0
+    assert not list(old.backend.list("meta/"))
+    for (repo, rev), tree in trees.items():
+        assert restore(old, repo, rev, tmp_path / "old" / repo / rev).written == tree
+    assert verify(old).ok
+    before, commits = catalog_state(old.catalog), commits_of(old)
+    old.close()
+    run_cli("gc", "--grace-minutes", "0", env=env)
+    run_cli("db", "checkpoint", env=env)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{root / 'catalog.sqlite'}{suffix}").unlink(missing_ok=True)
+    forget_frame_lists()
+    fresh = Vault.open(root)
+    sc = scan(fresh.backend)
+    assert sc.v1_packs == []
+    report = rebuild(fresh.catalog, sc)
+    assert report.problems == []
+    after = catalog_state(fresh.catalog)
+    for what in ("repos", "refs", "tags", "commits", "files", "objects"):
+        assert after[what] == before[what], what
+    assert commits_of(fresh) == commits
+    for (repo, rev), tree in trees.items():
+        got = restore(fresh, repo, rev, tmp_path / "out" / repo / rev)
+        assert got.written == tree, (repo, rev, got.failed)
     fresh.close()

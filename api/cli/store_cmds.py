@@ -172,7 +172,9 @@ def recover(
     Every pack is read: frames are placed by the object and frame number their entries carry,
     and the catalog records written with every change are replayed, so every repo, branch,
     tag, commit id and tree comes back as it was. Damaged entries are skipped and listed.
-    Exit 1 when something could not be rebuilt."""
+    Exit 1 when something could not be rebuilt. Restart running servers afterwards: they
+    cache frame lists by object id for a few minutes, and the rebuilt catalog numbers
+    objects afresh."""
     from dataclasses import asdict
 
     from weightvault.store.recover import RecoverReport, rebuild, scan
@@ -301,6 +303,22 @@ def rebase(
     out.print(table if result.members else "no member gains from another base")
     if result.members and not dry_run:
         out.print(f"saved {human(result.bytes_saved)}; run `weightvault gc` to reclaim the replaced frames")
+
+
+@db_app.command("checkpoint")
+def db_checkpoint(data_dir: Optional[Path] = DataDir):
+    """Write the whole catalog to the object store as one record.
+
+    Stores written before catalog records existed (before packs version 2) cannot be
+    rebuilt by `weightvault recover` from their history alone: run this once after
+    upgrading, and `weightvault gc` (its compaction rewrites version 1 packs)."""
+    from weightvault.store import journal
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        with vault.catalog.write_session() as s:
+            journal.record_everything(s)
+    out.print(f"catalog recorded in the object store: {vault.describe()}")
 
 
 @db_app.command("upgrade")
