@@ -51,9 +51,10 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 '''
 
 
-#: The same weightvault app with the request guards of issue 14 taken out (body limits, NUL check, the
-#: catch-all error middleware), so one run shows what they cost on the download path.
-NO_LIMITS_APP = r'''
+#: The weightvault app under uvicorn as ``weightvault serve`` runs it; with ``bare``, the request guards
+#: of issue 14 are taken out (body limits, NUL check, the catch-all error middleware), so one run shows
+#: what they cost on the download path. Both servers start the same way, so only the guards differ.
+WV_APP = r'''
 import sys
 import uvicorn
 from weightvault.api.app import create_app
@@ -61,7 +62,8 @@ from weightvault.api.errors import Unexpected
 from weightvault.api.limits import BodyLimit
 
 app = create_app()
-app.user_middleware = [m for m in app.user_middleware if m.cls not in (BodyLimit, Unexpected)]
+if sys.argv[2] == "bare":
+    app.user_middleware = [m for m in app.user_middleware if m.cls not in (BodyLimit, Unexpected)]
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 '''
 
@@ -181,9 +183,9 @@ def main() -> None:
         stored = sum(p.stat().st_size for p in (work / "store" / "objects").rglob("*") if p.is_file())
 
         wv_port, raw_port, bare_port = free_port(), free_port(), free_port()
-        procs.append(subprocess.Popen([*cli, "serve", "--port", str(wv_port)], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(wv_port), "guarded"], env=env))
         procs.append(subprocess.Popen([sys.executable, "-c", RAW_APP, str(model), str(raw_port)]))
-        procs.append(subprocess.Popen([sys.executable, "-c", NO_LIMITS_APP, str(bare_port)], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(bare_port), "bare"], env=env))
         wv_url = f"http://127.0.0.1:{wv_port}/bench/big/resolve/main/model.safetensors"
         bare_url = wv_url.replace(str(wv_port), str(bare_port))
         raw_url = f"http://127.0.0.1:{raw_port}/file"
