@@ -139,3 +139,23 @@ def test_nul_in_urls_is_400_before_any_route():
                  "headers": []}
         asyncio.run(mw(scope, receive, send))
         assert sent[0]["status"] == 400
+
+
+def test_busy_gate_answers_503_with_retry_after_when_full():
+    import asyncio
+
+    from weightvault.api.errors import ApiError
+    from weightvault.api.limits import Gate
+
+    async def scenario():
+        gate = Gate(slots=1, wait=0.05)
+        async with gate:
+            with pytest.raises(ApiError) as full:
+                async with gate:
+                    pass
+        async with gate:  # the slot came back
+            pass
+        return full.value
+
+    err = asyncio.run(scenario())
+    assert err.status == 503 and err.headers["Retry-After"]
