@@ -236,3 +236,74 @@ def test_store_written_before_records(vault, tmp_path, monkeypatch):
         got = restore(fresh, repo, rev, tmp_path / "out" / repo / rev)
         assert got.written == tree, (repo, rev, got.failed)
     fresh.close()
+
+
+def test_recover_after_rebase_picks_the_new_coding(vault, tmp_path):
+    """Rebase re-codes objects in place (a bulk UPDATE): the bucket then holds old and new frames
+    of the same object and frame number; recover must rebuild the new coding, before any gc."""
+    from test_rebase import family, ingest
+
+    from weightvault.dedup.rebase import Rebaser
+    from weightvault.store.models import Object
+
+    base, tuned = family()
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+    ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    assert Rebaser(vault).run().members
+
+    def codings(v):
+        with v.catalog.read_session() as s:
+            digest = dict(s.execute(select(Object.id, Object.digest)).all())
+            return {o.digest: (o.codec, digest.get(o.base_id), o.stored_size, o.depth)
+                    for o in s.scalars(select(Object))}
+
+    before = codings(vault)
+    fresh = drop_catalog(vault)
+    report = rebuild(fresh.catalog, scan(fresh.backend))
+    assert report.problems == []
+    assert codings(fresh) == before
+    for name in ("org/base", "org/tuned-bf16", "org/tuned"):
+        assert restore(fresh, name, "main", tmp_path / "out" / name).written == tree_sha256(tmp_path / name)
+    fresh.close()
+
+
+@pytest.mark.slow
+def test_recover_what_hub_clients_wrote(tmp_path):
+    """Commits, branches and tags made by huggingface_hub against a live server (create, delete,
+    file deletions) come back after the catalog is lost, as the same client sees them."""
+    from huggingface_hub import HfApi
+
+    from test_api_rest import make_tokens, running, store_env
+
+    env = store_env(tmp_path / "store")
+    tokens = make_tokens(env)
+    with running(env, tokens=tokens) as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        api.create_repo("org/hub")
+        api.upload_file(path_or_fileobj=small_model(5), path_in_repo="model.safetensors", repo_id="org/hub")
+        api.upload_file(path_or_fileobj=b"# card\n", path_in_repo="README.md", repo_id="org/hub")
+        api.create_branch("org/hub", branch="dev")
+        api.create_branch("org/hub", branch="gone")
+        api.upload_file(path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id="org/hub", revision="dev")
+        api.delete_file("README.md", repo_id="org/hub")
+        api.create_tag("org/hub", tag="v1", revision="dev", tag_message="first")
+        api.delete_branch("org/hub", branch="gone")
+        refs = api.list_repo_refs("org/hub")
+        commits = {b.name: [c.commit_id for c in api.list_repo_commits("org/hub", revision=b.name)]
+                   for b in refs.branches}
+        files = {b.name: sorted(api.list_repo_files("org/hub", revision=b.name)) for b in refs.branches}
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp_path / 'store' / 'catalog.sqlite'}{suffix}").unlink(missing_ok=True)
+    run_cli("recover", env=env)
+    with running(env) as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        again = api.list_repo_refs("org/hub")
+        assert sorted((b.name, b.target_commit) for b in again.branches) == \
+            sorted((b.name, b.target_commit) for b in refs.branches)
+        assert [(t.name, t.target_commit) for t in again.tags] == [(t.name, t.target_commit) for t in refs.tags]
+        for branch, ids in commits.items():
+            assert [c.commit_id for c in api.list_repo_commits("org/hub", revision=branch)] == ids
+            assert sorted(api.list_repo_files("org/hub", revision=branch)) == files[branch]
+        got = Path(api.hf_hub_download("org/hub", "model.safetensors", cache_dir=tmp_path / "cache"))
+        assert got.read_bytes() == small_model(5)
