@@ -1,4 +1,4 @@
-"""SIGKILL during ingest, record writing, commit and gc compaction; then drop the catalog and
+"""SIGKILL during ingest, record writing, commit, gc compaction and rebase; then drop the catalog and
 recover it from the object store alone: verify passes before and after, every branch comes back
 at the same commit, and every file bit-exact."""
 from __future__ import annotations
@@ -46,6 +46,7 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("where,nth,command", [
     ("ship", 2, "ingest"), ("record", 1, "ingest"), ("landed", 1, "ingest"), ("ship", 1, "gc"),
+    ("record", 1, "rebase"),
 ])
 def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
     env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store"), "WEIGHTVAULT_PACK_BYTES": "40000"}
@@ -54,12 +55,22 @@ def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
     first = make_repo(tmp_path / "first", {f"m{i}.safetensors": small_model(10 + i) for i in range(3)})
     run_cli("ingest", str(first), "--repo", "org/first", env=env)
     src = make_repo(tmp_path / "src", {f"m{i}.safetensors": small_model(i) for i in range(4)} | {"c.json": b"{}"})
+    sources = {"org/first": first, "org/crash": src}
     if command == "ingest":
         args = ["ingest", str(src), "--repo", "org/crash"]
-    else:  # gc compacting what a removed repo left sparse
+    elif command == "gc":  # compacting what a removed repo left sparse
         run_cli("ingest", str(src), "--repo", "org/crash", env=env)
         run_cli("rm", "org/first", env=env)
         args = ["gc", "--grace-minutes", "0", "--compact-below", "1"]
+    else:  # re-coding an earlier BF16 cast against the FP32 fine-tune that arrived after it
+        from test_rebase import family, model
+
+        base, tuned = family()
+        for name, tensors, dtype in (("org/base", base, "F32"), ("org/tuned-bf16", tuned, "BF16"),
+                                     ("org/tuned", tuned, "F32")):
+            sources[name] = make_repo(tmp_path / name, {"model.safetensors": model(tensors, dtype)})
+            run_cli("ingest", str(sources[name]), "--repo", name, env=env)
+        args = ["rebase"]
     proc = subprocess.run([sys.executable, "-c", CHILD, where, str(nth), *args],
                           env={**os.environ, **env}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -75,11 +86,11 @@ def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
     after = {r["repo"] for r in json.loads(run_cli("ls", "--json", env=env).stdout)}
     # A record is durable before its transaction commits: an ingest killed between the two comes
     # back whole (its frames were durable first); anything else comes back exactly as it was.
-    assert after == before | ({"org/crash"} if where == "record" else set())
-    if where != "record":
+    assert after == before | ({"org/crash"} if where == "record" and command == "ingest" else set())
+    if not (where == "record" and command == "ingest"):
         assert run_cli("ls", "--json", env=env).stdout == listing_before
     for repo in after:
         out = tmp_path / "out" / repo
         run_cli("get", repo, "--out", str(out), env=env)
-        assert tree_sha256(out) == tree_sha256(first if repo == "org/first" else src)
+        assert tree_sha256(out) == tree_sha256(sources[repo])
     assert json.loads(run_cli("verify", "--deep", "--json", env=env).stdout)["ok"]
