@@ -37,7 +37,8 @@ from sqlalchemy import event, select
 
 from . import leftovers
 from .backends import ObjectBackend
-from .models import Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token, TreeEntry
+from .models import (Chunk, Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token,
+                     TreeEntry)
 from .packs import MAGIC, RECORD, entry_header, pack_name
 
 FORMAT = 1
@@ -145,7 +146,7 @@ class Journal:
                 pending.rows[(model, id(row))] = row
             elif model is TreeEntry or model is Segment:
                 pending.rows[(model, id(row))] = row
-            elif model is Frame:
+            elif model is Frame or model is Chunk:
                 pending.objects_with_frames.add(row.object_id)
         for row in session.deleted:
             model = type(row)
@@ -263,14 +264,18 @@ class _Serializer:
         self._prefetch(File, {fid for t in trees.values() for fid in t.values()})
         self._prefetch(Object, {seg.object_id for segs in segments.values() for seg in segs})
         frame_rows: dict[int, list] = {}
+        chunk_rows: dict[int, list] = {}
         if p.objects_with_frames:
             ids = sorted(p.objects_with_frames)
             for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
                 for f, pack in s.execute(select(Frame, Pack.name).join(Pack, Pack.id == Frame.pack_id)
-                                         .where(Frame.object_id.in_(ids[start:start + 500]))
+                                         .where(Frame.object_id.in_(part))
                                          .order_by(Frame.object_id, Frame.seq)).all():
                     frame_rows.setdefault(f.object_id, []).append(
                         [f.seq, f.raw_offset, f.raw_size, f.codec, f.size, pack, f.pack_offset])
+                for c in s.scalars(select(Chunk).where(Chunk.object_id.in_(part)).order_by(Chunk.raw_offset)):
+                    chunk_rows.setdefault(c.object_id, []).append([c.raw_offset, c.length, c.hash])
         ops: list = []
         by_kind: dict[str, list] = {k: [] for k in KINDS}
         for row in rows:
@@ -287,10 +292,11 @@ class _Serializer:
                 values = self.columns(row)
                 if kind == "object":
                     values["frames"] = frame_rows.get(row.id, [])
+                    values["chunks"] = chunk_rows.get(row.id, [])
                 elif kind == "file":
                     values["segments"] = [
                         [g.seq, g.offset, g.length, g.name, encode_value(g.inline),
-                         self.key(Object, g.object_id)[0] if g.object_id is not None else None]
+                         self.key(Object, g.object_id)[0] if g.object_id is not None else None, g.object_offset]
                         for g in sorted(segments.get(row.id, []), key=lambda g: g.seq)]
                 elif kind == "commit":
                     values["tree"] = {path: self.key(File, fid)[0] for path, fid in trees.get(row.id, {}).items()}

@@ -20,7 +20,7 @@ from weightvault.errors import PackCorrupt, RecoverError
 from .backends import ObjectBackend
 from . import journal
 from .journal import META_PREFIX, REFERENCES, decode_value, read_record
-from .models import (Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token,
+from .models import (Chunk, Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token,
                      TreeEntry, utcnow)
 from .packs import FRAME, RECORD, scan_entries
 
@@ -263,6 +263,9 @@ def rebuild(catalog, sc: Scan) -> RecoverReport:
                            pack_id=ids[Pack][(w[0],)], pack_offset=w[1], size=w[2]) for f, w in frames_of[v["digest"]]]
             if frames:
                 s.execute(insert(Frame), frames)
+            chunks = [dict(object_id=row.id, raw_offset=o, length=n, hash=h) for o, n, h in v.get("chunks", [])]
+            if chunks:
+                s.execute(insert(Chunk), chunks)
             report.frames += len(frames)
         report.objects = len(st.objects)
         for v in st.files.values():
@@ -271,12 +274,12 @@ def rebuild(catalog, sc: Scan) -> RecoverReport:
             s.flush()
             ids[File][(v["sha256"],)] = row.id
             segs = []
-            for seq, offset, length, name, inline, digest in v.get("segments", []):
+            for seq, offset, length, name, inline, digest, *rest in v.get("segments", []):
                 obj = ids[Object].get((digest,)) if digest else None
                 if digest and obj is None:
                     report.problems.append(f"file {v['sha256'][:16]}: object {digest[:16]} is missing")
                 segs.append(dict(file_id=row.id, seq=seq, offset=offset, length=length, name=name,
-                                 inline=decode_value(inline), object_id=obj))
+                                 inline=decode_value(inline), object_id=obj, object_offset=rest[0] if rest else 0))
             if segs:
                 s.execute(insert(Segment), segs)
         report.files = len(st.files)

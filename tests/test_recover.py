@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from conftest import run_cli
 from helpers import make_repo, small_model, tree_sha256
@@ -307,3 +307,27 @@ def test_recover_what_hub_clients_wrote(tmp_path):
             assert sorted(api.list_repo_files("org/hub", revision=branch)) == files[branch]
         got = Path(api.hf_hub_download("org/hub", "model.safetensors", cache_dir=tmp_path / "cache"))
         assert got.read_bytes() == small_model(5)
+
+
+def test_recover_keeps_chunk_references(vault, tmp_path):
+    """An opaque file that shares chunks with a stored one is stored as references into that
+    object (segments with an object offset) and indexed by chunk: both come back."""
+    from weightvault.store.models import Chunk, Segment
+
+    blob = os.urandom(3 << 20)
+    edited = blob[:1_500_000] + b"an edit in the middle" + blob[1_500_000:]
+    one = make_repo(tmp_path / "one", {"data.bin": blob})
+    two = make_repo(tmp_path / "two", {"data.bin": edited})
+    ingest_folder(vault, one, "org/one")
+    ingest_folder(vault, two, "org/two")
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Segment).where(Segment.object_offset > 0))
+        chunks = s.scalar(select(func.count()).select_from(Chunk))
+    assert chunks
+    fresh = drop_catalog(vault)
+    assert rebuild(fresh.catalog, scan(fresh.backend)).problems == []
+    with fresh.catalog.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(Chunk)) == chunks
+    assert restore(fresh, "org/one", "main", tmp_path / "out1").written == tree_sha256(one)
+    assert restore(fresh, "org/two", "main", tmp_path / "out2").written == tree_sha256(two)
+    fresh.close()
