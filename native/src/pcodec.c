@@ -162,9 +162,19 @@ static size_t encode_pairs(wv_ctx *c, uint8_t *dst, const uint8_t *pl, size_t n,
     }
     size_t esc = n - covered, np = (n + 1) / 2;
     if (n < 1024 || nd < 2 || (double)esc > PAIR_MAX_ESC_SHARE * (double)n) return 0;
-    uint8_t *pairs = c->pairs;
-    for (size_t i = 0; 2 * i + 1 < n; i++) pairs[i] = (uint8_t)(code[pl[2 * i]] << 4 | code[pl[2 * i + 1]]);
-    if (n & 1) pairs[np - 1] = (uint8_t)(code[pl[n - 1]] << 4);
+    /* one pass builds the symbols and writes the escapes in place (dst holds > n bytes;
+     * the header and escapes take at most 20 + n / 64) */
+    uint8_t *pairs = c->pairs, *e = dst + 5 + nd;
+    for (size_t i = 0; 2 * i + 1 < n; i++) {
+        unsigned a = code[pl[2 * i]], b = code[pl[2 * i + 1]];
+        pairs[i] = (uint8_t)(a << 4 | b);
+        if (a == WV_PAIR_ESC) *e++ = pl[2 * i];
+        if (b == WV_PAIR_ESC) *e++ = pl[2 * i + 1];
+    }
+    if (n & 1) {
+        pairs[np - 1] = (uint8_t)(code[pl[n - 1]] << 4);
+        if (code[pl[n - 1]] == WV_PAIR_ESC) *e++ = pl[n - 1];
+    }
     memset(c->hist[1], 0, sizeof c->hist[1]);
     wv_hist(pairs, np, c->hist[1]);
     double cost = body_cost(&c->hist[1], &c->freq[1], 1, np) + 5 + nd + (double)esc;
@@ -174,9 +184,7 @@ static size_t encode_pairs(wv_ctx *c, uint8_t *dst, const uint8_t *pl, size_t n,
     memcpy(dst + o, dict, nd);
     o += nd;
     wv_wr32(dst + o, (uint32_t)esc);
-    o += 4;
-    for (size_t i = 0; i < n && esc; i++)
-        if (code[pl[i]] == WV_PAIR_ESC) dst[o++] = pl[i];
+    o += 4 + esc; /* the escapes are in place already */
     dst[o++] = 1;
     o += wv_rans_write_table(dst + o, c->freq[1]);
     wv_rans_build_etab(c->freq[1], c->etab[1]);
