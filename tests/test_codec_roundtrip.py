@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from weightvault import codec
 from weightvault.codec import FRAME_SIZE, itemsize
 
-DTYPES = sorted(codec.DTYPES) + [None, "X_UNKNOWN"]
+DTYPES = sorted(codec.DTYPES) + [None]
 CODECS = ["auto", "planes", "zstd", "raw"]
 # sizes around the interesting boundaries: empty, one element, odd counts, frame edges
 SIZES = st.one_of(st.integers(0, 70), st.sampled_from([FRAME_SIZE - 8, FRAME_SIZE, FRAME_SIZE + 8,
@@ -145,3 +145,10 @@ def test_xor_predicts_torch_casts_exactly(dtype) -> None:
     assert sum(map(len, frames)) < 100
     assert bytes(codec.decode(codec.encode(member, dtype, codec="xor", base=base, base_dtype="F32"),
                               base=base)) == member.tobytes()
+
+
+def test_unknown_dtype_name_is_refused() -> None:
+    """A dtype name no table knows is an error (None is the way to say opaque bytes)."""
+    from weightvault.errors import UnknownDtype
+    with pytest.raises(UnknownDtype):
+        codec.encode_frames(b"abcd", "X_UNKNOWN")
