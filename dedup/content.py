@@ -23,7 +23,7 @@ from weightvault.store.models import Chunk, File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
 from . import formats, opaque
-from .choice import CodingChoice, choose_and_encode
+from .choice import BaseCandidate, CodingChoice, choose_and_encode
 from .hashing import FileDigest, digest_bytes, object_digest
 from .reader import Reader
 
@@ -34,6 +34,11 @@ ENCODE_SLICE = 64 * codec.FRAME_SIZE
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
 #: the catalog up to this size; larger runs become blob objects.
 INLINE_LIMIT = 1 << 20
+
+#: A new tensor with no base is stored as references to stored bytes when they hold at least this
+#: share of it (an embedding grown by a few hundred vocabulary rows shares > 99%); below it, plane
+#: coding the whole tensor keeps its float structure for the part that is new.
+SHARED_TENSOR = 0.9
 
 #: Chunk hashes asked of the catalog per query (well under SQLite's and PostgreSQL's
 #: bound-parameter limits).
@@ -158,9 +163,7 @@ class ContentWriter:
             elif t.end - t.start <= SMALL_FILE:
                 segments.append(_inline(view, t.start, t.end, t.name, progress))
             else:
-                shape = list(t.shape) if t.shape is not None else None
-                obj = self._stage_object(rel, view[t.start:t.end], "tensor", t.name, t.dtype, shape, progress)
-                segments.append(StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj))
+                segments += self._stage_tensor(rel, view, t, progress)
             pos = t.end
         if pos < len(view):
             segments += self._stage_run(view, pos, len(view), progress)
@@ -177,6 +180,37 @@ class ContentWriter:
             return [_inline(view, start, end, None, progress)]
         run = view[start:end]
         pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes)
+        return self._stage_pieces(run, start, pieces, progress)
+
+    def _stage_tensor(self, rel: str, view: memoryview, t: formats.Tensor, progress: Progress) -> list[StagedSegment]:
+        """A tensor as one object, delta-coded against its base if it has one. A new tensor with no
+        base whose bytes stored objects mostly hold already (an embedding grown by added vocabulary
+        rows, a tensor cut out of a stored one) becomes references to those bytes plus the rest."""
+        data = view[t.start:t.end]
+        shape = list(t.shape) if t.shape is not None else None
+        digest = object_digest(data)
+        base, cuts = None, None
+        if not self._held(digest):
+            base = self.base_for(rel, t.name, t.dtype, shape, data) if self.base_for else None
+            if base is None:
+                pieces, cuts = opaque.match_run(data, self._find_chunks, self._object_bytes)
+                if sum(p.length for p in pieces if p.digest) >= SHARED_TENSOR * len(data):
+                    return self._stage_pieces(data, t.start, pieces, progress)
+        obj = self._stage_object(rel, data, "tensor", t.name, t.dtype, shape, progress,
+                                 digest=digest, base=base, cuts=cuts)
+        return [StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj)]
+
+    def _held(self, digest: str) -> bool:
+        if digest in self.objects or digest in self.known_objects:
+            return True
+        with self.vault.catalog.read_session() as s:
+            if s.scalar(select(Object.id).where(Object.digest == digest)) is None:
+                return False
+        self.known_objects.add(digest)
+        return True
+
+    def _stage_pieces(self, run: memoryview, start: int, pieces: list[opaque.Piece],
+                      progress: Progress) -> list[StagedSegment]:
         segments = []
         for p in pieces:
             if p.digest is None:
@@ -209,24 +243,21 @@ class ContentWriter:
             raise StaleReference("an object matched by chunk was removed while this ingest ran; run it again")
         return self.reader.object_range(object_id, start, end)
 
-    def _index_chunks(self, digest: str, data: memoryview) -> None:
+    def _index_chunks(self, digest: str, data: memoryview, cuts=None) -> None:
         self.staged_bytes[digest] = data
-        for a, b, h in chunking.chunks(data):
+        for a, b, h in cuts if cuts is not None else chunking.chunks(data):
             self.new_chunks.append((digest, a, b - a, h))
             self.chunk_index.setdefault(h, (digest, a, b - a, len(data)))
 
     def _stage_object(self, rel: str, data: memoryview, kind: str, name: str | None, dtype: str | None,
-                      shape: list[int] | None, progress: Progress) -> str:
-        digest = object_digest(data)
-        if digest in self.objects or digest in self.known_objects:
+                      shape: list[int] | None, progress: Progress, *, digest: str | None = None,
+                      base: BaseCandidate | None = None, cuts=None) -> str:
+        """Code ``data`` as an object unless it is held already; ``base``: what to delta-code it
+        against (looked up by the caller); ``cuts``: its chunks if the caller cut them."""
+        digest = digest or object_digest(data)
+        if self._held(digest):
             progress(len(data))
             return digest
-        with self.vault.catalog.read_session() as s:
-            if s.scalar(select(Object.id).where(Object.digest == digest)) is not None:
-                self.known_objects.add(digest)
-                progress(len(data))
-                return digest
-        base = self.base_for(rel, name, dtype, shape, data) if (self.base_for and kind == "tensor") else None
         choice = choose_and_encode(data, dtype, base, threads=self.threads)
         staged = StagedObject(digest, kind, dtype, shape, len(data), choice)
         for frames, offset in choice.frame_slices():
@@ -240,7 +271,7 @@ class ContentWriter:
         if staged.frames and sum(f[1] for f in staged.frames) != len(data):
             raise AssertionError(f"codec produced frames for {sum(f[1] for f in staged.frames)} of {len(data)} bytes")
         self.objects[digest] = staged
-        self._index_chunks(digest, data)
+        self._index_chunks(digest, data, cuts)
         return digest
 
     # -- landing ------------------------------------------------------------------

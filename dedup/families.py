@@ -231,10 +231,12 @@ class FamilyMatcher:
 
     def _score(self, session, cand: Repo, prof: Profile) -> tuple[float, float]:
         stored = stored_tensors(session, cand.id)
-        common = sorted((n for n in prof.tensors if n in stored), key=lambda n: -stored[n].raw_size)[:SAMPLE_TENSORS]
+        match = NameMatcher(stored)
+        pairs = [(n, m) for n in prof.tensors if (m := match(n)) is not None]
+        common = sorted(pairs, key=lambda p: -stored[p[1]].raw_size)[:SAMPLE_TENSORS]
         exact_sum = high_sum = 0.0
-        for name in common:
-            local, base = prof.tensors[name], stored[name]
+        for name, stored_name in common:
+            local, base = prof.tensors[name], stored[stored_name]
             m_bits = cast_bits(_read(local, SAMPLE_BYTES), local.dtype, local.dtype)
             if m_bits is None:
                 continue
@@ -255,9 +257,10 @@ class FamilyMatcher:
         with self.vault.catalog.read_session() as s:
             repo = s.scalar(select(Repo).where(Repo.name == base_repo))
             stored = stored_tensors(s, repo.id) if repo else {}
+        match = NameMatcher(stored)
 
         def lookup(rel, name, dtype, shape, data):
-            t = stored.get(name)
+            t = stored.get(match(name)) if name is not None else None
             if t is None or dtype not in ("F32", "BF16", "F16"):
                 return None
             elems = len(data) * 8 // safetensors.DTYPE_BITS[dtype]
@@ -268,6 +271,34 @@ class FamilyMatcher:
             return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, f"{base_repo}:{name}", mechanism)
 
         return lookup
+
+
+class NameMatcher:
+    """A new tensor name -> the stored tensor name it stands for: the same name, or the same after
+    dropping leading dotted parts on either side (``bert.encoder.layer.0.x`` ~ ``encoder.layer.0.x``,
+    a model saved by another class). Suffixes of fewer than two parts (``weight``) or held by
+    several stored names never match."""
+
+    def __init__(self, stored_names) -> None:
+        self.names = set(stored_names)
+        self.by_suffix: dict[str, str | None] = {}
+        for name in self.names:
+            parts = name.split(".")
+            for i in range(1, len(parts) - 1):
+                suffix = ".".join(parts[i:])
+                self.by_suffix[suffix] = None if suffix in self.by_suffix else name
+
+    def __call__(self, name: str) -> str | None:
+        if name in self.names:
+            return name
+        parts = name.split(".")
+        for i in range(len(parts) - 1):
+            suffix = ".".join(parts[i:])
+            if suffix in self.names:
+                return suffix
+            if (hit := self.by_suffix.get(suffix)) is not None:
+                return hit
+        return None
 
 
 def _read(t: LocalTensor, limit: int) -> bytes:

@@ -126,3 +126,18 @@ def test_opaque_files_share_chunks_and_gc_keeps_what_is_referenced(vault, tmp_pa
     assert tree_sha256(tmp_path / "out") == tree_sha256(two)
     with vault.catalog.read_session() as s:
         assert s.scalar(select(func.count()).select_from(Chunk)) > 0
+
+
+def test_embedding_grown_by_new_rows_references_the_stored_rows(vault, tmp_path):
+    rng = np.random.default_rng(5)
+    emb = (rng.standard_normal((4000, 128)) * 0.02).astype(np.float32)  # 2 MB
+    other = (rng.standard_normal((128, 128)) * 0.02).astype(np.float32)
+    ingest_folder(vault, make_repo(tmp_path / "a", {"model.safetensors": safetensors_bytes(
+        {"emb": ("F32", emb), "w": ("F32", other)})}), "org/base")
+    grown = np.concatenate([emb, (rng.standard_normal((50, 128)) * 0.02).astype(np.float32)])
+    src = make_repo(tmp_path / "b", {"model.safetensors": safetensors_bytes({"emb": ("F32", grown), "w": ("F32", other)})})
+    result = ingest_folder(vault, src, "org/grown")
+    assert result.new_stored_bytes < 50 * 128 * 4 * 1.1 + 2000  # the new rows, not the whole embedding
+    restore(vault, "org/grown", "main", tmp_path / "out")
+    assert tree_sha256(tmp_path / "out") == tree_sha256(src)
+    assert verify(vault).ok

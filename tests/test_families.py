@@ -83,3 +83,30 @@ def test_one_shard_finds_its_family_by_tensor_names(vault, tmp_path):
     shard = safetensors_bytes({n: ("F32", tuned[n]) for n in ("layer0.weight", "layer1.weight")})
     result = ingest_folder(vault, make_repo(tmp_path / "ft", {"model-00001-of-00002.safetensors": shard}), "org/ft")
     assert result.base == "org/base" and result.family == "org/base"
+
+
+def test_names_match_across_prefixes():
+    from weightvault.dedup.families import NameMatcher
+    m = NameMatcher(["embeddings.word.weight", "encoder.layer.0.attn.weight", "encoder.layer.1.attn.weight"])
+    assert m("bert.embeddings.word.weight") == "embeddings.word.weight"
+    assert m("model.encoder.layer.1.attn.weight") == "encoder.layer.1.attn.weight"
+    assert m("layer.0.attn.weight") == "encoder.layer.0.attn.weight"
+    assert m("attn.weight") is None and m("weight") is None  # ambiguous or too short
+
+
+def test_prefixed_finetune_is_delta_coded_against_its_base(vault, tmp_path):
+    from helpers import make_repo, safetensors_bytes
+    from weightvault.dedup.ingest import ingest_folder
+    rng = np.random.default_rng(3)
+    base = {f"encoder.layer.{i}.weight": (rng.standard_normal((256, 256)) * 0.05).astype(np.float32) for i in range(4)}
+    tuned, other = ({k: v + (rng.standard_normal(v.shape) * 1e-4).astype(np.float32) for k, v in base.items()}
+                    for _ in range(2))
+    config = b'{"model_type": "bert", "hidden_size": 256}'
+    ingest_folder(vault, make_repo(tmp_path / "b", {"config.json": config, "model.safetensors": safetensors_bytes(
+        {k: ("F32", v) for k, v in base.items()})}), "org/base")
+    renamed = ingest_folder(vault, make_repo(tmp_path / "r", {"config.json": config, "model.safetensors": safetensors_bytes(
+        {"bert." + k: ("F32", v) for k, v in tuned.items()})}), "org/renamed")
+    same = ingest_folder(vault, make_repo(tmp_path / "s", {"config.json": config, "model.safetensors": safetensors_bytes(
+        {k: ("F32", v) for k, v in other.items()})}), "org/same-names")
+    assert renamed.base == "org/base"
+    assert renamed.new_stored_bytes <= 1.05 * same.new_stored_bytes
