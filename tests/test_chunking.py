@@ -141,3 +141,21 @@ def test_embedding_grown_by_new_rows_references_the_stored_rows(vault, tmp_path)
     restore(vault, "org/grown", "main", tmp_path / "out")
     assert tree_sha256(tmp_path / "out") == tree_sha256(src)
     assert verify(vault).ok
+
+
+def test_references_into_objects_survive_a_catalog_rebuild(vault, tmp_path):
+    """Segments that start inside an object (segments.object_offset) are journaled and recovered."""
+    from test_recover import drop_catalog
+    from weightvault.store.recover import rebuild, scan
+    tensors = _tensors(1)
+    ingest_folder(vault, make_repo(tmp_path / "a", {"model.safetensors": safetensors_bytes(tensors)}), "org/a")
+    body = b"".join(a.tobytes() for _, a in tensors.values())[100_000:]  # starts inside the first tensor
+    src = make_repo(tmp_path / "b", {"w.bin": b"HDR" + os.urandom(9000) + body})
+    ingest_folder(vault, src, "org/b")
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(func.max(Segment.object_offset))) > 0
+    fresh = drop_catalog(vault)
+    assert rebuild(fresh.catalog, scan(fresh.backend)).problems == []
+    restore(fresh, "org/b", "main", tmp_path / "out")
+    assert tree_sha256(tmp_path / "out") == tree_sha256(src)
+    fresh.close()
