@@ -1,7 +1,7 @@
 """File bytes out of the compressed store: single byte ranges, decoded frame by frame.
 
-The body is ``Reader.iter_file``, which decodes one frame (a few hundred KiB)
-at a time and only the frames a range touches, so memory stays flat whatever
+The body is ``Reader.iter_file``, which decodes only the frames a range touches,
+in chunks of a few MiB on a small pool of threads, so memory stays flat whatever
 the file size. HEAD answers from the catalog alone. No transport compression
 is ever applied: range offsets and resume points are offsets of the raw bytes.
 """
@@ -23,12 +23,9 @@ from weightvault.store.models import File
 
 from .conditional import precondition_status, range_applies
 
-#: Bytes per response chunk: a few frames, so that per-send overhead is small next to the bytes sent.
-CHUNK = 1 << 20
-#: Bytes of the first chunk: one frame (after a safetensors header, the first tensor frame).
-FIRST_CHUNK = 256 * 1024
-#: Chunks decoded ahead of the socket; memory per download is about (QUEUE_DEPTH + 1) x CHUNK.
-QUEUE_DEPTH = 4
+#: Chunks waiting for the socket; memory per download is about this many reader chunks
+#: (dedup.reader.CHUNK_BYTES) beyond what the reader decodes ahead.
+QUEUE_DEPTH = 2
 _END = object()
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -83,7 +80,7 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
     base["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=base)
-    chunks = coalesce(_body(vault, file, start, end))
+    chunks = _body(vault, file, start, end)
     # The first chunk is decoded before any header is sent, so a missing pack or a corrupt frame
     # becomes an error status rather than a 200 that breaks off after the headers.
     first = next(chunks, b"")
@@ -93,26 +90,9 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
 def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[bytes]:
     reader = Reader(vault)
     if start == 0 and end == file.size:
-        yield from reader.verified_file(file)
+        yield from reader.verified_file(file, once=True)
     else:
         yield from reader.iter_file(file.id, start, end)
-
-
-def coalesce(pieces: Iterator[bytes], target: int = CHUNK, first: int = FIRST_CHUNK) -> Iterator[bytes]:
-    """Join frame-sized pieces into chunks of about ``target`` bytes (fewer sends, same flat memory).
-
-    The first chunk is only about ``first`` bytes, so the first byte waits for one frame, not four.
-    """
-    buf: list[bytes] = []
-    held, goal = 0, first
-    for piece in pieces:
-        buf.append(piece)
-        held += len(piece)
-        if held >= goal:
-            yield b"".join(buf)
-            buf, held, goal = [], 0, target
-    if buf:
-        yield b"".join(buf)
 
 
 async def pipelined(chunks: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncIterator[bytes]:

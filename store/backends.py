@@ -6,6 +6,7 @@ reader sees the whole object or nothing) and durable when it returns, and
 """
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 import threading
@@ -28,7 +29,7 @@ class ObjectStat:
 
 class ObjectBackend(Protocol):
     def put_file(self, name: str, path: Path) -> None: ...
-    def read(self, name: str, offset: int, length: int) -> bytes: ...
+    def read(self, name: str, offset: int, length: int) -> bytes | memoryview: ...
     def size(self, name: str) -> int: ...
     def delete(self, name: str) -> None: ...
     def list(self, prefix: str = "") -> Iterator[ObjectStat]: ...
@@ -36,11 +37,24 @@ class ObjectBackend(Protocol):
 
 
 class LocalBackend:
-    """Objects as files under a root folder; writes go through fsync + rename."""
+    """Objects as files under a root folder; writes go through fsync + rename.
+
+    Reads are views into memory maps: no copy (a copying read of the FP32 base's frames
+    cost 20 ms of 150 ms of its restore, sha256 included). Maps of packs, which are
+    written once under a name never reused, are kept for the ``MAPPED_OBJECTS`` read
+    last, so a streaming read makes no system call per frame; other objects (upload
+    parts, which a client may PUT again) are mapped per read. A map of an object that gc
+    deletes stays readable until its last view goes, as an open file would.
+    """
+
+    MAPPED_OBJECTS = 64  # address space only; pages are the page cache's
+    WRITE_ONCE_PREFIX = "packs/"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
@@ -67,16 +81,29 @@ class LocalBackend:
         finally:
             os.close(dir_fd)
 
-    def read(self, name: str, offset: int, length: int) -> bytes:
-        try:
-            with open(self._path(name), "rb") as f:
-                f.seek(offset)
-                data = f.read(length)
-        except FileNotFoundError:
-            raise ObjectMissing(name) from None
-        if len(data) != length:
+    def read(self, name: str, offset: int, length: int) -> memoryview:
+        if length == 0:
+            return memoryview(b"")
+        with self._lock:
+            mapped = self._maps.get(name)
+            if mapped is not None:
+                self._maps.move_to_end(name)
+        if mapped is None:
+            try:
+                with open(self._path(name), "rb") as f:
+                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except FileNotFoundError:
+                raise ObjectMissing(name) from None
+            except ValueError:  # an empty file cannot be mapped
+                raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is empty") from None
+            if name.startswith(self.WRITE_ONCE_PREFIX):
+                with self._lock:
+                    self._maps[name] = mapped
+                    while len(self._maps) > self.MAPPED_OBJECTS:
+                        self._maps.popitem(last=False)  # not closed: views of it may still be in use
+        if offset < 0 or offset + length > len(mapped):
             raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is shorter")
-        return data
+        return memoryview(mapped)[offset:offset + length]
 
     def size(self, name: str) -> int:
         try:
@@ -85,6 +112,8 @@ class LocalBackend:
             raise ObjectMissing(name) from None
 
     def delete(self, name: str) -> None:
+        with self._lock:
+            self._maps.pop(name, None)
         self._path(name).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> Iterator[ObjectStat]:

@@ -41,7 +41,7 @@ class Vault:
     def pack_writer(self) -> PackWriter:
         return PackWriter(self.catalog, self.backend, self.settings.data_dir / "spool", self.settings.pack_target_bytes)
 
-    def read(self, pack: str, offset: int, size: int) -> bytes:
+    def read(self, pack: str, offset: int, size: int) -> bytes | memoryview:
         return self.backend.read(pack, offset, size)
 
     def describe(self) -> str:
