@@ -30,7 +30,13 @@ class BaseCandidate:
     dtype: str | None
     depth: int
     data: memoryview
-    codec: str = "xor"  # the delta codec to try first
+    #: The delta codec: "xor" for a family member, "ckpt" for a checkpoint against the previous one.
+    #: A family member is read by every download, so it gets the codec that decodes at plane
+    #: speed; the checkpoint coder (bench/codec.py, one core: ~145 MB/s vs xor's ~1.5 GB/s) saved
+    #: 1% on the shared BF16 fine-tune and 8% on the FP32 one when it was also tried there, which
+    #: made those files download at a quarter of their base's speed. Checkpoints are read once per
+    #: resume, so there the smaller coder wins.
+    codec: str = "xor"
     why: str = ""
     mechanism: str = "family_delta"  # or checkpoint_delta, for the report
 
@@ -74,34 +80,19 @@ def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate |
     if base is not None and base.depth < MAX_DEPTH:
         b_off, b_len = codec.base_range(0, first_len, dtype, base.dtype)
         base_piece = base.data[b_off:b_off + b_len]
-        best = None
-        for name in _delta_codecs(base.codec):
-            frames = codec.encode_frames(data[:first_len], dtype, codec=name, threads=threads,
-                                         base=base_piece, base_dtype=base.dtype)
-            size = sum(map(len, frames))
-            if best is None or size < best[1]:
-                best = (name, size, frames)
-        name, delta_size, delta = best
+        name = base.codec
+        delta = codec.encode_frames(data[:first_len], dtype, codec=name, threads=threads,
+                                    base=base_piece, base_dtype=base.dtype)
+        delta_size = sum(map(len, delta))
         if delta_size < plain_size:
-            chosen = BaseCandidate(base.digest, base.dtype, base.depth, base.data, name, base.why, base.mechanism)
             reason = (f"{name} delta against {base.why or 'base'}: "
                       f"{delta_size / first_len:.3f} of raw vs {plain_size / first_len:.3f} plain")
             return CodingChoice(name, reason, base.digest, base.depth + 1, base.mechanism,
-                                _encode_slices(data, dtype, name, chosen, threads, delta))
+                                _encode_slices(data, dtype, name, base, threads, delta))
         why = f"plain {plain_codec} {plain_size / first_len:.3f} beat {name} delta {delta_size / first_len:.3f}"
     else:
         why = f"{plain_codec}: {plain_size / first_len:.3f} of raw" + (" (delta chain at its depth limit)" if base else "")
     return CodingChoice(plain_codec, why, None, 0, "plane_coding", _encode_slices(data, dtype, "auto", None, threads, plain))
-
-
-def _delta_codecs(preferred: str) -> list[str]:
-    """Delta codecs to try: the preferred one, and for a family delta also the checkpoint coder,
-    whose context model beats plain XOR on FP32 fine-tunes (0.307 vs 0.333 of raw on the shared
-    FP32 fine-tune against its base)."""
-    names = [preferred]
-    if preferred == "xor" and "ckpt" in codec.CODECS:
-        names.append("ckpt")
-    return names
 
 
 def _dominant_codec(frames: list[bytes]) -> str:
