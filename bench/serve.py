@@ -1,17 +1,22 @@
-"""Serving throughput: weightvault streaming out of its compressed store vs the same file raw from disk.
+"""Serving throughput: weightvault's /resolve beside nginx serving the same files raw, same run.
 
-    python bench/serve.py [--size-mb 1024] [--clients 4] [--json bench/results/serve.json]
+    python bench/serve.py [--size-mb 1024] [--clients 4] [--repeat 3] [--json bench/results/serve.json]
 
-Builds one BF16 safetensors file of ``--size-mb`` (normal weights, as a model
-has), ingests it, then runs two servers under the same uvicorn: ``weightvault
-serve`` (decoding frame by frame from packs) and a Starlette ``FileResponse``
-of the original file, plus the weightvault app with issue 14's request guards
-taken out (body limits, NUL check, catch-all error middleware) to show what they cost. For each: download MB/s with one client and with
-``--clients`` at once, time to first byte, the latency of 1 MiB Range reads at
-random offsets, and the server's peak resident memory (VmHWM) next to the file
-size. Downloads use curl; clients run on the same machine and share its cores
-with the server. uvicorn serves with whatever HTTP parser is installed (h11, or
-httptools/uvloop with ``uvicorn[standard]``): the table header says which.
+Stores the six shared repos (../shared/data) and one synthetic BF16 model of
+``--size-mb`` in a fresh embedded store, then starts two servers on 127.0.0.1:
+``weightvault serve`` (decoding from packs) and nginx (Debian's ``nginx-light``,
+``sendfile on``) over a folder of the raw files. For the FP32 base, its BF16
+cast, a BF16 fine-tune, the FP32 fine-tune's big shard and the synthetic model
+it prints, per server: MB/s of one curl download (the first, "cold", and the
+best of ``--repeat``), time to first byte, MB/s of ``--clients`` downloads at
+once, the median 1 MiB Range latency; then the ratios the targets are stated
+in (weightvault / nginx, and each delta-coded file / weightvault's own base) and
+weightvault's resident memory after each file, to show it flat with file size.
+
+Clients run on the same machine and share its cores with the servers. A delta
+frame's base frames are kept decoded in a bounded process-wide cache
+(WEIGHTVAULT_BASE_CACHE_MB), so the first download of a member after the server
+starts (cold) decodes its base too and later ones (best) do not.
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import os
 import random
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,81 +36,59 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import free_port  # noqa: E402
-import numpy as np
+from support import REPOS, SHARED, free_port, make_bf16_model, materialized, wait_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-TENSOR_MB = 64
 
-RAW_APP = r'''
-import sys
-from starlette.applications import Starlette
-from starlette.responses import FileResponse
-from starlette.routing import Route
-import uvicorn
+#: (label, repo, file, the label of the file it is delta-coded against or None)
+FILES = [
+    ("FP32 base", "sentence-transformers/all-MiniLM-L6-v2", "model.safetensors", None),
+    ("BF16 cast of the base", "acme/all-MiniLM-L6-v2-bf16", "model.safetensors", "FP32 base"),
+    ("BF16 fine-tune", "acme/minilm-codesearch-bf16", "model.safetensors", "FP32 base"),
+    ("FP32 fine-tune, big shard", "lab/minilm-codesearch-fp32", "model-00002-of-00002.safetensors", "FP32 base"),
+    ("synthetic BF16 model", "bench/big", "model.safetensors", None),
+]
 
-path = sys.argv[1]
-app = Starlette(routes=[Route("/file", lambda request: FileResponse(path), methods=["GET", "HEAD"])])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-'''
-
-
-#: The weightvault app under uvicorn as ``weightvault serve`` runs it; with ``bare``, the request guards
-#: of issue 14 are taken out (body limits, NUL check, the catch-all error middleware), so one run shows
-#: what they cost on the download path. Both servers start the same way, so only the guards differ.
-WV_APP = r'''
-import sys
-import uvicorn
-from weightvault.api.app import create_app
-from weightvault.api.errors import Unexpected
-from weightvault.api.limits import BodyLimit
-
-app = create_app()
-if sys.argv[2] == "bare":
-    app.user_middleware = [m for m in app.user_middleware if m.cls not in (BodyLimit, Unexpected)]
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-'''
-
-
-def make_model(path: Path, size_mb: int) -> None:
-    """A BF16 safetensors file of normal(0, 0.02) weights, written tensor by tensor."""
-    n_tensors = max(size_mb // TENSOR_MB, 1)
-    elems = TENSOR_MB * 1024 * 1024 // 2
-    header, offset = {}, 0
-    for i in range(n_tensors):
-        header[f"layers.{i}.weight"] = {"dtype": "BF16", "shape": [elems // 1024, 1024],
-                                        "data_offsets": [offset, offset + 2 * elems]}
-        offset += 2 * elems
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    rng = np.random.default_rng(0)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        for _ in range(n_tensors):
-            w = (rng.standard_normal(elems, dtype=np.float32) * 0.02).view(np.uint32)
-            f.write((w >> 16).astype(np.uint16).tobytes())
+NGINX_CONF = """
+user root;
+worker_processes 2;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {work}/nginx-tmp;
+    proxy_temp_path {work}/nginx-tmp;
+    fastcgi_temp_path {work}/nginx-tmp;
+    uwsgi_temp_path {work}/nginx-tmp;
+    scgi_temp_path {work}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
+def nginx_binary() -> str:
+    for cand in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    sys.exit("nginx not found: run scripts/setup.sh as root, or apt-get install nginx-light")
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def download(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
-    """(bytes, seconds to the first byte, seconds in all) of one GET, by curl so the client is not the limit."""
+def curl(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
+    """(bytes, seconds to the first byte, seconds in all) of one GET; curl, so the client is not the limit."""
     cmd = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{time_starttransfer} %{time_total}"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
@@ -114,19 +96,16 @@ def download(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
     return int(n), float(first), float(total)
 
 
-def measure(name: str, url: str, headers: dict[str, str], size: int, pid: int, clients: int, ranges: int,
-            repeat: int) -> dict:
-    httpx.get(url, headers={**headers, "Range": "bytes=0-0"}, timeout=60)  # warm up: lazy imports, connections
-    rss_idle = peak_rss_mb(pid)
-    single = []
+def measure(url: str, headers: dict[str, str], size: int, clients: int, repeat: int, ranges: int) -> dict:
+    runs = []
     for _ in range(repeat):
-        n, ttfb, secs = download(url, headers)
-        assert n == size, f"{name}: got {n} bytes of {size}"
-        single.append((secs, ttfb))
+        n, ttfb, secs = curl(url, headers)
+        assert n == size, f"{url}: got {n} bytes of {size}"
+        runs.append((secs, ttfb))
     walls = []
-    for _ in range(repeat):
+    for _ in range(max(repeat - 1, 1)):
         results: list[tuple[int, float, float]] = []
-        threads = [threading.Thread(target=lambda: results.append(download(url, headers))) for _ in range(clients)]
+        threads = [threading.Thread(target=lambda: results.append(curl(url, headers))) for _ in range(clients)]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -134,94 +113,97 @@ def measure(name: str, url: str, headers: dict[str, str], size: int, pid: int, c
             t.join()
         walls.append(time.perf_counter() - t0)
         assert len(results) == clients and all(r[0] == size for r in results)
-    # Best of the repeats: the machine is shared, the best run is the least disturbed one.
-    secs, ttfb = min(t for t, _ in single), min(f for _, f in single)
-    wall = min(walls)
     rnd = random.Random(1)
     lat = []
     with httpx.Client(headers=headers, timeout=60) as c:
         for _ in range(ranges):
-            start = rnd.randrange(0, size - (1 << 20))
+            start = rnd.randrange(0, max(size - (1 << 20), 1))
             t = time.perf_counter()
             r = c.get(url, headers={"Range": f"bytes={start}-{start + (1 << 20) - 1}"})
             lat.append(time.perf_counter() - t)
-            assert r.status_code == 206 and len(r.content) == 1 << 20
-    lat.sort()
-    return {"server": name, "file_mb": size / 1e6, "one_client_mb_s": size / secs / 1e6, "ttfb_ms": ttfb * 1e3,
-            f"{clients}_clients_total_mb_s": clients * size / wall / 1e6, "range_1mib_p50_ms": statistics.median(lat) * 1e3,
-            "range_1mib_p95_ms": lat[int(0.95 * (len(lat) - 1))] * 1e3, "idle_rss_mb": rss_idle,
-            "peak_rss_mb": peak_rss_mb(pid)}
+            assert r.status_code == 206 and len(r.content) == min(1 << 20, size - start)
+    return {"cold_mb_s": size / runs[0][0] / 1e6, "best_mb_s": size / min(s for s, _ in runs) / 1e6,
+            "ttfb_ms": min(f for _, f in runs) * 1e3, "clients_mb_s": clients * size / min(walls) / 1e6,
+            "range_p50_ms": statistics.median(lat) * 1e3}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, default=1024, help="size of the synthetic BF16 model")
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--ranges", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3, help="downloads per figure; the best is kept")
+    ap.add_argument("--ranges", type=int, default=30, help="1 MiB Range requests per file")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = ap.parse_args()
 
+    repos = materialized(Path(os.environ.get("WEIGHTVAULT_TEST_REPOS", ROOT / ".cache" / "shared-repos")))
     work = Path(tempfile.mkdtemp(prefix="wv-bench-serve-"))
     procs: list[subprocess.Popen] = []
     try:
-        src = work / "src"
-        src.mkdir()
-        model = src / "model.safetensors"
-        make_model(model, args.size_mb)
-        size = model.stat().st_size
+        big = work / "big"
+        big.mkdir()
+        make_bf16_model(big / "model.safetensors", args.size_mb)
         env = {**os.environ, "WEIGHTVAULT_DATA_DIR": str(work / "store")}
         for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
             env.pop(k, None)
         cli = [sys.executable, "-m", "weightvault.api.cli"]
-        t0 = time.perf_counter()
-        subprocess.run([*cli, "ingest", str(src), "--repo", "bench/big"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-        ingest_s = time.perf_counter() - t0
+        sources = {repo: repos / repo for repo in REPOS} | {"bench/big": big}
+        for repo, folder in sources.items():
+            subprocess.run([*cli, "ingest", str(folder), "--repo", repo], env=env, check=True, stdout=subprocess.DEVNULL)
         token = subprocess.run([*cli, "token", "create", "--scope", "read"], env=env, check=True,
                                capture_output=True, text=True).stdout.strip()
-        stored = sum(p.stat().st_size for p in (work / "store" / "objects").rglob("*") if p.is_file())
+        raw_root = work / "raw"
+        for repo, folder in sources.items():
+            (raw_root / repo).parent.mkdir(parents=True, exist_ok=True)
+            (raw_root / repo).symlink_to(folder.resolve())
+        (work / "nginx-tmp").mkdir()
+        wv_port, nginx_port = free_port(), free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(work=work, port=nginx_port, root=raw_root))
+        procs.append(subprocess.Popen([*cli, "serve", "--port", str(wv_port)], env=env))
+        procs.append(subprocess.Popen([nginx_binary(), "-c", str(conf)]))
+        wait_port(wv_port)
+        wait_port(nginx_port)
+        wv_pid = procs[0].pid
+        httpx.get(f"http://127.0.0.1:{wv_port}/{REPOS[0]}/resolve/main/config.json",
+                  headers={"Authorization": f"Bearer {token}"}, timeout=60)  # warm up: lazy imports
 
-        wv_port, raw_port, bare_port = free_port(), free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(wv_port), "guarded"], env=env))
-        procs.append(subprocess.Popen([sys.executable, "-c", RAW_APP, str(model), str(raw_port)]))
-        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(bare_port), "bare"], env=env))
-        wv_url = f"http://127.0.0.1:{wv_port}/bench/big/resolve/main/model.safetensors"
-        bare_url = wv_url.replace(str(wv_port), str(bare_port))
-        raw_url = f"http://127.0.0.1:{raw_port}/file"
-        wait_http(f"http://127.0.0.1:{wv_port}/docs")
-        wait_http(f"http://127.0.0.1:{bare_port}/docs")
-        wait_http(raw_url.replace("/file", "/"))
-        auth = {"Authorization": f"Bearer {token}"}
-        rows = [
-            measure("weightvault (decoded from packs)", wv_url, auth, size,
-                    procs[0].pid, args.clients, args.ranges, args.repeat),
-            measure("weightvault without request limits", bare_url, auth, size,
-                    procs[2].pid, args.clients, args.ranges, args.repeat),
-            measure("raw file (Starlette FileResponse)", raw_url, {}, size, procs[1].pid, args.clients, args.ranges,
-                    args.repeat),
-        ]
+        rows = []
+        for label, repo, name, base in FILES:
+            size = (sources[repo] / name).stat().st_size
+            wv = measure(f"http://127.0.0.1:{wv_port}/{repo}/resolve/main/{name}",
+                         {"Authorization": f"Bearer {token}"}, size, args.clients, args.repeat, args.ranges)
+            rss, peak = rss_mb(wv_pid)
+            nx = measure(f"http://127.0.0.1:{nginx_port}/{repo}/{name}", {}, size, args.clients, args.repeat,
+                         args.ranges)
+            rows.append({"file": label, "repo": repo, "name": name, "base": base, "mb": size / 1e6,
+                         "weightvault": wv, "nginx": nx, "ratio_vs_nginx": wv["best_mb_s"] / nx["best_mb_s"],
+                         "rss_mb": rss, "peak_rss_mb": peak})
+        by_label = {r["file"]: r for r in rows}
+        for r in rows:
+            if r["base"]:
+                r["ratio_vs_own_base"] = r["weightvault"]["best_mb_s"] / by_label[r["base"]]["weightvault"]["best_mb_s"]
     finally:
         for p in procs:
             p.terminate()
             p.wait(30)
         shutil.rmtree(work, ignore_errors=True)
 
-    import importlib.util
-
-    parser = "httptools+uvloop" if importlib.util.find_spec("httptools") and importlib.util.find_spec("uvloop") else "h11"
-    result = {"http": parser, "file_bytes": size, "stored_bytes": stored, "stored_ratio": stored / size, "ingest_s": ingest_s,
-              "clients": args.clients, "cpus": os.cpu_count(), "rows": rows}
+    result = {"cpus": os.cpu_count(), "clients": args.clients, "repeat": args.repeat, "shared": str(SHARED),
+              "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
-    cols = ["one_client_mb_s", "ttfb_ms", f"{args.clients}_clients_total_mb_s", "range_1mib_p50_ms",
-            "range_1mib_p95_ms", "idle_rss_mb", "peak_rss_mb"]
-    print(f"file {size / 1e6:.0f} MB BF16 safetensors, stored {stored / 1e6:.0f} MB ({stored / size:.3f}); "
-          f"{os.cpu_count()} cores shared by server and clients; uvicorn with {parser}")
-    print("| server | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
+    print(f"{os.cpu_count()} cores shared by both servers and curl; MB/s of one download (cold: the first "
+          f"after start; best of {args.repeat}), {args.clients} at once, 1 MiB Range p50")
+    print("| file | MB | nginx | wv cold | wv best | wv/nginx | wv/base | "
+          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB |")
+    print("|---" * 12 + "|")
     for r in rows:
-        print(f"| {r['server']} | " + " | ".join(f"{r[c]:.1f}" for c in cols) + " |")
+        wv, nx = r["weightvault"], r["nginx"]
+        vs_base = f"{r['ratio_vs_own_base']:.2f}" if r["base"] else "-"
+        print(f"| {r['file']} | {r['mb']:.0f} | {nx['best_mb_s']:.0f} | {wv['cold_mb_s']:.0f} | {wv['best_mb_s']:.0f}"
+              f" | {r['ratio_vs_nginx']:.2f} | {vs_base} | {nx['clients_mb_s']:.0f} | {wv['clients_mb_s']:.0f}"
+              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} |")
     print(f"JSON in {args.json}")
 
 

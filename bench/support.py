@@ -122,3 +122,25 @@ class CountingRelay:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def make_bf16_model(path: Path, size_mb: int, tensor_mb: int = 64) -> None:
+    """A BF16 safetensors file of about ``size_mb`` of normal(0, 0.02) weights, written tensor by tensor."""
+    import json
+    import struct
+
+    n_tensors = max(size_mb // tensor_mb, 1)
+    elems = tensor_mb * 1024 * 1024 // 2
+    header, offset = {}, 0
+    for i in range(n_tensors):
+        header[f"layers.{i}.weight"] = {"dtype": "BF16", "shape": [elems // 1024, 1024],
+                                        "data_offsets": [offset, offset + 2 * elems]}
+        offset += 2 * elems
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    rng = np.random.default_rng(0)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for _ in range(n_tensors):
+            w = (rng.standard_normal(elems, dtype=np.float32) * 0.02).view(np.uint32)
+            f.write((w >> 16).astype(np.uint16).tobytes())
