@@ -1,10 +1,9 @@
-"""The codec on the shared MiniLM repos (materialised at /tmp/wv-repos or $WV_REPOS):
+"""The codec on the shared MiniLM repos (the ``shared_repos`` fixture):
 every tensor round-trips per file, sizes beat ZipNN's published figures, and a fine-tune
 costs little as an xor delta against its FP32 base."""
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -13,10 +12,9 @@ import pytest
 
 from weightvault import codec
 
-REPOS = Path(os.environ.get("WV_REPOS", "/tmp/wv-repos"))
-BASE = REPOS / "sentence-transformers/all-MiniLM-L6-v2/model.safetensors"
+BASE = "sentence-transformers/all-MiniLM-L6-v2/model.safetensors"
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BASE.exists(), reason="shared repos not materialised")]
+pytestmark = pytest.mark.slow
 
 
 def tensors(path: Path) -> dict[str, tuple[str, bytes]]:
@@ -33,10 +31,8 @@ FILES = ["sentence-transformers/all-MiniLM-L6-v2/model.safetensors", "acme/all-M
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_every_tensor_round_trips(name: str) -> None:
-    path = REPOS / name
-    if not path.exists():
-        pytest.skip(f"{name} missing")
+def test_every_tensor_round_trips(shared_repos: Path, name: str) -> None:
+    path = shared_repos / name
     raw = coded = 0
     for key, (dtype, data) in tensors(path).items():
         blob = codec.encode(data, dtype, threads=2)
@@ -47,11 +43,11 @@ def test_every_tensor_round_trips(name: str) -> None:
     assert coded / raw < limit
 
 
-def xor_ratio(member: str) -> float:
+def xor_ratio(repos: Path, member: str) -> float:
     """Coded/raw of ``member`` coded as "xor" against BASE, every tensor decoded back."""
-    base = tensors(BASE)
+    base = tensors(repos / BASE)
     raw = coded = 0
-    for key, (dtype, data) in tensors(REPOS / member / "model.safetensors").items():
+    for key, (dtype, data) in tensors(repos / member / "model.safetensors").items():
         base_dtype, base_data = base[key]
         blob = codec.encode(data, dtype, codec="xor", base=base_data, base_dtype=base_dtype)
         assert bytes(codec.decode(blob, base=base_data, base_dtype=base_dtype)) == data, key
@@ -60,17 +56,17 @@ def xor_ratio(member: str) -> float:
     return coded / raw
 
 
-def test_bf16_fine_tune_as_xor_delta() -> None:
-    assert xor_ratio("acme/minilm-codesearch-bf16") <= 0.17  # BitX leaves ~0.21 (docs/anchors)
+def test_bf16_fine_tune_as_xor_delta(shared_repos: Path) -> None:
+    assert xor_ratio(shared_repos, "acme/minilm-codesearch-bf16") <= 0.17  # BitX leaves ~0.21 (docs/anchors)
 
 
-def test_bf16_cast_costs_almost_nothing() -> None:
-    assert xor_ratio("acme/all-MiniLM-L6-v2-bf16") < 0.01
+def test_bf16_cast_costs_almost_nothing(shared_repos: Path) -> None:
+    assert xor_ratio(shared_repos, "acme/all-MiniLM-L6-v2-bf16") < 0.01
 
 
-def test_fp16_cast_size() -> None:
+def test_fp16_cast_size(shared_repos: Path) -> None:
     torch = pytest.importorskip("torch")
-    f32 = b"".join(d for dt, d in tensors(BASE).values() if dt == "F32")
+    f32 = b"".join(d for dt, d in tensors(shared_repos / BASE).values() if dt == "F32")
     f16 = torch.from_numpy(np.frombuffer(f32, np.float32).copy()).to(torch.float16).numpy().tobytes()
     blob = codec.encode(f16, "F16")
     assert bytes(codec.decode(blob)) == f16
