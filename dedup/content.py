@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from weightvault import codec
 from weightvault.errors import StaleReference
@@ -292,6 +292,7 @@ class ContentWriter:
         claim_packs(session, list(self.pack_ids.values()))
         object_ids = self._land_objects(session)
         file_ids: dict[str, int] = {}
+        segments: list[dict] = []
         for sha, staged in self.files.items():
             existing = session.scalar(select(File.id).where(File.sha256 == sha))
             if existing is not None:
@@ -302,13 +303,14 @@ class ContentWriter:
             row = File(sha256=sha, git_sha1=staged.digest.git_sha1, size=staged.digest.size, format=staged.format)
             session.add(row)
             session.flush()
-            for seq, seg in enumerate(staged.segments):
-                session.add(Segment(
-                    file_id=row.id, seq=seq, offset=seg.offset, length=seg.length, name=seg.name,
-                    inline=seg.inline, object_id=object_ids[seg.object_digest] if seg.object_digest else None,
-                    object_offset=seg.object_offset,
-                ))
+            segments.extend(
+                {"file_id": row.id, "seq": seq, "offset": seg.offset, "length": seg.length, "name": seg.name,
+                 "inline": seg.inline, "object_id": object_ids[seg.object_digest] if seg.object_digest else None,
+                 "object_offset": seg.object_offset}
+                for seq, seg in enumerate(staged.segments))
             file_ids[sha] = row.id
+        if segments:
+            session.execute(insert(Segment), segments)
         session.flush()
         return file_ids
 
@@ -317,6 +319,7 @@ class ContentWriter:
         ids = dict(session.execute(select(Object.digest, Object.id).where(Object.digest.in_(list(needed)))).all()) if needed else {}
         for staged in self.objects.values():
             staged.landed = False  # a retried transaction starts over
+        frames: list[dict] = []
         # Bases first, so that a delta's base_id resolves.
         for staged in sorted(self.objects.values(), key=lambda o: o.choice.depth):
             if staged.digest in ids:
@@ -336,18 +339,22 @@ class ContentWriter:
             )
             session.add(row)
             session.flush()
-            for seq, (raw_offset, raw_size, codec_name, loc) in enumerate(staged.frames):
-                session.add(Frame(object_id=row.id, seq=seq, raw_offset=raw_offset, raw_size=raw_size,
-                                  codec=codec_name, pack_id=self.pack_ids[loc.pack], pack_offset=loc.offset,
-                                  size=loc.size))
+            frames.extend(
+                {"object_id": row.id, "seq": seq, "raw_offset": raw_offset, "raw_size": raw_size, "codec": codec_name,
+                 "pack_id": self.pack_ids[loc.pack], "pack_offset": loc.offset, "size": loc.size}
+                for seq, (raw_offset, raw_size, codec_name, loc) in enumerate(staged.frames))
             ids[staged.digest] = row.id
             staged.landed = True
+        if frames:  # one executemany: ORM rows per frame cost 0.3 s of a 1.6 s ingest of the FP32 base
+            session.execute(insert(Frame), frames)
         missing = needed - ids.keys()
         if missing:
             raise StaleReference(f"{len(missing)} tensors were removed while this ingest ran; run it again")
-        for digest, offset, length, h in self.new_chunks:
-            if digest in self.objects and self.objects[digest].landed:
-                session.add(Chunk(object_id=ids[digest], raw_offset=offset, length=length, hash=h))
+        chunks = [{"object_id": ids[digest], "raw_offset": offset, "length": length, "hash": h}
+                  for digest, offset, length, h in self.new_chunks
+                  if digest in self.objects and self.objects[digest].landed]
+        if chunks:  # ~1,400 rows per 91 MB file: as ORM rows they cost more than the frames did
+            session.execute(insert(Chunk), chunks)
         return ids
 
     @property
