@@ -1,0 +1,104 @@
+"""The read path on delta-coded files: byte ranges that cut frames, cross frame and tensor
+boundaries, and land in a member whose frames are coded against a base of another dtype."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from weightvault import codec
+from weightvault.dedup import reader as reader_mod
+from weightvault.dedup.commits import resolve, tree_of
+from weightvault.dedup.ingest import ingest_folder
+from weightvault.dedup.reader import Reader
+from weightvault.store.models import Object
+
+from helpers import make_repo, safetensors_bytes
+
+ELEMS = 3 * codec.FRAME_SIZE // 4 + 1000  # an F32 tensor of three frames and a bit; its BF16 cast spans two
+
+
+def _weights(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"layer.{i}.weight": (rng.standard_normal(ELEMS) * 0.02).astype(np.float32) for i in range(3)}
+
+
+def _bf16(a: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even F32 -> BF16 bits, as a cast by torch does."""
+    bits = a.view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+@pytest.fixture
+def family(vault, tmp_path):
+    """A FP32 base and a BF16 fine-tune of it (card names the base): the member is xor-coded."""
+    base = _weights(0)
+    tuned = {k: v + (np.random.default_rng(1).standard_normal(v.shape) * 1e-4).astype(np.float32)
+             for k, v in base.items()}
+    make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("F32", v) for k, v in base.items()})})
+    member = safetensors_bytes({k: ("BF16", _bf16(v)) for k, v in tuned.items()})
+    make_repo(tmp_path / "ft", {"model.safetensors": member, "README.md": b"---\nbase_model: org/base\n---\n"})
+    ingest_folder(vault, tmp_path / "base", "org/base")
+    ingest_folder(vault, tmp_path / "ft", "org/ft")
+    with vault.catalog.read_session() as s:
+        file = tree_of(s, resolve(s, "org/ft", "main", "model").commit)["model.safetensors"]
+        deltas = s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+    assert deltas and set(deltas) == {"xor"}, "the fine-tune must be delta-coded for this test to mean anything"
+    return file, member
+
+
+def _read(vault, file_id: int, start: int, end: int) -> bytes:
+    return b"".join(bytes(p) for p in Reader(vault).iter_file(file_id, start, end))
+
+
+def test_ranges_across_delta_frame_boundaries(vault, family):
+    file, member = family
+    header = len(member) - 3 * 2 * ELEMS
+    tensor_bytes = 2 * ELEMS
+    edges = [header + t * tensor_bytes + f * codec.FRAME_SIZE for t in range(3) for f in range(2)]
+    cases = [(e - d, e + d2) for e in edges for d, d2 in ((1, 1), (2, 6), (4096, 17), (0, codec.FRAME_SIZE))]
+    rnd = random.Random(7)
+    cases += [tuple(sorted(rnd.sample(range(len(member) + 1), 2))) for _ in range(40)]
+    for start, end in cases:
+        start, end = max(start, 0), min(end, len(member))
+        assert _read(vault, file.id, start, end) == member[start:end], (start, end)
+
+
+def test_whole_file_with_cold_and_warm_base_cache(vault, family, monkeypatch):
+    file, member = family
+    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._BaseFrames(codec.FRAME_SIZE))  # room for one frame
+    assert b"".join(bytes(p) for p in Reader(vault).verified_file(file)) == member
+    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._BaseFrames(64 << 20))
+    for _ in range(2):  # cold, then every base frame from the cache
+        assert b"".join(bytes(p) for p in Reader(vault).verified_file(file, once=True)) == member
+
+
+def test_small_chunks_keep_order(vault, family, monkeypatch):
+    """Many chunks in flight on the pool still come back in file order."""
+    file, member = family
+    monkeypatch.setattr(reader_mod, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(reader_mod, "FIRST_CHUNK_BYTES", 1)
+    assert _read(vault, file.id, 0, len(member)) == member
+
+
+def test_object_range_of_a_delta_object(vault, family):
+    file, member = family
+    with vault.catalog.read_session() as s:
+        obj = s.scalars(select(Object).where(Object.base_id.is_not(None))).first()
+    data = bytes(Reader(vault).object_range(obj.id, 0, obj.raw_size))
+    assert data in member and len(data) == obj.raw_size
+
+
+@pytest.mark.slow
+def test_http_range_across_a_delta_frame_boundary(vault, family, tmp_path):
+    from test_api_rest import running, store_env
+
+    file, member = family
+    edge = len(member) - 3 * 2 * ELEMS + codec.FRAME_SIZE
+    with running(store_env(tmp_path / "store")) as server, server.client("read") as c:
+        for start, end in ((edge - 5, edge + 5), (edge - codec.FRAME_SIZE - 3, edge + 2 * codec.FRAME_SIZE)):
+            r = c.get("/org/ft/resolve/main/model.safetensors", headers={"Range": f"bytes={start}-{end - 1}"})
+            assert r.status_code == 206 and r.content == member[start:end]
+        assert c.get("/org/ft/resolve/main/model.safetensors").content == member
