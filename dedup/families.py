@@ -258,6 +258,9 @@ class FamilyMatcher:
             repo = s.scalar(select(Repo).where(Repo.name == base_repo))
             stored = stored_tensors(s, repo.id) if repo else {}
         match = NameMatcher(stored)
+        # Every base tensor's frame list in two queries, not two per tensor (46 lookups cost
+        # 0.39 s of a 1.6 s ingest of the BF16 cast).
+        self.reader.prefetch(t.object_id for t in stored.values())
 
         def lookup(rel, name, dtype, shape, data):
             t = stored.get(match(name)) if name is not None else None

@@ -64,6 +64,8 @@ BASE_CACHE_BYTES = int(os.environ.get("WEIGHTVAULT_BASE_CACHE_MB", "256")) << 20
 #: pack stays readable for the grace period.
 PLAN_TTL_SECONDS = 300.0
 PLAN_CACHE_OBJECTS = 4096
+#: Object ids per ``IN (...)`` list: far under SQLite's and PostgreSQL's parameter limits.
+PREFETCH_BATCH = 900
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class Reader:
         return self._plans[object_id]
 
     def prefetch(self, object_ids) -> None:
-        """Load the frame lists of several objects in two queries (a file's tensors, typically)."""
+        """Load the frame lists of several objects in two queries per PREFETCH_BATCH objects."""
         url = self.vault.catalog.url
         wanted = []
         for i in set(object_ids):
@@ -231,16 +233,18 @@ class Reader:
         if not wanted:
             return
         base = Object.__table__.alias("base")
+        objects, frames = [], {i: [] for i in wanted}
         with self.vault.catalog.read_session() as s:
-            objects = s.execute(
-                select(Object.id, Object.digest, Object.dtype, Object.base_id, base.c.dtype)
-                .outerjoin(base, base.c.id == Object.base_id).where(Object.id.in_(wanted))).all()
-            frames: dict[int, list[FrameRef]] = {i: [] for i in wanted}
-            for row in s.execute(
-                    select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name, Frame.pack_offset,
-                           Frame.size).join(Pack, Pack.id == Frame.pack_id)
-                    .where(Frame.object_id.in_(wanted)).order_by(Frame.object_id, Frame.seq)):
-                frames[row[0]].append(FrameRef(*row[1:]))
+            for at in range(0, len(wanted), PREFETCH_BATCH):
+                batch = wanted[at:at + PREFETCH_BATCH]
+                objects += s.execute(
+                    select(Object.id, Object.digest, Object.dtype, Object.base_id, base.c.dtype)
+                    .outerjoin(base, base.c.id == Object.base_id).where(Object.id.in_(batch))).all()
+                for row in s.execute(
+                        select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name,
+                               Frame.pack_offset, Frame.size).join(Pack, Pack.id == Frame.pack_id)
+                        .where(Frame.object_id.in_(batch)).order_by(Frame.object_id, Frame.seq)):
+                    frames[row[0]].append(FrameRef(*row[1:]))
         for oid, digest, dtype, base_id, base_dtype in objects:
             refs = frames[oid]
             self._plans[oid] = ObjectPlan(oid, digest, dtype, base_id, base_dtype, refs, [f.raw_offset for f in refs])
