@@ -423,8 +423,8 @@ class Reader:
         layout = self._segments(file.id)
         key = (self.vault.catalog.url, file.id, file.sha256)
         if once:
-            self.prefetch(oid for _, _, _, oid in layout[1] if oid is not None)
-            plans = tuple(self._plans[oid] for _, _, _, oid in layout[1] if oid is not None)
+            self.prefetch(oid for _, _, _, oid, _ in layout[1] if oid is not None)
+            plans = tuple(self._plans[oid] for _, _, _, oid, _ in layout[1] if oid is not None)
             if _verified.checked(key, plans):
                 yield from self.iter_file(file.id, _layout=layout)
                 return

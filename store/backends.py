@@ -28,7 +28,9 @@ class ObjectStat:
 
 class ObjectBackend(Protocol):
     def put_file(self, name: str, path: Path) -> None: ...
-    def read(self, name: str, offset: int, length: int) -> bytes | memoryview: ...
+    def read(self, name: str, offset: int, length: int) -> bytes: ...
+    def view(self, name: str, offset: int, length: int) -> bytes | memoryview:
+        """The same bytes as ``read``, without a copy where the backend can (the read path's call)."""
     def size(self, name: str) -> int: ...
     def delete(self, name: str) -> None: ...
     def list(self, prefix: str = "") -> Iterator[ObjectStat]: ...
@@ -38,7 +40,7 @@ class ObjectBackend(Protocol):
 class LocalBackend:
     """Objects as files under a root folder; writes go through fsync + rename.
 
-    Reads are views into memory maps: no copy (a copying read of the FP32 base's frames
+    ``view`` gives views into memory maps: no copy (a copying read of the FP32 base's frames
     cost 20 ms of 150 ms of its restore, sha256 included). The maps of the
     ``MAPPED_OBJECTS`` objects read last are kept and checked against a ``stat`` per
     read (a few microseconds per multi-MiB read), so an object deleted or replaced
@@ -85,7 +87,10 @@ class LocalBackend:
         finally:
             os.close(dir_fd)
 
-    def read(self, name: str, offset: int, length: int) -> memoryview:
+    def read(self, name: str, offset: int, length: int) -> bytes:
+        return bytes(self.view(name, offset, length))
+
+    def view(self, name: str, offset: int, length: int) -> memoryview:
         path = self._path(name)
         try:
             st = os.stat(path)
@@ -171,6 +176,9 @@ class S3Backend:
 
     def put_file(self, name: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(name))
+
+    def view(self, name: str, offset: int, length: int) -> bytes:
+        return self.read(name, offset, length)
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         if length == 0:

@@ -42,7 +42,8 @@ class Vault:
         return PackWriter(self.catalog, self.backend, self.settings.data_dir / "spool", self.settings.pack_target_bytes)
 
     def read(self, pack: str, offset: int, size: int) -> bytes | memoryview:
-        return self.backend.read(pack, offset, size)
+        """Bytes of a pack, as a view where the backend can give one (they are only read)."""
+        return self.backend.view(pack, offset, size)
 
     def describe(self) -> str:
         db = self.catalog.engine.url.render_as_string(hide_password=True)
