@@ -2,8 +2,8 @@
 
 Public API (other packages code against these names only):
 
-- ``FRAME_SIZE``, ``FrameInfo``, ``encode_frames``, ``decode_frame``, ``frame_info``,
-  ``base_range`` (codec/frames.py): one frame per 256 KiB piece.
+- ``FRAME_SIZE``, ``FrameInfo``, ``encode_frames``, ``decode_frame``, ``decode_frames``,
+  ``frame_info``, ``base_range`` (codec/frames.py): one frame per 256 KiB piece.
 - ``encode``, ``decode``, ``iter_frames`` (codec/container.py): frames back to back.
 - ``CODECS``, ``register``, ``CodecImpl`` (codec/registry.py): codec names <-> ids, and
   the protocol a Python codec (codec/ckpt.py) implements to plug in.
@@ -17,7 +17,7 @@ from .container import decode, encode, iter_frames
 from .dtypes import DTYPES, itemsize
 from .errors import CodecError
 from .estimate import estimate_size
-from .frames import FRAME_SIZE, FrameInfo, base_range, decode_frame, encode_frames, frame_info
+from .frames import FRAME_SIZE, FrameInfo, base_range, decode_frame, decode_frames, encode_frames, frame_info
 from .registry import CODECS, CodecImpl, NativeCodec, register
 from .zstd_codec import ZstdCodec
 
@@ -25,11 +25,13 @@ CODECS.add("raw", 0, NativeCodec(needs_base=False))
 CODECS.add("zstd", 1, ZstdCodec())
 CODECS.add("planes", 2, NativeCodec(needs_base=False))
 CODECS.add("xor", 3, NativeCodec(needs_base=True))
+#: Codecs whose frames ``decode_frames`` decodes many at a time (no base, coded in C).
+BATCH_CODECS = frozenset({"raw", "planes"})
 
 from . import ckpt  # noqa: E402,F401  (registers the checkpoint coder, id 4, after the native ones)
 
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",
-    "frame_info", "base_range", "encode", "decode", "iter_frames", "CODECS", "CodecImpl", "register",
-    "estimate_size",
+    "decode_frames", "frame_info", "base_range", "encode", "decode", "iter_frames", "CODECS", "CodecImpl", "register",
+    "estimate_size", "BATCH_CODECS",
 ]

@@ -76,6 +76,7 @@ class FrameRef:
     pack: str
     offset: int
     size: int
+    codec: str
 
 
 @dataclass
@@ -242,7 +243,7 @@ class Reader:
                     .outerjoin(base, base.c.id == Object.base_id).where(Object.id.in_(batch))).all()
                 for row in s.execute(
                         select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name,
-                               Frame.pack_offset, Frame.size).join(Pack, Pack.id == Frame.pack_id)
+                               Frame.pack_offset, Frame.size, Frame.codec).join(Pack, Pack.id == Frame.pack_id)
                         .where(Frame.object_id.in_(batch)).order_by(Frame.object_id, Frame.seq)):
                     frames[row[0]].append(FrameRef(*row[1:]))
         for oid, digest, dtype, base_id, base_dtype in objects:
@@ -318,17 +319,34 @@ class Reader:
                 j += 1
             first, last = p.ref, pieces[j - 1].ref
             span = memoryview(self.vault.read(first.pack, first.offset, last.offset + last.size - first.offset))
-            for q in pieces[i:j]:
-                payload = span[q.ref.offset - first.offset:q.ref.offset - first.offset + q.ref.size]
-                if (q.lo, q.hi) == (0, q.ref.raw_size):
-                    self._decode_into(q.plan, q.ref, payload, out[at:at + q.size])
-                else:  # a Range that cuts a frame: decode it whole, keep the part asked for
-                    whole = memoryview(bytearray(q.ref.raw_size))
-                    self._decode_into(q.plan, q.ref, payload, whole)
-                    out[at:at + q.size] = whole[q.lo:q.hi]
+            while i < j:
+                q = pieces[i]
+                k = i  # pieces[i:k] are whole frames that decode in one call
+                while k < j and pieces[k].ref.codec in codec.BATCH_CODECS and pieces[k].size == pieces[k].ref.raw_size:
+                    k += 1
+                if k - i > 1:
+                    size = sum(p.size for p in pieces[i:k])
+                    try:
+                        codec.decode_frames(span, [p.ref.offset - first.offset for p in pieces[i:k]], out[at:at + size])
+                    except codec.CodecError as exc:  # one by one, so that the error names the frame
+                        for p in pieces[i:k]:
+                            self._decode_piece(p, span[p.ref.offset - first.offset:][:p.ref.size], memoryview(bytearray(p.size)))
+                        raise self._fail(pieces[i].plan, pieces[i].ref, exc) from exc
+                    at += size
+                    i = k
+                    continue
+                self._decode_piece(q, span[q.ref.offset - first.offset:][:q.ref.size], out[at:at + q.size])
                 at += q.size
-            i = j
+                i += 1
         return out
+
+    def _decode_piece(self, q: _Piece, payload: memoryview, out: memoryview) -> None:
+        if (q.lo, q.hi) == (0, q.ref.raw_size):
+            self._decode_into(q.plan, q.ref, payload, out)
+        else:  # a Range that cuts a frame: decode it whole, keep the part asked for
+            whole = memoryview(bytearray(q.ref.raw_size))
+            self._decode_into(q.plan, q.ref, payload, whole)
+            out[:] = whole[q.lo:q.hi]
 
     def _chunks(self, pieces: Iterator[_Piece]) -> Iterator[list[_Piece]]:
         """Group pieces into chunks: the first about one frame, then about CHUNK_BYTES each."""

@@ -54,9 +54,12 @@ static size_t locate(const uint8_t *src, const uint64_t *offsets, size_t count, 
     size_t end = f + 1 < count ? offsets[f + 1] : src_end;
     WV_RETURN_ERROR_IF(end < offsets[f] || end > src_end, WV_ERR_CORRUPT);
     wv_frame_header h;
-    WV_FORWARD_IF_ERROR(wv_frame_parse(src + offsets[f], end - offsets[f], &h));
+    /* A frame ends where its header says; bytes up to the next offset are skipped, so the
+     * frames of a store's pack can be decoded in place between their entry headers. */
+    size_t fs = wv_frame_parse(src + offsets[f], end - offsets[f], &h);
+    WV_FORWARD_IF_ERROR(fs);
     r->frame = src + offsets[f];
-    r->size = end - offsets[f];
+    r->size = fs;
     r->raw = h.raw_size;
     r->base = NULL;
     r->base_len = 0;
