@@ -7,6 +7,7 @@ in the caller's transaction, so a repo appears whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import mmap
 from dataclasses import dataclass, field
@@ -320,31 +321,38 @@ class ContentWriter:
         for staged in self.objects.values():
             staged.landed = False  # a retried transaction starts over
         frames: list[dict] = []
-        # Bases first, so that a delta's base_id resolves.
-        for staged in sorted(self.objects.values(), key=lambda o: o.choice.depth):
-            if staged.digest in ids:
-                continue  # a concurrent ingest stored it first: ours stays unreferenced for gc
-            base_id = None
-            if staged.choice.base_digest:
-                base_id = ids.get(staged.choice.base_digest) or session.scalar(
-                    select(Object.id).where(Object.digest == staged.choice.base_digest))
-                if base_id is None:
-                    raise StaleReference("a base tensor was removed while this ingest ran; run it again")
-            row = Object(
-                digest=staged.digest, kind=staged.kind, dtype=staged.dtype,
-                shape=json.dumps(staged.shape) if staged.shape is not None else None,
-                raw_size=staged.raw_size, stored_size=staged.stored_size, codec=staged.choice.codec,
-                mechanism=staged.choice.mechanism,
-                base_id=base_id, depth=staged.choice.depth, reason=staged.choice.reason,
-            )
-            session.add(row)
-            session.flush()
-            frames.extend(
-                {"object_id": row.id, "seq": seq, "raw_offset": raw_offset, "raw_size": raw_size, "codec": codec_name,
-                 "pack_id": self.pack_ids[loc.pack], "pack_offset": loc.offset, "size": loc.size}
-                for seq, (raw_offset, raw_size, codec_name, loc) in enumerate(staged.frames))
-            ids[staged.digest] = row.id
-            staged.landed = True
+        # One INSERT ... RETURNING per depth, bases first so that a delta's base_id resolves
+        # (an ORM row and a flush per object cost 0.4 s of a 2.4 s ingest of the FP32 base).
+        staged_objects = sorted(self.objects.values(), key=lambda o: o.choice.depth)
+        for _, level in itertools.groupby(staged_objects, key=lambda o: o.choice.depth):
+            rows, landing = [], []
+            for staged in level:
+                if staged.digest in ids:
+                    continue  # a concurrent ingest stored it first: ours stays unreferenced for gc
+                base_id = None
+                if staged.choice.base_digest:
+                    base_id = ids.get(staged.choice.base_digest) or session.scalar(
+                        select(Object.id).where(Object.digest == staged.choice.base_digest))
+                    if base_id is None:
+                        raise StaleReference("a base tensor was removed while this ingest ran; run it again")
+                rows.append({
+                    "digest": staged.digest, "kind": staged.kind, "dtype": staged.dtype,
+                    "shape": json.dumps(staged.shape) if staged.shape is not None else None,
+                    "raw_size": staged.raw_size, "stored_size": staged.stored_size, "codec": staged.choice.codec,
+                    "mechanism": staged.choice.mechanism, "base_id": base_id, "depth": staged.choice.depth,
+                    "reason": staged.choice.reason,
+                })
+                landing.append(staged)
+            if not rows:
+                continue
+            ids.update(session.execute(insert(Object).returning(Object.digest, Object.id), rows).tuples().all())
+            for staged in landing:
+                frames.extend(
+                    {"object_id": ids[staged.digest], "seq": seq, "raw_offset": raw_offset, "raw_size": raw_size,
+                     "codec": codec_name, "pack_id": self.pack_ids[loc.pack], "pack_offset": loc.offset,
+                     "size": loc.size}
+                    for seq, (raw_offset, raw_size, codec_name, loc) in enumerate(staged.frames))
+                staged.landed = True
         if frames:  # one executemany: ORM rows per frame cost 0.3 s of a 1.6 s ingest of the FP32 base
             session.execute(insert(Frame), frames)
         missing = needed - ids.keys()
