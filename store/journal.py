@@ -19,7 +19,8 @@ serialised by the catalog (SQLite's write lock, PostgreSQL row locks on the bran
 later record about the same row always has a later time. Layout: docs/FORMAT.md "Records".
 
 Rows changed by the ORM are captured by session events; a bulk UPDATE (rebase re-coding
-objects) names its rows with :func:`touch`.
+objects) names its rows with :func:`touch`, and a bulk INSERT of frames or chunks (ingest)
+names their objects with :func:`wrote_frames`.
 """
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ def decode_value(v):
 def touch(session, model: type, row_id: int) -> None:
     """Record ``model`` row ``row_id`` as it stands at commit (for rows changed by a bulk UPDATE)."""
     session.info.setdefault(_INFO, _Pending()).touched.add((model, row_id))
+
+
+def wrote_frames(session, object_ids) -> None:
+    """Note objects whose frames or chunks were inserted in bulk (rows the flush events never see)."""
+    session.info.setdefault(_INFO, _Pending()).objects_with_frames.update(object_ids)
 
 
 def record_everything(session) -> None:
