@@ -3,7 +3,9 @@ alone (every repo, branch, tag, commit id and tree), `verify --deep` compares bo
 entries are named and skipped, and version 1 packs still read."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -330,4 +332,40 @@ def test_recover_keeps_chunk_references(vault, tmp_path):
         assert s.scalar(select(func.count()).select_from(Chunk)) == chunks
     assert restore(fresh, "org/one", "main", tmp_path / "out1").written == tree_sha256(one)
     assert restore(fresh, "org/two", "main", tmp_path / "out2").written == tree_sha256(two)
+    fresh.close()
+
+
+@pytest.mark.slow
+def test_recover_the_six_shared_repos(shared_repos, tmp_path, monkeypatch):
+    """The six real repos, a second revision on a branch and a tag; the catalog deleted and
+    `weightvault recover` run: every revision back bit-exact with the same commit ids and refs."""
+    from conftest import SHARED_REPOS
+
+    for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
+        monkeypatch.delenv(k, raising=False)
+    root = tmp_path / "store"
+    vault = Vault.open(root)
+    for name in SHARED_REPOS:
+        ingest_folder(vault, shared_repos / name, name)
+    ingest_folder(vault, shared_repos / SHARED_REPOS[3], SHARED_REPOS[0], "dev")
+    with vault.catalog.write_session() as s:
+        target = resolve(s, SHARED_REPOS[0], "dev")
+        s.add(Tag(repo_id=target.repo.id, name="v1.0", commit_id=target.commit.id))
+    before, commits = catalog_state(vault.catalog), commits_of(vault)
+    fresh = drop_catalog(vault)
+    fresh.close()
+    (root / "catalog.sqlite").unlink()
+    report = json.loads(run_cli("recover", "--json", env={"WEIGHTVAULT_DATA_DIR": str(root)}).stdout)
+    assert report["ok"] and report["repos"] == 6 and report["tags"] == 1
+    fresh = Vault.open(root)
+    after = catalog_state(fresh.catalog)
+    for what in ("repos", "refs", "tags", "commits", "files", "objects"):
+        assert after[what] == before[what], what
+    assert commits_of(fresh) == commits
+    expected = [(n, "main", n) for n in SHARED_REPOS] + [(SHARED_REPOS[0], "dev", SHARED_REPOS[3]),
+                                                          (SHARED_REPOS[0], "v1.0", SHARED_REPOS[3])]
+    for repo, rev, folder in expected:
+        out = tmp_path / "out" / repo / rev
+        assert restore(fresh, repo, rev, out).written == tree_sha256(shared_repos / folder)
+        shutil.rmtree(out)
     fresh.close()
