@@ -11,7 +11,8 @@ it prints, per server: MB/s of one curl download (the first, "cold", and the
 best of ``--repeat``), time to first byte, MB/s of ``--clients`` downloads at
 once, the median 1 MiB Range latency; then the ratios the targets are stated
 in (weightvault / nginx, and each delta-coded file / weightvault's own base) and
-weightvault's resident memory after each file, to show it flat with file size.
+weightvault's resident memory after each file (all, and anonymous: without mapped
+file pages), to show it flat with file size.
 
 Clients run on the same machine and share its cores with the servers. A delta
 frame's base frames are kept decoded in a bounded process-wide cache
@@ -81,10 +82,11 @@ def nginx_binary() -> str:
     sys.exit("nginx not found: run scripts/setup.sh as root, or apt-get install nginx-light")
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process in MB."""
+def rss_mb(pid: int) -> tuple[float, float, float]:
+    """(resident, of which anonymous, peak resident) memory of a process in MB; resident memory
+    also counts pages of files the process maps (packs being read), anonymous does not."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "VmHWM"))
 
 
 def curl(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
@@ -173,12 +175,12 @@ def main() -> None:
             size = (sources[repo] / name).stat().st_size
             wv = measure(f"http://127.0.0.1:{wv_port}/{repo}/resolve/main/{name}",
                          {"Authorization": f"Bearer {token}"}, size, args.clients, args.repeat, args.ranges)
-            rss, peak = rss_mb(wv_pid)
+            rss, anon, peak = rss_mb(wv_pid)
             nx = measure(f"http://127.0.0.1:{nginx_port}/{repo}/{name}", {}, size, args.clients, args.repeat,
                          args.ranges)
             rows.append({"file": label, "repo": repo, "name": name, "base": base, "mb": size / 1e6,
                          "weightvault": wv, "nginx": nx, "ratio_vs_nginx": wv["best_mb_s"] / nx["best_mb_s"],
-                         "rss_mb": rss, "peak_rss_mb": peak})
+                         "rss_mb": rss, "anon_rss_mb": anon, "peak_rss_mb": peak})
         by_label = {r["file"]: r for r in rows}
         for r in rows:
             if r["base"]:
@@ -196,14 +198,14 @@ def main() -> None:
     print(f"{os.cpu_count()} cores shared by both servers and curl; MB/s of one download (cold: the first "
           f"after start; best of {args.repeat}), {args.clients} at once, 1 MiB Range p50")
     print("| file | MB | nginx | wv cold | wv best | wv/nginx | wv/base | "
-          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB |")
-    print("|---" * 12 + "|")
+          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB | anon MB |")
+    print("|---" * 13 + "|")
     for r in rows:
         wv, nx = r["weightvault"], r["nginx"]
         vs_base = f"{r['ratio_vs_own_base']:.2f}" if r["base"] else "-"
         print(f"| {r['file']} | {r['mb']:.0f} | {nx['best_mb_s']:.0f} | {wv['cold_mb_s']:.0f} | {wv['best_mb_s']:.0f}"
               f" | {r['ratio_vs_nginx']:.2f} | {vs_base} | {nx['clients_mb_s']:.0f} | {wv['clients_mb_s']:.0f}"
-              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} |")
+              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} | {r['anon_rss_mb']:.0f} |")
     print(f"JSON in {args.json}")
 
 
