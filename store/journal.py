@@ -275,13 +275,16 @@ class _Serializer:
             ids = sorted(p.objects_with_frames)
             for start in range(0, len(ids), 500):
                 part = ids[start:start + 500]
-                for f, pack in s.execute(select(Frame, Pack.name).join(Pack, Pack.id == Frame.pack_id)
-                                         .where(Frame.object_id.in_(part))
-                                         .order_by(Frame.object_id, Frame.seq)).all():
-                    frame_rows.setdefault(f.object_id, []).append(
-                        [f.seq, f.raw_offset, f.raw_size, f.codec, f.size, pack, f.pack_offset])
-                for c in s.scalars(select(Chunk).where(Chunk.object_id.in_(part)).order_by(Chunk.raw_offset)):
-                    chunk_rows.setdefault(c.object_id, []).append([c.raw_offset, c.length, c.hash])
+                # Columns, not ORM rows: loading ~1,400 Chunk and ~400 Frame entities per ingest of
+                # a 91 MB file was most of this hook's cost.
+                for oid, *frame in s.execute(
+                        select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Frame.codec, Frame.size,
+                               Pack.name, Frame.pack_offset).join(Pack, Pack.id == Frame.pack_id)
+                        .where(Frame.object_id.in_(part)).order_by(Frame.object_id, Frame.seq)):
+                    frame_rows.setdefault(oid, []).append(frame)
+                for oid, *chunk in s.execute(select(Chunk.object_id, Chunk.raw_offset, Chunk.length, Chunk.hash)
+                                             .where(Chunk.object_id.in_(part)).order_by(Chunk.raw_offset)):
+                    chunk_rows.setdefault(oid, []).append(chunk)
         ops: list = []
         by_kind: dict[str, list] = {k: [] for k in KINDS}
         for row in rows:
