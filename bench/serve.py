@@ -9,7 +9,8 @@ Stores the six shared repos (../shared/data) and one synthetic BF16 model of
 cast, a BF16 fine-tune, the FP32 fine-tune's big shard and the synthetic model
 it prints, per server: MB/s of one curl download (the first, "cold", and the
 best of ``--repeat``), time to first byte, MB/s of ``--clients`` downloads at
-once, the median 1 MiB Range latency; then the ratios the targets are stated
+once, the median 1 MiB Range latency, and the best MB/s of a third server
+running the same app without issue 14's request guards; then the ratios the targets are stated
 in (weightvault / nginx, and each delta-coded file / weightvault's own base) and
 weightvault's resident memory after each file (all, and anonymous: without mapped
 file pages), to show it flat with file size.
@@ -49,6 +50,22 @@ FILES = [
     ("FP32 fine-tune, big shard", "lab/minilm-codesearch-fp32", "model-00002-of-00002.safetensors", "FP32 base"),
     ("synthetic BF16 model", "bench/big", "model.safetensors", None),
 ]
+
+#: The weightvault app under uvicorn; with ``bare``, issue 14's request guards (body limits,
+#: NUL check, the catch-all error middleware) are taken out, so the same run shows what they
+#: cost on the download path. Both weightvault servers start this way, so only the guards differ.
+WV_APP = r'''
+import sys
+import uvicorn
+from weightvault.api.app import create_app
+from weightvault.api.errors import Unexpected
+from weightvault.api.limits import BodyLimit
+
+app = create_app()
+if sys.argv[2] == "bare":
+    app.user_middleware = [m for m in app.user_middleware if m.cls not in (BodyLimit, Unexpected)]
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+'''
 
 NGINX_CONF = """
 user root;
@@ -159,12 +176,14 @@ def main() -> None:
             (raw_root / repo).parent.mkdir(parents=True, exist_ok=True)
             (raw_root / repo).symlink_to(folder.resolve())
         (work / "nginx-tmp").mkdir()
-        wv_port, nginx_port = free_port(), free_port()
+        wv_port, bare_port, nginx_port = free_port(), free_port(), free_port()
         conf = work / "nginx.conf"
         conf.write_text(NGINX_CONF.format(work=work, port=nginx_port, root=raw_root))
-        procs.append(subprocess.Popen([*cli, "serve", "--port", str(wv_port)], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(wv_port), "guarded"], env=env))
         procs.append(subprocess.Popen([nginx_binary(), "-c", str(conf)]))
+        procs.append(subprocess.Popen([sys.executable, "-c", WV_APP, str(bare_port), "bare"], env=env))
         wait_port(wv_port)
+        wait_port(bare_port)
         wait_port(nginx_port)
         wv_pid = procs[0].pid
         httpx.get(f"http://127.0.0.1:{wv_port}/{REPOS[0]}/resolve/main/config.json",
@@ -178,8 +197,11 @@ def main() -> None:
             rss, anon, peak = rss_mb(wv_pid)
             nx = measure(f"http://127.0.0.1:{nginx_port}/{repo}/{name}", {}, size, args.clients, args.repeat,
                          args.ranges)
+            bare = max(size / curl(f"http://127.0.0.1:{bare_port}/{repo}/resolve/main/{name}",
+                                   {"Authorization": f"Bearer {token}"})[2] / 1e6 for _ in range(args.repeat))
             rows.append({"file": label, "repo": repo, "name": name, "base": base, "mb": size / 1e6,
                          "weightvault": wv, "nginx": nx, "ratio_vs_nginx": wv["best_mb_s"] / nx["best_mb_s"],
+                         "no_guards_mb_s": bare,
                          "rss_mb": rss, "anon_rss_mb": anon, "peak_rss_mb": peak})
         by_label = {r["file"]: r for r in rows}
         for r in rows:
@@ -198,14 +220,14 @@ def main() -> None:
     print(f"{os.cpu_count()} cores shared by both servers and curl; MB/s of one download (cold: the first "
           f"after start; best of {args.repeat}), {args.clients} at once, 1 MiB Range p50")
     print("| file | MB | nginx | wv cold | wv best | wv/nginx | wv/base | "
-          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB | anon MB |")
-    print("|---" * 13 + "|")
+          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB | anon MB | wv without guards |")
+    print("|---" * 14 + "|")
     for r in rows:
         wv, nx = r["weightvault"], r["nginx"]
         vs_base = f"{r['ratio_vs_own_base']:.2f}" if r["base"] else "-"
         print(f"| {r['file']} | {r['mb']:.0f} | {nx['best_mb_s']:.0f} | {wv['cold_mb_s']:.0f} | {wv['best_mb_s']:.0f}"
               f" | {r['ratio_vs_nginx']:.2f} | {vs_base} | {nx['clients_mb_s']:.0f} | {wv['clients_mb_s']:.0f}"
-              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} | {r['anon_rss_mb']:.0f} |")
+              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} | {r['anon_rss_mb']:.0f} | {r['no_guards_mb_s']:.0f} |")
     print(f"JSON in {args.json}")
 
 
