@@ -25,10 +25,12 @@ CODECS.add("raw", 0, NativeCodec(needs_base=False))
 CODECS.add("zstd", 1, ZstdCodec())
 CODECS.add("planes", 2, NativeCodec(needs_base=False))
 CODECS.add("xor", 3, NativeCodec(needs_base=True))
-#: Codecs whose frames ``decode_frames`` decodes many at a time (no base, coded in C).
-BATCH_CODECS = frozenset({"raw", "planes"})
 
 from . import ckpt  # noqa: E402,F401  (registers the checkpoint coder, id 4, after the native ones)
+
+#: Codecs whose frames ``decode_frames`` decodes many at a time: coded in C, with no base.
+BATCH_CODECS = frozenset(name for name in CODECS if isinstance(CODECS.impl(name), NativeCodec)
+                         and not CODECS.impl(name).needs_base)
 
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",

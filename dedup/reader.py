@@ -97,90 +97,51 @@ class ObjectPlan:
             i += 1
 
 
-class _SharedPlans:
-    """A thread-safe LRU of object plans with an age limit, keyed by catalog and object id."""
+class _Lru:
+    """A thread-safe LRU bounded by the sum of its entries' weights (1 each unless ``weight``
+    says otherwise), whose entries older than ``ttl`` seconds are not returned."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int, *, weight=lambda value: 1, ttl: float | None = None) -> None:
+        self.capacity, self.weight, self.ttl = capacity, weight, ttl
         self._lock = threading.Lock()
-        self._plans: OrderedDict[tuple[str, int], tuple[float, ObjectPlan]] = OrderedDict()
+        self._entries: OrderedDict = OrderedDict()  # key -> (time stored, value)
+        self._held = 0
 
-    def get(self, key: tuple[str, int]) -> ObjectPlan | None:
+    def get(self, key):
         with self._lock:
-            hit = self._plans.get(key)
-            if hit is None or time.monotonic() - hit[0] > PLAN_TTL_SECONDS:
+            hit = self._entries.get(key)
+            if hit is None or (self.ttl is not None and time.monotonic() - hit[0] > self.ttl):
                 return None
-            self._plans.move_to_end(key)
+            self._entries.move_to_end(key)
             return hit[1]
 
-    def drop(self, key: tuple[str, int]) -> None:
-        with self._lock:
-            self._plans.pop(key, None)
-
-    def put(self, key: tuple[str, int], plan: ObjectPlan) -> None:
-        with self._lock:
-            self._plans[key] = (time.monotonic(), plan)
-            self._plans.move_to_end(key)
-            while len(self._plans) > PLAN_CACHE_OBJECTS:
-                self._plans.popitem(last=False)
-
-
-class _BaseFrames:
-    """Decoded base frames, an LRU bounded in bytes, shared by every reader of the process.
-
-    Keyed by the object's digest and the frame's raw range: a digest fixes the raw
-    bytes, so an entry stays right whatever happens to the catalog (re-coding, gc,
-    compaction, another store opened by the same process).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._frames: OrderedDict[tuple[str, int, int], memoryview] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple[str, int, int]) -> memoryview | None:
-        with self._lock:
-            hit = self._frames.get(key)
-            if hit is not None:
-                self._frames.move_to_end(key)
-            return hit
-
-    def put(self, key: tuple[str, int, int], raw: memoryview) -> None:
-        if len(raw) > self.capacity:
+    def put(self, key, value) -> None:
+        if self.weight(value) > self.capacity:
             return
         with self._lock:
-            old = self._frames.pop(key, None)
-            self._bytes += len(raw) - (len(old) if old is not None else 0)
-            self._frames[key] = raw
-            while self._bytes > self.capacity:
-                _, dropped = self._frames.popitem(last=False)
-                self._bytes -= len(dropped)
+            self._drop(key)
+            self._entries[key] = (time.monotonic(), value)
+            self._held += self.weight(value)
+            while self._held > self.capacity:
+                self._drop(next(iter(self._entries)))
 
-
-class _VerifiedFiles:
-    """Files whose whole bytes matched their sha256, with the frame lists they were read through."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._files: OrderedDict[tuple, tuple[ObjectPlan, ...]] = OrderedDict()
-
-    def checked(self, key: tuple, plans: tuple[ObjectPlan, ...]) -> bool:
+    def drop(self, key) -> None:
         with self._lock:
-            seen = self._files.get(key)
-            return seen is not None and len(seen) == len(plans) and all(a is b for a, b in zip(seen, plans))
+            self._drop(key)
 
-    def add(self, key: tuple, plans: tuple[ObjectPlan, ...]) -> None:
-        with self._lock:
-            self._files[key] = plans
-            self._files.move_to_end(key)
-            while len(self._files) > self.capacity:
-                self._files.popitem(last=False)
+    def _drop(self, key) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._held -= self.weight(old[1])
 
 
-_shared_plans = _SharedPlans()
-_verified = _VerifiedFiles(PLAN_CACHE_OBJECTS)
-_base_frames = _BaseFrames(BASE_CACHE_BYTES)
+#: (catalog, object id) -> ObjectPlan.
+_shared_plans = _Lru(PLAN_CACHE_OBJECTS, ttl=PLAN_TTL_SECONDS)
+#: (catalog, file id, sha256) -> the ObjectPlans a read that matched the sha256 went through.
+_verified = _Lru(PLAN_CACHE_OBJECTS)
+#: (object digest, raw offset, raw size) -> a decoded base frame. A digest fixes the raw bytes,
+#: so an entry stays right whatever happens to the catalog (re-coding, gc, compaction).
+_base_frames = _Lru(BASE_CACHE_BYTES, weight=len)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -443,7 +404,8 @@ class Reader:
         if once:
             self.prefetch(oid for _, _, _, oid, _ in layout[1] if oid is not None)
             plans = tuple(self._plans[oid] for _, _, _, oid, _ in layout[1] if oid is not None)
-            if _verified.checked(key, plans):
+            seen = _verified.get(key)
+            if seen is not None and len(seen) == len(plans) and all(a is b for a, b in zip(seen, plans)):
                 yield from self.iter_file(file.id, _layout=layout)
                 return
         h, n = hashlib.sha256(), 0
@@ -454,4 +416,4 @@ class Reader:
         if n != file.size or h.hexdigest() != file.sha256:
             raise IntegrityError(f"file {file.sha256[:16]}: restored bytes do not match its sha256")
         if once:
-            _verified.add(key, plans)
+            _verified.put(key, plans)

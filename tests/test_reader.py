@@ -68,9 +68,9 @@ def test_ranges_across_delta_frame_boundaries(vault, family):
 
 def test_whole_file_with_cold_and_warm_base_cache(vault, family, monkeypatch):
     file, member = family
-    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._BaseFrames(codec.FRAME_SIZE))  # room for one frame
+    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(codec.FRAME_SIZE, weight=len))  # room for one frame
     assert b"".join(bytes(p) for p in Reader(vault).verified_file(file)) == member
-    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._BaseFrames(64 << 20))
+    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
     for _ in range(2):  # cold, then every base frame from the cache
         assert b"".join(bytes(p) for p in Reader(vault).verified_file(file, once=True)) == member
 

@@ -54,7 +54,7 @@ def forget_frame_lists() -> None:
     """As a process restart would: the rebuilt catalog numbers objects afresh, and readers share
     frame lists keyed by catalog and object id."""
     from weightvault.dedup import reader
-    reader._shared_plans = reader._SharedPlans()
+    reader._shared_plans = reader._Lru(reader.PLAN_CACHE_OBJECTS, ttl=reader.PLAN_TTL_SECONDS)
 
 
 def drop_catalog(vault: Vault) -> Vault:
