@@ -102,3 +102,22 @@ def test_http_range_across_a_delta_frame_boundary(vault, family, tmp_path):
             r = c.get("/org/ft/resolve/main/model.safetensors", headers={"Range": f"bytes={start}-{end - 1}"})
             assert r.status_code == 206 and r.content == member[start:end]
         assert c.get("/org/ft/resolve/main/model.safetensors").content == member
+
+
+def test_member_wider_than_its_base(vault, tmp_path):
+    """An FP32 member of a BF16 base: each member frame needs half of a base frame, so base frames
+    are cut, decoded whole once and shared by the two member frames over them."""
+    base = {k: _bf16(v) for k, v in _weights(2).items()}
+    tuned = {k: (v.astype(np.uint32) << 16).view(np.float32) + np.float32(1e-6) for k, v in base.items()}
+    make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("BF16", v) for k, v in base.items()})})
+    member = safetensors_bytes({k: ("F32", v) for k, v in tuned.items()})
+    make_repo(tmp_path / "ft", {"model.safetensors": member, "README.md": b"---\nbase_model: org/base\n---\n"})
+    ingest_folder(vault, tmp_path / "base", "org/base")
+    ingest_folder(vault, tmp_path / "ft", "org/ft")
+    with vault.catalog.read_session() as s:
+        file = tree_of(s, resolve(s, "org/ft", "main", "model").commit)["model.safetensors"]
+        deltas = s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+    if not deltas:
+        pytest.skip("the FP32 member was not delta-coded against its BF16 base")
+    for start, end in ((0, len(member)), (len(member) // 3, len(member) // 3 + codec.FRAME_SIZE + 9)):
+        assert _read(vault, file.id, start, end) == member[start:end]
