@@ -23,7 +23,7 @@ from weightvault.codec import chunking
 from weightvault.store.models import Chunk, File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
-from . import formats, opaque
+from . import fingerprints, formats, opaque
 from .choice import BaseCandidate, CodingChoice, choose_and_encode
 from .hashing import FileDigest, digest_bytes, object_digest
 from .reader import Reader
@@ -63,6 +63,7 @@ class StagedObject:
     choice: CodingChoice
     frames: list[tuple[int, int, str, Location]] = field(default_factory=list)  # raw_offset, raw_size, codec, where
     stored_size: int = 0
+    fingerprint: dict = field(default_factory=dict)  # objects row columns (dedup/fingerprints.py)
     landed: bool = False  # written by this ingest's land (not by a concurrent one first)
 
 
@@ -260,7 +261,8 @@ class ContentWriter:
             progress(len(data))
             return digest
         choice = choose_and_encode(data, dtype, base, threads=self.threads)
-        staged = StagedObject(digest, kind, dtype, shape, len(data), choice)
+        staged = StagedObject(digest, kind, dtype, shape, len(data), choice,
+                              fingerprint=fingerprints.columns(data, dtype) if kind == "tensor" else {})
         for frames, offset in choice.frame_slices():
             for frame in frames:
                 info = codec.frame_info(frame)
@@ -342,6 +344,7 @@ class ContentWriter:
                     raw_size=staged.raw_size, stored_size=staged.stored_size, codec=staged.choice.codec,
                     mechanism=staged.choice.mechanism,
                     base_id=base_id, depth=staged.choice.depth, reason=staged.choice.reason,
+                    **staged.fingerprint,
                 )))
             session.add_all(row for _, row in landing)
             session.flush()

@@ -27,8 +27,10 @@ from sqlalchemy import distinct, func, or_, select
 
 from weightvault.store.models import Family, Object, Ref, Repo, Segment, TreeEntry
 
+from . import fingerprints
 from .formats import safetensors
-from .choice import BaseCandidate
+from .choice import MAX_DEPTH, BaseCandidate
+from .reader import PREFETCH_BATCH
 
 SIMILAR_ENOUGH = 0.75
 #: Elements compared per tensor and tensors compared per candidate: enough for a
@@ -204,7 +206,42 @@ class FamilyMatcher:
                     return Decision(self._family_name(s, best), best.name,
                                     f"same architecture; {high:.1%} of sampled values agree in sign and exponent "
                                     f"with {best.name} ({exact:.1%} identical)", scores)
+            found, sampled, repo = self._by_fingerprint(s, repo_name, prof)
+            if repo is not None and found * 2 >= sampled:
+                return Decision(self._family_name(s, repo), repo.name,
+                                f"{found} of {sampled} sampled tensors found by fingerprint in {repo.name} "
+                                "(renamed, reordered or renumbered)", scores)
             return Decision(repo_name, None, "no similar repo stored: a family of its own", scores)
+
+    def _by_fingerprint(self, session, repo_name: str, prof: Profile) -> tuple[int, int, Repo | None]:
+        """(tensors found, tensors sampled, the repo holding most of them) for the largest float tensors
+        of ``prof``, whatever their names: a distilled model's renumbered layers, keys of another scheme."""
+        local = sorted((t for t in prof.tensors.values() if t.dtype in fingerprints.FLOAT_DTYPES),
+                       key=lambda t: t.start - t.end)[:SAMPLE_TENSORS]
+        found: dict[int, set[int]] = {}  # sampled tensor -> ids of the objects it matches
+        for i, t in enumerate(local):
+            width = safetensors.DTYPE_BITS[t.dtype] // 8
+            ours = fingerprints.of(_read(t, fingerprints.WINDOW * width), t.dtype)
+            if ours is None:
+                continue
+            hits = {h.object_id for h in fingerprints.lookup(session, ours) if h.fingerprint is not None
+                    and fingerprints.score(ours, h.fingerprint, t.dtype)[0] >= fingerprints.SIMILAR_ENOUGH}
+            if hits:
+                found[i] = hits
+        if not found:
+            return 0, len(local), None
+        votes: dict[int, set[int]] = {}
+        for i, hits in found.items():
+            for repo_id in session.scalars(
+                    select(Ref.repo_id).distinct().join(TreeEntry, TreeEntry.commit_id == Ref.commit_id)
+                    .join(Segment, Segment.file_id == TreeEntry.file_id).where(Segment.object_id.in_(hits))):
+                votes.setdefault(repo_id, set()).add(i)
+        ranked = sorted(((len(v), -rid) for rid, v in votes.items()), reverse=True)
+        for n, neg_id in ranked:
+            repo = session.get(Repo, -neg_id)
+            if repo is not None and repo.name != repo_name:
+                return n, len(local), repo
+        return 0, len(local), None
 
     def _by_tensor_names(self, session, repo_name: str, prof: Profile) -> list[Repo]:
         """Repos whose branch heads hold tensors of the same names (a sample of ours)."""
@@ -250,28 +287,73 @@ class FamilyMatcher:
         n = len(common) or 1
         return exact_sum / n, high_sum / n
 
-    def base_for(self, base_repo: str | None, codec: str = "xor"):
-        """The ingest's callback: (path, name, dtype, shape, data) -> BaseCandidate or None."""
-        if base_repo is None:
-            return None
+    def base_for(self, base_repo: str | None, codec: str = "xor", *, repo: str | None = None,
+                 revision: str = "main"):
+        """The ingest's callback: (path, name, dtype, shape, data) -> BaseCandidate or None.
+
+        A tensor's candidates: the tensor its name stands for (NameMatcher) in ``base_repo`` and in
+        ``repo``'s branch ``revision`` as stored so far (its previous revision), and every stored
+        tensor sharing a fingerprint band with it (dedup/fingerprints.py): of its family, of the
+        repo's earlier revisions, of any repo, under any name, dtype or container. The one whose
+        fingerprint predicts it best wins (named ones need not pass the similarity bar: a delta that
+        does not pay is dropped by choice.py anyway); chains at the depth limit are never candidates."""
         with self.vault.catalog.read_session() as s:
-            repo = s.scalar(select(Repo).where(Repo.name == base_repo))
-            stored = stored_tensors(s, repo.id) if repo else {}
-        match = NameMatcher(stored)
-        # Every base tensor's frame list in two queries, not two per tensor (46 lookups cost
+            named = []
+            for label, name, rev in ((base_repo, base_repo, "main"), ("previous revision", repo, revision)):
+                row = s.scalar(select(Repo).where(Repo.name == name)) if name else None
+                if row is not None:
+                    stored = stored_tensors(s, row.id, rev)
+                    named.append((label, stored, NameMatcher(stored)))
+            ids = [t.object_id for _, stored, _ in named for t in stored.values()]
+            prints = {i: fp for at in range(0, len(ids), PREFETCH_BATCH)
+                      for i, fp in s.execute(select(Object.id, Object.fingerprint)
+                                             .where(Object.id.in_(ids[at:at + PREFETCH_BATCH])))}
+        # Every named tensor's frame list in two queries, not two per tensor (46 lookups cost
         # 0.39 s of a 1.6 s ingest of the BF16 cast).
-        self.reader.prefetch(t.object_id for t in stored.values())
+        self.reader.prefetch(ids)
+        mechanism = "checkpoint_delta" if codec == "ckpt" else "family_delta"
 
         def lookup(rel, name, dtype, shape, data):
-            t = stored.get(match(name)) if name is not None else None
-            if t is None or dtype not in ("F32", "BF16", "F16"):
+            if dtype not in fingerprints.FLOAT_DTYPES:
                 return None
-            elems = len(data) * 8 // safetensors.DTYPE_BITS[dtype]
-            if t.dtype not in ("F32", "BF16", "F16") or t.raw_size * 8 // safetensors.DTYPE_BITS[t.dtype] != elems:
+            ours = fingerprints.of(data, dtype)
+            candidates: dict[int, tuple[StoredTensor, str, bool]] = {}  # object id -> (tensor, why, named)
+            for label, stored, match in named if name is not None else ():
+                t = stored.get(match(name))
+                if t is not None:
+                    candidates.setdefault(t.object_id, (t, f"{label}:{match(name)}", True))
+            with self.vault.catalog.read_session() as s:
+                hits = fingerprints.lookup(s, ours)
+            for h in hits:
+                prints.setdefault(h.object_id, h.fingerprint)
+                candidates.setdefault(h.object_id, (StoredTensor(h.object_id, h.digest, h.dtype, h.raw_size, h.depth),
+                                                    f"fingerprint match {h.digest[:12]}", False))
+            best, best_key = None, None
+            elems = fingerprints.elements(len(data), dtype)
+            for oid, (t, why, is_named) in candidates.items():
+                if t.depth >= MAX_DEPTH or fingerprints.elements(t.raw_size, t.dtype) != elems:
+                    continue
+                theirs = prints.get(oid)
+                if ours is None or theirs is None:
+                    agree, lead = 0.0, -1.0  # stored before fingerprints: usable by name, ranked last
+                else:
+                    agree, lead = fingerprints.score(ours, theirs, dtype)
+                if not is_named and agree < fingerprints.SIMILAR_ENOUGH:
+                    continue
+                # A narrower stored tensor that predicts us best is most likely our own cast (a BF16
+                # copy of these FP32 weights that arrived first): coding us against it leaves our low
+                # mantissa bits as costly as ever, while the cast re-coded against us (rebase) costs
+                # nothing: 287 KB for the pair against 298 KB the other way (tests/test_rebase.py's
+                # family). So it is used only when no candidate of our width or wider qualifies.
+                wide_enough = fingerprints.BITS[t.dtype] >= fingerprints.BITS[dtype]
+                key = (wide_enough, lead, -t.depth, is_named)
+                if best_key is None or key > best_key:
+                    best, best_key = (t, why), key
+            if best is None:
                 return None
+            t, why = best
             raw = self.reader.object_range(t.object_id, 0, t.raw_size)
-            mechanism = "checkpoint_delta" if codec == "ckpt" else "family_delta"
-            return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, f"{base_repo}:{name}", mechanism)
+            return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, why, mechanism)
 
         return lookup
 

@@ -39,16 +39,17 @@ def has_file(vault: Vault, sha256: str) -> bool:
 
 
 def _base_for(vault: Vault, repo_name: str, rel: str, path: Path | None):
-    """Coding base for a file uploaded into ``repo_name``: the repo's recorded base, else a family match."""
+    """Coding base for a file uploaded into ``repo_name``: the repo's recorded base, else a family match;
+    besides, the repo's own stored tensors and any stored tensor its fingerprint finds."""
     matcher = families.FamilyMatcher(vault, Reader(vault))
     with vault.catalog.read_session() as s:
         repo = s.scalar(select(Repo).where(Repo.name == repo_name))
         if repo is not None and repo.base_repo_id:
-            return matcher.base_for(s.get(Repo, repo.base_repo_id).name)
+            return matcher.base_for(s.get(Repo, repo.base_repo_id).name, repo=repo_name)
     if path is None:
-        return None
+        return matcher.base_for(None, repo=repo_name)
     decision = matcher.decide(repo_name, families.profile_folder([(rel, path)]))
-    return matcher.base_for(decision.base_repo)
+    return matcher.base_for(decision.base_repo, repo=repo_name)
 
 
 def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin") -> tuple[str, list[str]]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: The newest migration in migrations/versions (tests check it matches Alembic's head). Known
 #: here so that opening a store at the newest schema costs one query, not loading Alembic.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 _immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("wv_sqlite_immediate", default=False)
 

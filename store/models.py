@@ -152,6 +152,14 @@ class Object(Base):
     depth: Mapped[int] = mapped_column(Integer, default=0)  # base references followed to restore
     reason: Mapped[str | None] = mapped_column(Text)  # why this codec, for the report
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: A float tensor's content fingerprint (dedup/fingerprints.py: 32 sampled values, 128 bytes) and
+    #: its four band keys, indexed, by which a new tensor finds this one as its base whatever its name.
+    #: Recorded with the object like any column, so recover rebuilds the index without decoding.
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    fp_band0: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    fp_band1: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    fp_band2: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    fp_band3: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class Chunk(Base):

@@ -1,4 +1,4 @@
-"""Commands on the store itself: ingest, get, ls, verify, rm, gc, rebase, db upgrade."""
+"""Commands on the store itself: ingest, get, ls, verify, rm, gc, rebase, db upgrade/fingerprint."""
 from __future__ import annotations
 
 import json
@@ -319,6 +319,21 @@ def db_checkpoint(data_dir: Optional[Path] = DataDir):
         with vault.catalog.write_session() as s:
             journal.record_everything(s)
     out.print(f"catalog recorded in the object store: {vault.describe()}")
+
+
+@db_app.command("fingerprint")
+def db_fingerprint(data_dir: Optional[Path] = DataDir):
+    """Fingerprint float tensors stored before fingerprints existed (catalog schema 0005).
+
+    New tensors find their base by content (any name, dtype or container) among fingerprinted
+    ones; run this once after upgrading a store so that its older tensors can be found too."""
+    from weightvault.dedup import fingerprints
+    from weightvault.dedup.reader import Reader
+
+    with user_errors():
+        vault = open_vault(data_dir)
+        done = fingerprints.backfill(vault, Reader(vault))
+    out.print(f"{done} tensors fingerprinted: {vault.describe()}")
 
 
 @db_app.command("upgrade")
