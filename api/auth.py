@@ -18,10 +18,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 
 from weightvault.dedup.tokens import allows, find_token, live_digest
+from weightvault.errors import AccessDenied, RepoNotFound, Unauthorized
 from weightvault.store import Vault
 from weightvault.store.models import Repo, Token
 
-from .errors import ApiError, repo_not_found
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,12 @@ class Access:
     def check_visible(self, repo: Repo) -> None:
         """Private repos the caller may not read look exactly like missing ones, as on the hub."""
         if not self.sees(repo):
-            raise repo_not_found(repo.name)
+            raise RepoNotFound(name=repo.name)
 
     def check_writable(self, repo_name: str) -> None:
         """403 unless this write token's patterns cover ``repo_name``."""
         if self.scope != "write" or not allows(self.repos, repo_name):
-            raise ApiError(403, "Forbidden", f"this token may not write to {repo_name!r} (it is limited to "
+            raise AccessDenied(f"this token may not write to {repo_name!r} (it is limited to "
                            f"{self.repos or 'reading'})")
 
 
@@ -81,22 +81,21 @@ def _access(request: Request) -> Access:
         return Access(None)
     access = token_access(request, secret)
     if access is None:
-        raise ApiError(401, "Unauthorized", "Invalid, revoked or expired token in the Authorization header")
+        raise Unauthorized("Invalid, revoked or expired token in the Authorization header")
     return access
 
 
 def require_read(request: Request) -> Access:
     access = _access(request)
     if access.scope is None and not request.app.state.settings.anonymous_reads:
-        raise ApiError(401, "Unauthorized", "A read token is required: Authorization: Bearer <token>")
+        raise Unauthorized("A read token is required: Authorization: Bearer <token>")
     return access
 
 
 def require_write(request: Request) -> Access:
     access = _access(request)
     if access.scope != "write":
-        raise ApiError(401 if access.scope is None else 403, "Unauthorized" if access.scope is None else "Forbidden",
-                       "A write token is required for this operation")
+        raise (Unauthorized if access.scope is None else AccessDenied)("A write token is required for this operation")
     params = request.path_params
     if "ns" in params and "name" in params:  # routes naming the repo in the body check it themselves
         access.check_writable(f"{params['ns']}/{params['name']}")
@@ -107,7 +106,7 @@ def require_token(request: Request) -> Access:
     """Any valid token, whatever its scope (the hub's rule for helper routes such as validate-yaml)."""
     access = _access(request)
     if access.scope is None:
-        raise ApiError(401, "Unauthorized", "A token is required: Authorization: Bearer <token>")
+        raise Unauthorized("A token is required: Authorization: Bearer <token>")
     return access
 
 
@@ -138,15 +137,15 @@ def sign_upload(vault: Vault, access: Access, target: str, oid: str, size: int, 
 
 
 def check_upload(vault: Vault, target: str, oid: str, params: dict[str, str]) -> int:
-    """The size a signed upload URL allows, or ApiError 403 if the signature is wrong or expired."""
+    """The size a signed upload URL allows, or AccessDenied (403) if the signature is wrong or expired."""
     try:
         size, expires, token_id = int(params["size"]), int(params["expires"]), int(params["token"])
         sig = params["sig"]
     except (KeyError, ValueError):
-        raise ApiError(403, "Forbidden", "upload URL is not signed") from None
+        raise AccessDenied("upload URL is not signed") from None
     with vault.catalog.read_session() as s:
         key = _key(s, token_id)
     want = hmac.new(key or b"", _message(target, oid, size, expires), hashlib.sha256).hexdigest()
     if key is None or not hmac.compare_digest(want, sig) or expires < time.time():
-        raise ApiError(403, "Forbidden", "upload URL signature is invalid or expired")
+        raise AccessDenied("upload URL signature is invalid or expired")
     return size

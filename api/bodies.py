@@ -15,15 +15,16 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from .errors import ApiError
+from weightvault.errors import InvalidBody
+
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def invalid(exc: ValidationError) -> ApiError:
+def invalid(exc: ValidationError) -> InvalidBody:
     """422 naming each wrong field (never echoing the input, which may be huge)."""
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-    return ApiError(422, "ValidationError", f"invalid request body: {problems}")
+    return InvalidBody(f"invalid request body: {problems}")
 
 
 def JsonBody(model: type[M], *, optional: bool = False):

@@ -3,8 +3,9 @@
 huggingface_hub maps ``X-Error-Code`` to its exception classes
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``); on plain
 ``http://`` endpoints it has no other way to tell a missing repo from a
-missing file, so every error this server raises goes through ``ApiError``:
-store exceptions, FastAPI's own 404/405/422s, and (as a 500 that tells the
+missing file, so every error this server raises is answered through
+:func:`response`: weightvault errors (status and code from their class,
+weightvault/errors), FastAPI's own 404/405/422s, and (as a 500 that tells the
 client nothing about the server's internals) anything unexpected.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from weightvault.errors import WeightvaultError
+from weightvault.errors import EntryNotFound, InvalidBody, WeightvaultError
+
 
 log = logging.getLogger("weightvault.api")
 
@@ -35,38 +37,22 @@ def header_value(text: str) -> str:
     return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
 
 
-class ApiError(WeightvaultError):
-    """An HTTP error raised by a route, with the hub's error code and, for a missing file, the
-    commit it was looked up in. Its status and code are per instance: routes answer protocol
-    errors (a missing entry, a bad header) that have no class of their own below the API."""
-
-    def __init__(self, status: int, code: str, message: str, *, commit: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-        self.http_status, self.hub_code = status, code
-        self.headers = dict(headers or {})
-        if commit:
-            # With the commit, the client records ``.no_exist/<commit>/<path>`` and does not ask again.
-            self.headers["X-Repo-Commit"] = commit
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.message, "code": self.code}, status_code=self.status,
-                            headers={"X-Error-Code": self.code, "X-Error-Message": header_value(self.message),
-                                     **self.headers})
+def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status,
+                        headers={"X-Error-Code": code, "X-Error-Message": header_value(message), **(headers or {})})
 
 
-def repo_not_found(name: str) -> ApiError:
-    # Word for word what a missing repo gets (commits.RepoNotFound), so a private repo is not told apart.
-    return ApiError(404, "RepoNotFound", f"repository {name!r} not found")
+def response(exc: WeightvaultError) -> JSONResponse:
+    """The answer to ``exc``: status and ``X-Error-Code`` from its class, plus its own headers."""
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers.setdefault("Retry-After", str(exc.retry_after))
+    return json_error(exc.http_status, exc.hub_code, exc.message, headers)
 
 
-def entry_not_found(path: str, commit: str) -> ApiError:
-    return ApiError(404, "EntryNotFound", f"Entry {path!r} not found", commit=commit)
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BadRequest", message)
+def entry_not_found(path: str, commit: str) -> EntryNotFound:
+    # With the commit, the client records ``.no_exist/<commit>/<path>`` and does not ask again.
+    return EntryNotFound(f"Entry {path!r} not found", headers={"X-Repo-Commit": commit})
 
 
 #: Codes for FastAPI's and Starlette's own errors (no route, wrong method, bad query parameter).
@@ -77,24 +63,19 @@ def install(app: FastAPI) -> None:
     """Answer every weightvault error raised in a handler as the hub would: the status, the
     ``X-Error-Code`` and the message come from the exception's class (weightvault/errors)."""
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
-
     @app.exception_handler(WeightvaultError)
     async def _mapped(_: Request, exc: WeightvaultError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return ApiError(exc.http_status, exc.hub_code, exc.message, headers=headers).response()
+        return response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        return ApiError(422, "ValidationError", f"invalid request: {problems}").response()
+        return response(InvalidBody(f"invalid request: {problems}"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "Error")
-        return ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers).response()
+        return json_error(exc.status_code, code, str(exc.detail), exc.headers)
 
     app.add_middleware(Unexpected)
 
@@ -126,5 +107,5 @@ class Unexpected:
             log.error("%s %s failed: %s: %s", scope["method"], header_value(scope["path"]), type(exc).__name__,
                       header_value(str(exc)))
             if not started:
-                await ApiError(500, "InternalError", "internal server error; the server log has the cause"
-                               ).response()(scope, receive, send)
+                await response(WeightvaultError("internal server error; the server log has the cause")
+                               )(scope, receive, send)

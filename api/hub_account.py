@@ -13,11 +13,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from weightvault.dedup.tokens import find_token
+from weightvault.errors import Unauthorized
 from weightvault.store.models import Repo
 
 from . import entries
 from .auth import ReadAccess, VaultDep
-from .errors import ApiError
 
 router = APIRouter(tags=["hub"])
 
@@ -30,12 +30,12 @@ def _namespace(name: str, role: str) -> dict:
 @router.get("/api/whoami-v2", summary="Who the bearer token belongs to (whoami, hf auth whoami)")
 def whoami(vault: VaultDep, access: ReadAccess) -> dict:
     if access.token is None:  # anonymous reads do not make an anonymous user
-        raise ApiError(401, "Unauthorized", "whoami needs a token: Authorization: Bearer <token>")
+        raise Unauthorized("whoami needs a token: Authorization: Bearer <token>")
     with vault.catalog.read_session() as s:
         token = find_token(s, access.token)
         names = s.scalars(select(Repo.name)).all()
     if token is None:  # deleted since the request was authenticated
-        raise ApiError(401, "Unauthorized", "Invalid credentials in Authorization header")
+        raise Unauthorized("Invalid credentials in Authorization header")
     role = "write" if token.scope == "write" else "read"
     spaces = sorted({n.split("/", 1)[0] for n in names} - {token.user})
     return {

@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.history import last_changes
 from weightvault.dedup.names import check_path
+from weightvault.errors import UsageError
 from weightvault.store.models import Commit
 
 from . import entries
 from .auth import ReadAccess, VaultDep
 from .bodies import documented, invalid
-from .errors import ApiError, bad_request, entry_not_found
+from .errors import entry_not_found
 from .lookup import API_REV, api_revision, kind_of, next_page, raw_segments, snapshot, snapshot_file
 from .repo_meta import repo_meta
 from .streaming import file_response
@@ -97,7 +98,7 @@ def _paths(raw: bytes, content_type: str) -> tuple[list[str], bool]:
     try:
         form = parse_qsl(raw.decode("utf-8"), max_num_fields=10_000)
     except (UnicodeDecodeError, ValueError):
-        raise bad_request("paths-info takes a form-urlencoded (UTF-8) or JSON list of paths") from None
+        raise UsageError("paths-info takes a form-urlencoded (UTF-8) or JSON list of paths") from None
     return [v for k, v in form if k == "paths"], any(k == "expand" and v.lower() == "true" for k, v in form)
 
 
@@ -139,7 +140,7 @@ def commits(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns: s
 def _resolve_file(request: Request, vault, access, kind: str, ns: str, name: str, rev_index: int) -> Response:
     segs = raw_segments(request)
     if len(segs) <= rev_index + 1:
-        raise ApiError(400, "BadRequest", "expected /resolve/{revision}/{path}")
+        raise UsageError("expected /resolve/{revision}/{path}")
     revision, path = segs[rev_index], "/".join(segs[rev_index + 1:])
     check_path(path)
     snap, file = snapshot_file(request, access, f"{ns}/{name}", revision, kind, path)

@@ -14,10 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo, resolve, retrying
 from weightvault.dedup.names import check_message, check_revision
+from weightvault.errors import AccessDenied, ConflictError, UsageError
 from weightvault.store.models import Ref, Tag
 
 from .auth import ReadAccess, VaultDep, WriteAccess
-from .errors import ApiError, bad_request
 from .lookup import api_revision, kind_of, ref_heads, tag_heads
 
 router = APIRouter(tags=["hub"])
@@ -29,12 +29,12 @@ def _json_body(raw: bytes) -> dict:
     try:
         body = json.loads(raw) if raw.strip() else {}
     except (ValueError, RecursionError):
-        raise bad_request("the body must be JSON") from None
+        raise UsageError("the body must be JSON") from None
     if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object")
+        raise UsageError("the body must be a JSON object")
     wrong = [k for k, v in body.items() if k in ("startingPoint", "tag", "message") and not isinstance(v, (str, type(None)))]
     if wrong:
-        raise bad_request(f"{wrong[0]!r} must be a string")
+        raise UsageError(f"{wrong[0]!r} must be a string")
     return body
 
 
@@ -82,7 +82,7 @@ async def create_branch(request: Request, vault: VaultDep, access: WriteAccess, 
     def work(session) -> None:
         source = resolve(session, repo_name, str(start), kind)
         if (taken := _taken(session, source.repo.id, branch)) is not None:
-            raise ApiError(409, "Conflict", f"{branch!r} already exists as a {taken}")
+            raise ConflictError(f"{branch!r} already exists as a {taken}")
         session.add(Ref(repo_id=source.repo.id, name=branch, commit_id=source.commit.id))
 
     await run_in_threadpool(retrying, vault.catalog, work)
@@ -94,7 +94,7 @@ def delete_branch(request: Request, vault: VaultDep, access: WriteAccess, t: str
                   rest: str) -> dict:
     kind, repo_name, branch = kind_of(t), f"{ns}/{name}", api_revision(request)
     if branch == DEFAULT_BRANCH:
-        raise ApiError(403, "Forbidden", f"the default branch {DEFAULT_BRANCH!r} cannot be deleted")
+        raise AccessDenied(f"the default branch {DEFAULT_BRANCH!r} cannot be deleted")
 
     def work(session) -> None:
         repo = find_repo(session, repo_name, kind)
@@ -117,7 +117,7 @@ async def create_tag(request: Request, vault: VaultDep, access: WriteAccess, t: 
     def work(session) -> None:
         target = resolve(session, repo_name, revision, kind)
         if (taken := _taken(session, target.repo.id, tag)) is not None:
-            raise ApiError(409, "Conflict", f"{tag!r} already exists as a {taken}")
+            raise ConflictError(f"{tag!r} already exists as a {taken}")
         session.add(Tag(repo_id=target.repo.id, name=tag, commit_id=target.commit.id, message=message))
 
     await run_in_threadpool(retrying, vault.catalog, work)

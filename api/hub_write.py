@@ -24,12 +24,12 @@ from weightvault.dedup.commits import (
 )
 from weightvault.dedup.names import InvalidName, check_path, check_repo_name, check_revision
 from weightvault.dedup.uploads import Changes, commit_changes, has_file
+from weightvault.errors import UsageError
 from weightvault.store.models import Repo
 
 from . import entries, xet
 from .auth import AnyToken, VaultDep, WriteAccess
 from .bodies import JsonBody, documented
-from .errors import bad_request
 from .limits import Expensive
 from .lookup import KINDS, api_revision, kind_of, repo_url
 from .spool import spool_body
@@ -73,7 +73,7 @@ def _repo_name(body: RepoRef, access) -> tuple[str, str]:
     """
     kind = body.type or "model"
     if kind not in KINDS.values():
-        raise bad_request(f"unknown repo type {kind!r}")
+        raise UsageError(f"unknown repo type {kind!r}")
     name, org = body.name, body.organization or access.user
     full = name if "/" in name or not org else f"{org}/{name}"
     return kind, check_repo_name(full)
@@ -185,9 +185,9 @@ def parse_ndjson(lines) -> ParsedCommit:
             item = json.loads(line)
             key, value = item["key"], item["value"]
         except (ValueError, KeyError, TypeError, RecursionError):
-            raise bad_request(f"line {n}: not a JSON object with 'key' and 'value'") from None
+            raise UsageError(f"line {n}: not a JSON object with 'key' and 'value'") from None
         if not isinstance(value, dict):
-            raise bad_request(f"line {n}: 'value' must be an object")
+            raise UsageError(f"line {n}: 'value' must be an object")
         if key == "header":
             seen_header = True
             summary, description = _text(value, "summary", n), _text(value, "description", n)
@@ -195,28 +195,28 @@ def parse_ndjson(lines) -> ParsedCommit:
             parsed.parent = _text(value, "parentCommit", n) or None
             continue
         if not seen_header:
-            raise bad_request("the first line of a commit must be its header")
+            raise UsageError("the first line of a commit must be its header")
         path = _checked_path(_text(value, "path", n), n)
         if key == "file":
             if value.get("encoding", "base64") != "base64":
-                raise bad_request(f"line {n}: only base64 content is supported")
+                raise UsageError(f"line {n}: only base64 content is supported")
             try:
                 parsed.changes.add_bytes[path] = base64.b64decode(_text(value, "content", n), validate=True)
             except (binascii.Error, ValueError):
-                raise bad_request(f"line {n}: content is not valid base64") from None
+                raise UsageError(f"line {n}: content is not valid base64") from None
         elif key == "lfsFile":
             oid = _text(value, "oid", n)
             if value.get("algo", "sha256") != "sha256" or not _SHA256.match(oid):
-                raise bad_request(f"line {n}: lfsFile needs a sha256 oid")
+                raise UsageError(f"line {n}: lfsFile needs a sha256 oid")
             parsed.changes.add_stored[path] = oid
         elif key == "deletedFile":
             parsed.changes.delete_files.add(path)
         elif key == "deletedFolder":
             parsed.changes.delete_folders.add(path.rstrip("/"))
         else:
-            raise bad_request(f"line {n}: unknown key {str(key)[:100]!r}")
+            raise UsageError(f"line {n}: unknown key {str(key)[:100]!r}")
     if not seen_header:
-        raise bad_request("the commit has no header line")
+        raise UsageError("the commit has no header line")
     return parsed
 
 
@@ -226,7 +226,7 @@ def _text(value: dict, key: str, n: int) -> str:
     if found is None:
         return ""
     if not isinstance(found, str):
-        raise bad_request(f"line {n}: {key!r} must be a string")
+        raise UsageError(f"line {n}: {key!r} must be a string")
     return found
 
 
@@ -234,7 +234,7 @@ def _checked_path(path: str, n: int) -> str:
     try:
         return check_path(path.rstrip("/"))
     except InvalidName as exc:
-        raise bad_request(f"line {n}: {exc}") from None
+        raise UsageError(f"line {n}: {exc}") from None
 
 
 @router.post("/api/{t}/{ns}/{name}/commit/{rest:path}", summary="Commit files (NDJSON, create_commit)")
@@ -243,7 +243,7 @@ async def commit(request: Request, vault: VaultDep, access: WriteAccess, _: Expe
     kind, repo_name = kind_of(t), f"{ns}/{name}"
     revision = check_revision(api_revision(request))
     if request.query_params.get("create_pr", "").lower() in ("1", "true"):
-        raise bad_request("pull requests are not supported; commit to a branch")
+        raise UsageError("pull requests are not supported; commit to a branch")
     body = await spool_body(request, vault)
     try:
         with open(body.path, "rb") as f:
@@ -258,7 +258,7 @@ async def commit(request: Request, vault: VaultDep, access: WriteAccess, _: Expe
         rebuilt = xet.store_staged(vault, access, repo_name, missing)
         never = sorted(p for p, sha in missing.items() if sha not in rebuilt)
         if never:
-            raise bad_request(f"LFS content of {', '.join(never)} was never uploaded")
+            raise UsageError(f"LFS content of {', '.join(never)} was never uploaded")
         oid = commit_changes(vault, repo_name, revision, parsed.changes, parsed.message or "Upload files",
                              kind=kind, expected_parent=parsed.parent, author=access.user)
         xet.finish(vault, access, set(parsed.changes.add_stored.values()))

@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import find_repo
 from weightvault.dedup.uploads import has_file, store_file
+from weightvault.errors import ChecksumMismatch, LfsObjectNotFound, UsageError
 
 from .auth import VaultDep, WriteAccess, check_upload, sign_upload
 from .bodies import JsonBody, documented
-from .errors import ApiError, bad_request
 from .limits import Expensive
 from .lookup import KINDS
 from .spool import content_name, spool_body
@@ -42,7 +42,7 @@ class Batch(BaseModel):
 
 def _batch(request: Request, vault, access, kind: str, name: str, body: Batch) -> JSONResponse:
     if body.operation != "upload":
-        raise bad_request("only the upload operation is supported; download files through /resolve")
+        raise UsageError("only the upload operation is supported; download files through /resolve")
     with vault.catalog.read_session() as s:
         access.check_visible(find_repo(s, name, kind))
     base = str(request.base_url).rstrip("/")
@@ -89,8 +89,7 @@ async def upload_object(request: Request, vault: VaultDep, kind: str, ns: str, n
     body = await spool_body(request, vault, limit=size)
     try:
         if body.size != size or body.sha256 != oid:
-            raise ApiError(400, "ChecksumMismatch",
-                           f"uploaded {body.size} bytes with sha256 {body.sha256}, expected {size} bytes with {oid}")
+            raise ChecksumMismatch(f"uploaded {body.size} bytes with sha256 {body.sha256}, expected {size} bytes with {oid}")
         await run_in_threadpool(store_file, vault, f"{ns}/{name}", body.path, content_name(body.path))
     finally:
         body.discard()
@@ -100,5 +99,5 @@ async def upload_object(request: Request, vault: VaultDep, kind: str, ns: str, n
 @router.post("/api/v1/lfs/{kind}/{ns}/{name}/{oid}/verify", summary="Confirm an LFS object is stored")
 def verify_object(vault: VaultDep, access: WriteAccess, kind: str, ns: str, name: str, oid: str) -> dict:
     if not has_file(vault, oid):
-        raise ApiError(404, "ObjectNotFound", f"object {oid} was not uploaded")
+        raise LfsObjectNotFound(f"object {oid} was not uploaded")
     return {"oid": oid}

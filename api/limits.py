@@ -22,7 +22,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .errors import ApiError
+from weightvault.errors import Busy, PayloadTooLarge, UsageError
+
+from .errors import response
 from .settings import ServerSettings
 
 _LFS_PUT = re.compile(r"^/api/v1/lfs/")
@@ -50,11 +52,8 @@ def body_limit(settings: ServerSettings, method: str, path: str, query: bytes) -
     return settings.max_json_bytes
 
 
-class BodyTooLarge(ApiError):
-    """413: the request body is over the route's limit."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "PayloadTooLarge", f"request body is larger than this route's limit of {limit} bytes")
+def body_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than this route's limit of {limit} bytes")
 
 
 class BodyLimit:
@@ -70,13 +69,13 @@ class BodyLimit:
         raw = (scope.get("raw_path") or b"") + b"?" + scope.get("query_string", b"")
         if b"%00" in raw or b"\x00" in raw or b"\x00" in scope["path"].encode("utf-8", "surrogateescape"):
             # No name, revision or parameter of this API holds NUL, and PostgreSQL refuses it in any query.
-            return await ApiError(400, "BadRequest", "URLs must not contain NUL (%00)").response()(scope, receive, send)
+            return await response(UsageError("URLs must not contain NUL (%00)"))(scope, receive, send)
         limit = body_limit(self.settings, scope["method"], scope["path"], scope.get("query_string", b""))
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.strip().isdigit() and (len(length.strip()) > _MAX_DIGITS or int(length) > limit):
-            response = BodyTooLarge(limit).response()
-            response.headers["Connection"] = "close"
-            return await response(scope, receive, send)
+            refusal = response(body_too_large(limit))
+            refusal.headers["Connection"] = "close"
+            return await refusal(scope, receive, send)
         received = 0
 
         async def counted():
@@ -85,7 +84,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)
+                    raise body_too_large(limit)
             return message
 
         await self.app(scope, counted, send)
@@ -108,8 +107,7 @@ class Gate:
         try:
             await asyncio.wait_for(self._sem.acquire(), self.wait)
         except asyncio.TimeoutError:
-            raise ApiError(503, "Busy", f"{self.slots} uploads or commits are already running; retry shortly",
-                           headers={"Retry-After": "5"}) from None
+            raise Busy(f"{self.slots} uploads or commits are already running; retry shortly") from None
 
     async def __aexit__(self, *exc) -> None:
         self._sem.release()

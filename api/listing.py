@@ -21,11 +21,11 @@ from sqlalchemy import and_, func, select
 from starlette.concurrency import run_in_threadpool
 
 from weightvault.dedup.commits import tree_of
+from weightvault.errors import Unauthorized, UsageError
 from weightvault.store.models import Commit, File, Ref, Repo, TreeEntry
 
 from . import entries
 from .auth import Access, ReadAccess
-from .errors import ApiError, bad_request
 from .lookup import KINDS, next_page
 from .repo_meta import repo_meta
 
@@ -43,7 +43,7 @@ def _params(request: Request) -> dict[str, list[str]]:
         params.setdefault(key, []).append(value)
     unknown = sorted(set(params) - KNOWN)
     if unknown:
-        raise bad_request(f"unsupported listing parameter(s) {', '.join(unknown)}: this store can filter by "
+        raise UsageError(f"unsupported listing parameter(s) {', '.join(unknown)}: this store can filter by "
                           "search, author, filter (tags), pipeline_tag and gated")
     return params
 
@@ -52,7 +52,7 @@ def _int(params: dict, key: str, default: int) -> int:
     try:
         return int(params.get(key, [default])[-1])
     except ValueError:
-        raise bad_request(f"{key} must be an integer") from None
+        raise UsageError(f"{key} must be an integer") from None
 
 
 def _listing(request: Request, access: Access, kind: str) -> JSONResponse:
@@ -61,7 +61,7 @@ def _listing(request: Request, access: Access, kind: str) -> JSONResponse:
     flag = {f: first.get(f, "").lower() in ("1", "true") for f in FLAGS}  # requests sends True, httpx true
     sort, page_max = first.get("sort") or "lastModified", request.app.state.settings.list_page_size
     if sort not in SORTS:
-        raise bad_request(f"sort must be one of {', '.join(sorted(SORTS))}")
+        raise UsageError(f"sort must be one of {', '.join(sorted(SORTS))}")
     descending = _int(params, "direction", -1) < 0
     page = min(max(_int(params, "limit", page_max), 1), page_max)
     cursor = max(_int(params, "cursor", 0), 0)
@@ -153,7 +153,7 @@ def _namespace_repos(request: Request, access: Access, namespace: str) -> JSONRe
 @router.get("/api/settings/repositories", summary="The token user's repos with their sizes (hf repos ls)")
 def user_repositories(request: Request, access: ReadAccess) -> JSONResponse:
     if access.user is None:
-        raise ApiError(401, "Unauthorized", "listing your repos needs a token: Authorization: Bearer <token>")
+        raise Unauthorized("listing your repos needs a token: Authorization: Bearer <token>")
     return _namespace_repos(request, access, access.user)
 
 

@@ -15,10 +15,11 @@ from fastapi import Request
 from sqlalchemy import select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
+from weightvault.errors import NotFound
 from weightvault.store.models import Commit, File, Ref, Repo, Tag, TreeEntry
 
 from .auth import Access
-from .errors import ApiError, entry_not_found
+from .errors import entry_not_found
 
 #: API path segment -> catalog kind, and the URL prefix of each kind on file and git URLs.
 KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -29,7 +30,7 @@ def kind_of(plural: str) -> str:
     try:
         return KINDS[plural]
     except KeyError:
-        raise ApiError(404, "NotFound", f"unknown repo type {plural!r}") from None
+        raise NotFound(f"unknown repo type {plural!r}") from None
 
 
 #: Index of the revision in the raw path segments ("" first, for the leading slash): /api/{t}/{ns}/{name}/<verb>/{rev}.

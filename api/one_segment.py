@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .errors import ApiError
+from weightvault.errors import NotFound, RepoNotFound
+
 from .lookup import KINDS
 
 router = APIRouter(include_in_schema=False)
@@ -20,14 +21,14 @@ VERBS = {"revision", "tree", "paths-info", "refs", "commits", "preupload", "comm
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 
-def _missing(name: str) -> ApiError:
-    return ApiError(404, "RepoNotFound", f"Repository {name!r} not found: repo ids here have a namespace (org/name)")
+def _missing(name: str) -> RepoNotFound:
+    return RepoNotFound(f"Repository {name!r} not found: repo ids here have a namespace (org/name)")
 
 
 @router.api_route("/api/{t}/{name}", methods=METHODS)
 def api_repo(t: str, name: str) -> None:
     if t not in KINDS:
-        raise ApiError(404, "NotFound", "no such route")
+        raise NotFound("no such route")
     raise _missing(name)
 
 
@@ -35,7 +36,7 @@ def api_repo(t: str, name: str) -> None:
 @router.api_route("/api/{t}/{name}/{verb}", methods=METHODS)
 def api_repo_verb(t: str, name: str, verb: str, rest: str = "") -> None:
     if t not in KINDS or verb not in VERBS:
-        raise ApiError(404, "NotFound", "no such route")
+        raise NotFound("no such route")
     raise _missing(name)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from weightvault.dedup.reader import Reader
 from weightvault.dedup.formats.safetensors import SafetensorsError, parse
+from weightvault.errors import MetadataTooLarge
 from weightvault.store.models import File, Segment
 
 #: Bytes of README.md and config.json read for metadata. Hub front matter is a few KiB; 1 MiB leaves room
@@ -42,10 +43,6 @@ ARCHITECTURE_TASKS = {
 }
 #: Files that mark a sentence-transformers repo.
 SENTENCE_TRANSFORMERS_FILES = ("config_sentence_transformers.json", "modules.json")
-
-
-class TooLarge(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ def plain(value, budget: list[int], depth: int = 0):
     """A JSON-safe copy of parsed YAML: dates as ISO strings, other scalars as strings; bounded in size."""
     budget[0] -= 1
     if budget[0] < 0 or depth > MAX_DEPTH:
-        raise TooLarge("metadata is too large or too deep")
+        raise MetadataTooLarge()
     if isinstance(value, dict):
         return {str(k): plain(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -98,7 +95,7 @@ def front_matter(text: str) -> dict | None:
     try:
         data = yaml.safe_load(block)
         return plain(data, [MAX_NODES]) if isinstance(data, dict) else None
-    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: TooLarge, a 5,000-digit int, a bad date
+    except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: MetadataTooLarge, a 5,000-digit int, a bad date
         return None
 
 
@@ -119,7 +116,7 @@ def json_object(raw: bytes) -> dict | None:
     try:
         data = json.loads(raw)
         return plain(data, [MAX_NODES]) if isinstance(data, dict) else None
-    except (ValueError, RecursionError):  # ValueError: TooLarge too
+    except (ValueError, RecursionError):  # ValueError: MetadataTooLarge too
         return None
 
 

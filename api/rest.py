@@ -24,6 +24,7 @@ from weightvault.dedup.commits import delete_repo, find_repo
 from weightvault.dedup.names import check_path, check_repo_name, check_revision
 from weightvault.dedup.report_cache import visible_report
 from weightvault.dedup.uploads import Changes, commit_changes, has_file, store_file
+from weightvault.errors import ChecksumMismatch, RepoExists, UploadNotFound, UsageError
 from weightvault.store import Vault
 from weightvault.store.models import Commit, Ref, Repo
 
@@ -33,7 +34,6 @@ from weightvault.store.backends import ObjectMissing
 
 from .auth import ReadAccess, VaultDep, WriteAccess
 from .bodies import JsonBody, documented
-from .errors import ApiError, bad_request
 from .hub_write import create_repo
 from .limits import Expensive
 from .lookup import ref_heads, snapshot, snapshot_file, tag_heads
@@ -97,7 +97,7 @@ def rest_create_repo(vault: VaultDep, access: WriteAccess, body: JsonBody(RepoCr
     check_repo_name(body.name)
     access.check_writable(body.name)
     if not create_repo(vault, body.kind, body.name, body.private, access.user):
-        raise ApiError(409, "RepoExists", f"repo {body.name!r} already exists")
+        raise RepoExists(f"repo {body.name!r} already exists")
     return {"name": body.name, "kind": body.kind}
 
 
@@ -148,7 +148,7 @@ def rest_commit(vault: VaultDep, access: WriteAccess, _: Expensive, ns: str, nam
         find_repo(s, repo_name, kind)
     missing = sorted(p for p, sha in body.add.items() if not has_file(vault, sha))
     if missing:
-        raise bad_request(f"no completed upload for {', '.join(missing)}")
+        raise UsageError(f"no completed upload for {', '.join(missing)}")
     changes = Changes(add_stored=dict(body.add), delete_files=set(body.delete), delete_folders=set(body.delete_folders))
     oid = commit_changes(vault, repo_name, revision, changes, body.message, kind=kind, expected_parent=body.parent,
                          author=access.user)
@@ -170,7 +170,7 @@ def _upload_prefix(vault: Vault, upload_id: str) -> str:
             return prefix
     except ObjectMissing:
         pass
-    raise ApiError(404, "UploadNotFound", f"no upload {upload_id[:64]!r} was started (POST /api/v1/uploads)")
+    raise UploadNotFound(f"no upload {upload_id[:64]!r} was started (POST /api/v1/uploads)")
 
 
 def _parts(vault: Vault, prefix: str) -> list:
@@ -190,7 +190,7 @@ async def put_part(request: Request, vault: VaultDep, access: WriteAccess, uploa
                    _: Expensive) -> dict:
     prefix = await run_in_threadpool(_upload_prefix, vault, upload_id)
     if not 1 <= part <= MAX_PARTS:
-        raise bad_request(f"part numbers go from 1 to {MAX_PARTS}")
+        raise UsageError(f"part numbers go from 1 to {MAX_PARTS}")
     body = await spool_body(request, vault)
     try:
         await run_in_threadpool(vault.backend.put_file, f"{prefix}{part:05d}", body.path)
@@ -217,13 +217,13 @@ def complete_upload(vault: VaultDep, access: WriteAccess, _: Expensive, upload_i
     prefix = _upload_prefix(vault, upload_id)
     parts = _parts(vault, prefix)
     if not parts:
-        raise ApiError(404, "UploadNotFound", f"upload {upload_id} has no parts")
+        raise UploadNotFound(f"upload {upload_id} has no parts")
     if [int(st.name[len(prefix):]) for st in parts] != list(range(1, len(parts) + 1)):
-        raise bad_request("parts must be numbered 1..N with none missing")
+        raise UsageError("parts must be numbered 1..N with none missing")
     joined, sha, size = _join(vault, parts, Path(body.path).suffix)
     try:
         if body.sha256 and body.sha256 != sha:
-            raise ApiError(400, "ChecksumMismatch", f"the parts hash to {sha}, not {body.sha256}")
+            raise ChecksumMismatch(f"the parts hash to {sha}, not {body.sha256}")
         _, warnings = store_file(vault, body.repo, joined, body.path)
     finally:
         joined.unlink(missing_ok=True)

@@ -11,8 +11,9 @@ def human_bytes(n: float) -> str:
     """1234567 -> '1.2 MB' (decimal units)."""
     sign = "-" if n < 0 else ""
     n = abs(n)
+    unit = UNITS[0]
     for unit in UNITS:
         if n < 1000 or unit == UNITS[-1]:
-            return f"{sign}{int(n)} B" if unit == "B" else f"{sign}{n:.1f} {unit}"
+            break
         n /= 1000
-    raise AssertionError("unreachable: the last unit always returns")
+    return f"{sign}{int(n)} B" if unit == "B" else f"{sign}{n:.1f} {unit}"

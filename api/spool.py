@@ -16,9 +16,9 @@ from pathlib import Path
 from fastapi import Request
 
 from weightvault.dedup.formats import safetensors
+from weightvault.errors import PayloadTooLarge
 from weightvault.store import Vault, leftovers
 
-from .errors import ApiError
 
 
 @dataclass
@@ -38,7 +38,7 @@ def tmp_dir(vault: Vault) -> Path:
 
 
 async def spool_body(request: Request, vault: Vault, limit: int | None = None) -> Spooled:
-    """Write the request body to a temp file; ApiError 413 past ``limit`` bytes."""
+    """Write the request body to a temp file; PayloadTooLarge (413) past ``limit`` bytes."""
     fd, name = tempfile.mkstemp(dir=tmp_dir(vault), prefix=leftovers.prefix("body"))
     h, size = hashlib.sha256(), 0
     try:
@@ -46,7 +46,7 @@ async def spool_body(request: Request, vault: Vault, limit: int | None = None) -
             async for chunk in request.stream():
                 size += len(chunk)
                 if limit is not None and size > limit:
-                    raise ApiError(413, "TooLarge", f"body is larger than the announced {limit} bytes")
+                    raise PayloadTooLarge(f"body is larger than the announced {limit} bytes")
                 h.update(chunk)
                 out.write(chunk)
     except BaseException:

@@ -32,11 +32,11 @@ from weightvault.dedup.commits import find_repo
 from weightvault.dedup.tokens import live_digest
 from weightvault.dedup.uploads import store_file
 from weightvault.dedup.xet import hashing, shard as shards, staging, xorb as xorbs
-from weightvault.errors import ChecksumMismatch, XetError, XetStagingFull
+from weightvault.errors import (AccessDenied, ChecksumMismatch, ChunkNotFound, Unauthorized, UsageError, XetError,
+                                XetStagingFull)
 from weightvault.store.models import Token
 
 from .auth import ReadAccess, VaultDep, WriteAccess, bearer
-from .errors import ApiError, bad_request
 from .lookup import kind_of
 from .spool import spool_body, tmp_dir
 
@@ -77,13 +77,13 @@ def check(request: Request, need: str) -> XetToken:
         token = XetToken(int(fields["o"]), str(fields["s"]), str(fields["r"]), str(fields["v"]))
         exp = int(fields["e"])
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise ApiError(401, "Unauthorized", "a Xet token from xet-read-token or xet-write-token is required") from None
+        raise Unauthorized("a Xet token from xet-read-token or xet-write-token is required") from None
     with request.app.state.vault.catalog.read_session() as s:
         digest = live_digest(s, token.owner)  # None once the issuing token is revoked or expired
     if digest is None or not hmac.compare_digest(_sign(digest, payload), sig) or exp < time.time():
-        raise ApiError(401, "Unauthorized", "the Xet token is invalid or expired: ask for a new one")
+        raise Unauthorized("the Xet token is invalid or expired: ask for a new one")
     if need == "write" and token.scope != "write":
-        raise ApiError(403, "Forbidden", "this Xet token may only read: ask xet-write-token for one that writes")
+        raise AccessDenied("this Xet token may only read: ask xet-write-token for one that writes")
     return token
 
 
@@ -93,7 +93,7 @@ def _token_route(request: Request, vault, access, secret: str | None, scope: str
     with vault.catalog.read_session() as s:
         access.check_visible(find_repo(s, repo, kind))
     if secret is None:
-        raise ApiError(401, "Unauthorized", "Xet tokens are issued to token holders: Authorization: Bearer <token>")
+        raise Unauthorized("Xet tokens are issued to token holders: Authorization: Bearer <token>")
     token, exp = issue(vault, secret, scope, f"{kind}/{repo}", rev)
     cas = str(request.base_url).rstrip("/")
     return JSONResponse({"accessToken": token, "exp": exp, "casUrl": cas},
@@ -116,11 +116,11 @@ def read_token(request: Request, vault: VaultDep, access: ReadAccess, t: str, ns
 async def upload_xorb(request: Request, vault: VaultDep, prefix: str, xorb_hash: str) -> dict:
     token = check(request, "write")
     if prefix != "default":
-        raise bad_request("the only xorb prefix is 'default'")
+        raise UsageError("the only xorb prefix is 'default'")
     try:
         want = hashing.from_hex(xorb_hash)
     except ValueError as exc:
-        raise bad_request(str(exc)) from None
+        raise UsageError(str(exc)) from None
     body = await spool_body(request, vault, limit=xorbs.MAX_BODY_BYTES)
 
     def work() -> bool:
@@ -176,14 +176,14 @@ def _check_room(request: Request, vault, token: XetToken, size: int) -> None:
 def query_chunk(request: Request, vault: VaultDep, prefix: str, chunk_hash: str) -> Response:
     check(request, "read")
     if prefix not in ("default-merkledb", "default"):  # the spec names the first, hf_xet 1.8 sends the second
-        raise bad_request("the chunk prefix is 'default-merkledb'")
+        raise UsageError("the chunk prefix is 'default-merkledb'")
     try:
         raw = hashing.from_hex(chunk_hash)
     except ValueError as exc:
-        raise bad_request(str(exc)) from None
+        raise UsageError(str(exc)) from None
     answer = staging.dedup_answer(vault, raw)
     if answer is None:
-        raise ApiError(404, "ChunkNotFound", "no stored file holds this chunk")
+        raise ChunkNotFound("no stored file holds this chunk")
     return Response(answer, media_type="application/octet-stream")
 
 

@@ -67,7 +67,7 @@ class Context:
     def __init__(self) -> None:
         ctx = lib.wv_ctx_create()
         if ctx == ffi.NULL:
-            raise MemoryError("wv_ctx_create")
+            raise CodecOutOfMemory("wv_ctx_create could not allocate a C context")
         self.ctx = ffi.gc(ctx, lib.wv_ctx_free)
         self.out = _new_nonzero("uint8_t[]", 0)
         self.out_cap = 0

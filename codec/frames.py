@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import _lib
 from ._lib import HEADER_SIZE, check, ffi, lib
 from .dtypes import FLOAT_DTYPES, canonical, dtype_code, dtype_name, itemsize
-from .errors import CodecError
+from .errors import CodecError, CodecMisuse
 from .registry import CODECS, CodecImpl, NativeCodec
 
 # 256 KiB: large enough that per-frame costs (tables, 32 rANS states, header) stay
@@ -67,7 +67,7 @@ def base_range(raw_offset: int, raw_size: int, dtype: str | None,
     [raw_offset, raw_offset + raw_size): same elements, base element size."""
     k, bk = itemsize(dtype), itemsize(base_dtype)
     if raw_offset % k or raw_size % k:
-        raise ValueError(f"range {raw_offset}+{raw_size} does not cover whole {dtype} elements")
+        raise CodecMisuse(f"range {raw_offset}+{raw_size} does not cover whole {dtype} elements")
     return raw_offset // k * bk, raw_size // k * bk
 
 

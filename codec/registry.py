@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from .errors import CodecError
+from .errors import CodecError, CodecMisuse
 
 
 class CodecImpl(Protocol):
@@ -90,9 +90,9 @@ class Registry(Mapping[str, int]):
 
     def add(self, name: str, codec_id: int, impl: CodecImpl | NativeCodec) -> None:
         if not 0 <= codec_id <= 255:
-            raise ValueError(f"codec id {codec_id} does not fit in a byte")
+            raise CodecMisuse(f"codec id {codec_id} does not fit in a byte")
         if self._ids.get(name, codec_id) != codec_id or self._names.get(codec_id, name) != name:
-            raise ValueError(f"codec {name!r} / id {codec_id} clashes with a registered codec")
+            raise CodecMisuse(f"codec {name!r} / id {codec_id} clashes with a registered codec")
         self._ids[name] = codec_id
         self._names[codec_id] = name
         self._impls[name] = impl

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 from sqlalchemy import insert, select
 
 from weightvault import codec
-from weightvault.errors import StaleReference
+from weightvault.errors import IntegrityError, StaleReference
 from weightvault.store import Vault, journal
 from weightvault.codec import chunking
 from weightvault.store.models import Chunk, File, Frame, Object, Segment
@@ -272,7 +272,7 @@ class ContentWriter:
                 offset += info.raw_size
                 progress(info.raw_size)
         if staged.frames and sum(f[1] for f in staged.frames) != len(data):
-            raise AssertionError(f"codec produced frames for {sum(f[1] for f in staged.frames)} of {len(data)} bytes")
+            raise IntegrityError(f"codec produced frames for {sum(f[1] for f in staged.frames)} of {len(data)} bytes")
         self.objects[digest] = staged
         self._index_chunks(digest, data, cuts)
         return digest

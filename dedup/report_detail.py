@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from weightvault.errors import FamilyNotFound
+from weightvault.errors import EntryNotFound, FamilyNotFound
 from weightvault.store.models import Commit, Family, File, Object, Pack, Ref, Repo, Segment, TreeEntry
 
 from .commits import resolve, tree_of
@@ -231,7 +231,7 @@ def file_detail(session: Session, name: str, revision: str, path: str, kind: str
     f = session.scalar(select(File).join(TreeEntry, TreeEntry.file_id == File.id)
                        .where(TreeEntry.commit_id == resolved.commit.id, TreeEntry.path == path))
     if f is None:
-        raise FileNotFoundError(f"{path!r} is not in {name}@{revision}")
+        raise EntryNotFound(f"{path!r} is not in {name}@{revision}")
     rows = session.execute(
         select(Segment.seq, Segment.offset, Segment.length, Segment.name, Segment.inline.is_not(None), Object)
         .outerjoin(Object, Object.id == Segment.object_id).where(Segment.file_id == f.id).order_by(Segment.seq)).all()

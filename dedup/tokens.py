@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
+from weightvault.errors import UsageError
 from weightvault.store.models import Token
 
 from .names import InvalidName, check_user
@@ -61,7 +62,7 @@ def check_patterns(patterns) -> str | None:
 def create_token(session, scope: str, name: str = "", user: str = DEFAULT_USER, *,
                  expires_at: datetime | None = None, repos=()) -> str:
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        raise UsageError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     secret = PREFIX + secrets.token_urlsafe(32)
     session.add(Token(digest=hashlib.sha256(secret.encode()).hexdigest(), scope=scope, name=name,
                       user=check_user(user), expires_at=expires_at, repos=check_patterns(repos)))

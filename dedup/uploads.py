@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from weightvault.errors import UsageError
 from weightvault.store import Vault
 from weightvault.store.models import File, IngestEvent, Repo
 
@@ -99,7 +100,7 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
         for path, sha in changes.add_stored.items():
             row = session.scalar(select(File).where(File.sha256 == sha))
             if row is None:
-                raise FileNotFoundError(f"{path}: no uploaded content with sha256 {sha}")
+                raise UsageError(f"{path}: no uploaded content with sha256 {sha}")
             tree[path] = row.id
             raw += row.size
         for path, sha in small.items():

@@ -18,9 +18,13 @@ Each class carries what the edges need, so there is no second table:
   exception classes (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
 - ``retry_after``: seconds a client should wait before retrying (503s only).
 
+An instance may add HTTP ``headers`` of its own (the ``X-Repo-Commit`` of a missing
+entry); status and code always come from the class.
+
 Exit codes by area: 2 the request was wrong (as click's usage errors),
 3 something named does not exist, 4 a conflict with a concurrent writer,
-5 stored data is damaged or missing, 75 (sysexits EX_TEMPFAIL) run it again.
+5 stored data is damaged or missing, 6 the token may not do this,
+75 (sysexits EX_TEMPFAIL) run it again.
 Classes also keep the builtin base they had (``LookupError``, ``ValueError``...)
 so that ``except LookupError`` written against them keeps working.
 """
@@ -38,8 +42,9 @@ class WeightvaultError(Exception):
     hub_code = "InternalError"
     retry_after: int | None = None
 
-    def __init__(self, message: str | None = None, **fields) -> None:
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None, **fields) -> None:
         self.fields = fields
+        self.headers = dict(headers or {})
         super().__init__(message if message is not None else self.template.format(**fields))
 
     @property
@@ -64,16 +69,49 @@ class UsageError(WeightvaultError, ValueError):
     hub_code = "BadRequest"
 
 
+class InvalidBody(UsageError):
+    """A request body, query or header that does not match its schema (the message names the fields)."""
+
+    http_status = 422
+    hub_code = "ValidationError"
+
+
+class PayloadTooLarge(UsageError):
+    """A request body over the route's limit, or longer than it announced."""
+
+    http_status = 413
+    hub_code = "PayloadTooLarge"
+
+
+class MetadataTooLarge(UsageError):
+    """A model card or config.json whose parsed YAML/JSON is too large or too deep to keep."""
+
+    template = "metadata is too large or too deep"
+    http_status = 413
+    hub_code = "MetadataTooLarge"
+
+
 class InvalidName(UsageError):
     """A repo name, revision or path the hub would refuse (or that could escape the store)."""
 
     hub_code = "InvalidName"
 
 
-class SafetensorsError(UsageError):
+class FormatError(UsageError):
+    """A file named or marked as a container (safetensors, gguf, npy, torch zip, onnx) that does not
+    parse. Ingest stores such a file as opaque bytes; only a parser called directly raises it."""
+
+    hub_code = "BadFormat"
+
+
+class SafetensorsError(FormatError):
     """A file named .safetensors whose header does not describe its bytes."""
 
     hub_code = "BadSafetensors"
+
+
+class CompressedEntry(FormatError):
+    """A valid zip whose entries are deflated (savez_compressed): its entries cannot be split."""
 
 
 class RangeNotSatisfiable(UsageError):
@@ -152,10 +190,51 @@ class FamilyNotFound(NotFound):
     hub_code = "FamilyNotFound"
 
 
+class UploadNotFound(NotFound):
+    """A multipart upload id that was never started, or that has no parts."""
+
+    hub_code = "UploadNotFound"
+
+
+class LfsObjectNotFound(NotFound):
+    """An LFS object a verify request names that was never uploaded."""
+
+    hub_code = "ObjectNotFound"
+
+
+class ChunkNotFound(NotFound):
+    """A Xet chunk hash no stored file holds (global dedup query)."""
+
+    hub_code = "ChunkNotFound"
+
+
 class UpstreamMissing(NotFound):
     """The upstream hub of a mirror has no such repo or revision either."""
 
     hub_code = "RepoNotFound"
+
+
+# ---- the caller's token may not do this ----------------------------------------------------
+
+class AccessDenied(WeightvaultError):
+    """The token presented may not do this (read-only token, another repo, a bad signed URL)."""
+
+    exit_code = 6
+    http_status = 403
+    hub_code = "Forbidden"
+
+
+class Unauthorized(AccessDenied):
+    """No valid token was presented where one is required (missing, revoked or expired)."""
+
+    http_status = 401
+    hub_code = "Unauthorized"
+
+
+class LoginRequired(Unauthorized):
+    """A dashboard page needs a read token: the page answers with the login form, not JSON."""
+
+    template = "a read token is required"
 
 
 # ---- a concurrent writer got there first ---------------------------------------------------
@@ -176,6 +255,12 @@ class CommitConflict(ConflictError):
     hub_code = "CommitConflict"
 
 
+class RepoExists(ConflictError):
+    """A repo of that name already exists (REST create without exist_ok)."""
+
+    hub_code = "RepoExists"
+
+
 class TryAgain(ConflictError):
     """A concurrent gc removed something this write relied on; the same request will succeed.
 
@@ -185,6 +270,13 @@ class TryAgain(ConflictError):
     http_status = 503
     hub_code = "Retry"
     retry_after = 1
+
+
+class Busy(TryAgain):
+    """Every slot for uploads and commits is taken; hub clients retry a 503 on their own."""
+
+    hub_code = "Busy"
+    retry_after = 5
 
 
 class StaleReference(TryAgain):

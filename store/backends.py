@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from weightvault.errors import ObjectMissing
+from weightvault.errors import InvalidName, ObjectMissing
 
 from . import leftovers
 
@@ -52,7 +52,7 @@ class LocalBackend:
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"invalid object name {name!r}")
+            raise InvalidName(f"invalid object name {name!r}")
         return self.root / name
 
     def put_file(self, name: str, path: Path) -> None:

@@ -36,6 +36,8 @@ from pathlib import Path
 import zstandard
 from sqlalchemy import event, select
 
+from weightvault.errors import RecoverError
+
 from . import leftovers
 from .backends import ObjectBackend
 from .models import (Chunk, Commit, Family, File, Frame, IngestEvent, Object, Pack, Ref, Repo, Segment, Tag, Token,
@@ -66,19 +68,15 @@ REFERENCES: dict[type, dict[str, tuple[str, type]]] = {
 }
 
 
+#: What names a row of each kind in a record, whatever its database id.
+_NATURAL_KEYS = {
+    Family: lambda row: [row.name], Repo: lambda row: [row.kind, row.name], File: lambda row: [row.sha256],
+    Object: lambda row: [row.digest], Token: lambda row: [row.digest],
+}
+
+
 def natural_key(row) -> list:
-    """What names ``row`` in a record, whatever its database id."""
-    if isinstance(row, Family):
-        return [row.name]
-    if isinstance(row, Repo):
-        return [row.kind, row.name]
-    if isinstance(row, File):
-        return [row.sha256]
-    if isinstance(row, Object):
-        return [row.digest]
-    if isinstance(row, Token):
-        return [row.digest]
-    raise TypeError(type(row))
+    return _NATURAL_KEYS[type(row)](row)
 
 
 def encode_value(v):
@@ -200,7 +198,7 @@ class Journal:
 def read_record(payload: bytes) -> dict:
     record = json.loads(zstandard.ZstdDecompressor().decompress(payload, max_output_size=1 << 30))
     if record.get("format") != FORMAT:
-        raise ValueError(f"record format {record.get('format')!r} is not {FORMAT}")
+        raise RecoverError(f"record format {record.get('format')!r} is not {FORMAT} (written by a newer release?)")
     return record
 
 

@@ -75,7 +75,7 @@ class State:
                 if r.get("family") == v:
                     r["family"] = None
         else:
-            raise ValueError(f"unknown record operation {kind!r}")
+            raise RecoverError(f"unknown record operation {kind!r}")
 
     def _drop_repo(self, key: tuple) -> None:
         self.repos.pop(key, None)

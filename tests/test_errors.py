@@ -2,6 +2,8 @@
 attributes, the API handler and the CLI read those, and the C library's codes map to classes."""
 from __future__ import annotations
 
+import ast
+import builtins
 import inspect
 import pathlib
 
@@ -57,6 +59,45 @@ def test_no_second_table():
             assert f"class {name}(" not in text or path.resolve() == where, (path, name)
 
 
+#: Builtin exception classes (ValueError, KeyError, FileNotFoundError...).
+BUILTIN_ERRORS = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
+
+
+def library_sources():
+    for package in ("api", "codec", "dedup", "errors", "store", "migrations"):
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def test_library_raises_only_the_hierarchy():
+    """No library module raises a builtin exception or defines an exception class of its own: whatever
+    it raises is a class of weightvault/errors, so it has one status, one hub code and one exit code."""
+    offenders = []
+    for path in library_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                if node.exc.func.id in BUILTIN_ERRORS:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} raises {node.exc.func.id}")
+            if isinstance(node, ast.ClassDef) and path.parent.name != "errors":
+                bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                if any(b in BUILTIN_ERRORS or b in {c.__name__ for c in E.hierarchy()} for b in bases):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} defines exception {node.name}")
+    assert offenders == []
+
+
+def test_former_strays_are_in_the_hierarchy():
+    from weightvault.api import repo_meta
+    from weightvault.dedup import formats
+    from weightvault.dedup.formats import storedzip
+
+    assert formats.FormatError is E.FormatError and issubclass(E.SafetensorsError, E.FormatError)
+    assert issubclass(E.CompressedEntry, E.FormatError) and storedzip.CompressedEntry is E.CompressedEntry
+    assert not hasattr(repo_meta, "TooLarge") and not hasattr(api_errors, "ApiError")
+    with pytest.raises(E.FormatError, match="zip"):
+        formats.parse(memoryview(b"PK\x03\x04" + b"\0" * 40), "x.npz")
+    with pytest.raises(E.MetadataTooLarge):
+        repo_meta.plain([[[]]], [1])
+
+
 def test_templates_format_fields():
     assert str(E.RepoNotFound(name="org/x")) == "repository 'org/x' not found"
     assert str(E.RevisionNotFound(revision="dev", name="org/x")) == "revision 'dev' not found in 'org/x'"
@@ -67,7 +108,9 @@ def test_templates_format_fields():
 
 @pytest.mark.parametrize("exc", [E.RepoNotFound(name="a/b"), E.InvalidName("bad"), E.StaleReference("gone"),
                                  E.PackClaimLost(), E.CorruptFrame("crc"), E.CommitConflict("moved"),
-                                 E.RangeNotSatisfiable(header="bytes=9-")])
+                                 E.RangeNotSatisfiable(header="bytes=9-"), E.Busy("full"), E.Unauthorized("token"),
+                                 E.AccessDenied("read-only"), E.PayloadTooLarge("big"), E.InvalidBody("field"),
+                                 E.EntryNotFound("gone", headers={"X-Repo-Commit": "c0ffee"})])
 def test_api_handler_reads_the_class(exc):
     app = FastAPI()
     api_errors.install(app)
@@ -81,6 +124,8 @@ def test_api_handler_reads_the_class(exc):
     assert r.headers["X-Error-Code"] == type(exc).hub_code
     assert r.json()["error"] == exc.message
     assert ("Retry-After" in r.headers) == (type(exc).retry_after is not None)
+    for name, value in exc.headers.items():
+        assert r.headers[name] == value
 
 
 def test_cli_exit_code_from_the_class(tmp_path):

@@ -144,13 +144,13 @@ def test_nul_in_urls_is_400_before_any_route():
 def test_busy_gate_answers_503_with_retry_after_when_full():
     import asyncio
 
-    from weightvault.api.errors import ApiError
+    from weightvault.errors import Busy
     from weightvault.api.limits import Gate
 
     async def scenario():
         gate = Gate(slots=1, wait=0.05)
         async with gate:
-            with pytest.raises(ApiError) as full:
+            with pytest.raises(Busy) as full:
                 async with gate:
                     pass
         async with gate:  # the slot came back
@@ -158,4 +158,7 @@ def test_busy_gate_answers_503_with_retry_after_when_full():
         return full.value
 
     err = asyncio.run(scenario())
-    assert err.status == 503 and err.headers["Retry-After"]
+    from weightvault.api.errors import response
+
+    answer = response(err)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"

@@ -13,42 +13,37 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
+from weightvault.errors import LoginRequired
+
 from ..auth import Access, bearer, token_access
 
 COOKIE = "wv_token"
 
 
-class LoginRequired(Exception):
-    """The page needs a read token; ``invalid`` says one was presented and refused."""
-
-    def __init__(self, invalid: bool) -> None:
-        super().__init__("a read token is required")
-        self.invalid = invalid
-
-
-class TokenInQuery(Exception):
-    """A valid ``?token=`` arrived: answer with a redirect that stores it in the cookie."""
-
-    def __init__(self, token: str, clean_url: str) -> None:
-        super().__init__("token moved to cookie")
-        self.token, self.clean_url = token, clean_url
+def token_to_move(request: Request) -> str | None:
+    """A valid ``?token=`` that no valid ``Authorization`` header comes before: the page answers
+    with a redirect that stores it in the cookie instead of running."""
+    query_token = request.query_params.get("token")
+    if not query_token:
+        return None
+    header = bearer(request)
+    if header and token_access(request, header) is not None:
+        return None
+    return query_token if token_access(request, query_token) is not None else None
 
 
 def page_access(request: Request) -> Access:
     """The caller's rights for a page, or ``LoginRequired`` when reads need a token and none is valid.
 
     A header, then ``?token=``, then the cookie: the first valid one counts, so a
-    stale cookie or a mistyped link never hides a good token presented beside it.
+    stale cookie or a mistyped link never hides a good token presented beside it
+    (a valid ``?token=`` never gets here: :func:`token_to_move` redirects first).
     """
-    query_token = request.query_params.get("token")
-    presented = [t for t in (bearer(request), query_token, request.cookies.get(COOKIE)) if t]
+    presented = [t for t in (bearer(request), request.query_params.get("token"), request.cookies.get(COOKIE)) if t]
     for secret in presented:
         access = token_access(request, secret)
-        if access is None:
-            continue
-        if secret == query_token:
-            raise TokenInQuery(secret, without_token(request))
-        return access
+        if access is not None:
+            return access
     if not request.app.state.settings.anonymous_reads:
         raise LoginRequired(invalid=bool(presented))
     return Access(None)

@@ -88,10 +88,7 @@ def nice_step(span: float, ticks: int = 5) -> float:
         return 1.0
     raw = span / ticks
     power = 10 ** math.floor(math.log10(raw))
-    for mult in (1, 2, 5, 10):
-        if mult * power >= raw:
-            return mult * power
-    raise AssertionError("unreachable: 10 * power >= raw always")
+    return next((mult * power for mult in (1, 2, 5) if mult * power >= raw), 10 * power)
 
 
 def timeline_chart(timeline: list[dict], *, max_points_with_tips: int = 200) -> Markup:

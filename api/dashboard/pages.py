@@ -19,15 +19,16 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, find_repo
+from weightvault.dedup.commits import find_repo
 from weightvault.dedup.report_detail import FamilyNotFound, family_detail, file_detail, footprint, repo_detail
+from weightvault.errors import AccessDenied, EntryNotFound, LoginRequired, NotFound
 
 from ..auth import Access, token_access
-from ..errors import ApiError, header_value
+from ..errors import header_value
 from ..lookup import snapshot
 from ..streaming import file_response
 from . import charts, fmt, listing
-from .access import COOKIE, LoginRequired, TokenInQuery, page_access, safe_next, without_token
+from .access import COOKIE, page_access, safe_next, token_to_move, without_token
 from weightvault.dedup import report_cache
 from .tree import tree_prefixes
 
@@ -60,18 +61,17 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            token = token_to_move(request)
+            if token is not None:
+                response = RedirectResponse(without_token(request), status_code=303)
+                set_token_cookie(response, request, token)
+                return response
             try:
                 return await handler(request)
-            except TokenInQuery as moved:
-                response = RedirectResponse(moved.clean_url, status_code=303)
-                set_token_cookie(response, request, moved.token)
-                return response
             except LoginRequired as need:
-                return login_page(request, need.invalid, without_token(request))
-            except ApiError as err:  # raised by the API's own visibility checks (private repos look missing)
-                return page(request, "missing.html", {"message": err.message}, status_code=err.status)
-            except (RepoNotFound, RevisionNotFound, FamilyNotFound, FileNotFoundError) as missing:
-                return page(request, "missing.html", {"message": str(missing)}, status_code=404)
+                return login_page(request, need.fields["invalid"], without_token(request))
+            except (NotFound, AccessDenied) as err:  # private repos look missing, as in the API
+                return page(request, "missing.html", {"message": err.message}, status_code=err.http_status)
 
         return guarded
 
@@ -200,7 +200,7 @@ def download(request: Request, org: str, name: str, rev: str, path: str, access:
     snap = snapshot(request, access, f"{org}/{name}", rev, kind, only=path, fetch=False)
     found = snap.tree.get(path)
     if found is None:
-        raise FileNotFoundError(f"{path!r} is not in {org}/{name}@{rev}")
+        raise EntryNotFound(f"{path!r} is not in {org}/{name}@{rev}")
     filename = path.rsplit("/", 1)[-1]
     # RFC 6266/8187: an ASCII fallback plus the exact UTF-8 name (header values cannot carry it raw).
     fallback = header_value(filename).replace('"', "").replace("\\", "_")
@@ -235,5 +235,5 @@ def static(name: str) -> FileResponse:
     # Only the files shipped beside the templates; a name with a slash or dot-dot never matches.
     shipped = {p.name: p for p in STATIC.iterdir() if p.is_file()}
     if name not in shipped:
-        raise FileNotFoundError(f"no static file {name!r}")
+        raise NotFound(f"no static file {name!r}")
     return FileResponse(shipped[name], headers={"Cache-Control": "public, max-age=3600"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from weightvault.errors import SafetensorsError
+from weightvault.errors import CompressedEntry, FormatError, SafetensorsError  # noqa: F401 (formats.FormatError)
 
 from . import gguf, npy, onnx, safetensors, storedzip, torchzip
 
@@ -30,10 +30,6 @@ class Parsed:
     format: str
     header_end: int  # bytes [0, header_end) kept inline as the header (safetensors); 0 otherwise
     tensors: list[Tensor]  # sorted by start, disjoint, inside the file
-
-
-class FormatError(ValueError):
-    """A file named or marked as a container did not parse; it is stored as opaque bytes."""
 
 
 def storage_name(index: int) -> str:
@@ -58,7 +54,7 @@ def parse(view: memoryview, path: str) -> Parsed | None:
             if path.endswith(".npz"):
                 try:
                     return Parsed("npz", 0, [Tensor(*t) for t in npy.parse_npz(view)])
-                except storedzip.CompressedEntry:
+                except CompressedEntry:
                     return None  # savez_compressed: deflated members, stored as opaque bytes
             return _torch_zip(view)
         if path.endswith(".onnx"):
@@ -85,11 +81,11 @@ def _torch_zip(view: memoryview) -> Parsed | None:
 
 
 def check_layout(tensors: list[tuple], size: int, what: str) -> list[tuple]:
-    """Sort (name, dtype, shape, start, end) tuples by start; ValueError unless disjoint and inside ``size``."""
+    """Sort (name, dtype, shape, start, end) tuples by start; FormatError unless disjoint and inside ``size``."""
     spans = sorted(tensors, key=lambda t: t[3])
     pos = 0
     for t in spans:
         if t[3] < pos or t[4] < t[3] or t[4] > size:
-            raise ValueError(f"{what}: tensor {t[0]!r} at {t[3]}..{t[4]} overlaps another or runs past the file ({size} bytes)")
+            raise FormatError(f"{what}: tensor {t[0]!r} at {t[3]}..{t[4]} overlaps another or runs past the file ({size} bytes)")
         pos = t[4]
     return spans

@@ -13,6 +13,9 @@ import struct
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from weightvault.errors import FormatError
+
+
 MAGIC = b"GGUF"
 MAX_TENSORS = 1 << 20
 MAX_KV = 1 << 20
@@ -34,20 +37,20 @@ class _Cursor:
     def take(self, fmt: str, what: str):
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.view):
-            raise ValueError(f"gguf: {what} at byte {self.pos} runs past the end of the file")
+            raise FormatError(f"gguf: {what} at byte {self.pos} runs past the end of the file")
         values = struct.unpack_from(fmt, self.view, self.pos)
         self.pos += size
         return values if len(values) > 1 else values[0]
 
     def skip(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > len(self.view):
-            raise ValueError(f"gguf: {what} ({n} bytes at {self.pos}) runs past the end of the file")
+            raise FormatError(f"gguf: {what} ({n} bytes at {self.pos}) runs past the end of the file")
         self.pos += n
 
     def string(self, what: str) -> str:
         n = self.take("<Q", what)
         if n > MAX_STRING:
-            raise ValueError(f"gguf: {what} of {n} bytes (limit {MAX_STRING})")
+            raise FormatError(f"gguf: {what} of {n} bytes (limit {MAX_STRING})")
         start = self.pos
         self.skip(n, what)
         return bytes(self.view[start:self.pos]).decode("utf-8")
@@ -65,23 +68,23 @@ class _Cursor:
                 self.skip(count * _SCALAR[etype], what)
                 return None
             if count > (len(self.view) - self.pos) // 8:  # every element takes at least 8 bytes
-                raise ValueError(f"gguf: {what}: array of {count} elements cannot fit in the file")
+                raise FormatError(f"gguf: {what}: array of {count} elements cannot fit in the file")
             for _ in range(count):
                 self.value(etype, what, depth + 1)
             return None
-        raise ValueError(f"gguf: {what}: unknown value type {vtype}")
+        raise FormatError(f"gguf: {what}: unknown value type {vtype}")
 
 
 def parse(view: memoryview) -> list[tuple]:
-    """[(name, dtype, shape, start, end)] of every tensor; ValueError on anything malformed."""
+    """[(name, dtype, shape, start, end)] of every tensor; FormatError on anything malformed."""
     from . import check_layout
 
     c = _Cursor(view)
     magic, version, n_tensors, n_kv = c.take("<4sIQQ", "header")
     if magic != MAGIC or version not in (2, 3):
-        raise ValueError(f"gguf: magic {magic!r} version {version} (little-endian v2/v3 only)")
+        raise FormatError(f"gguf: magic {magic!r} version {version} (little-endian v2/v3 only)")
     if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise ValueError(f"gguf: {n_tensors} tensors / {n_kv} metadata entries (limits {MAX_TENSORS}/{MAX_KV})")
+        raise FormatError(f"gguf: {n_tensors} tensors / {n_kv} metadata entries (limits {MAX_TENSORS}/{MAX_KV})")
     alignment = DEFAULT_ALIGNMENT
     for i in range(n_kv):
         key = c.string(f"metadata key {i}")
@@ -89,16 +92,16 @@ def parse(view: memoryview) -> list[tuple]:
         value = c.value(vtype, f"metadata {key!r}")
         if key == "general.alignment":
             if vtype != _UINT32:
-                raise ValueError("gguf: general.alignment is not a uint32")
+                raise FormatError("gguf: general.alignment is not a uint32")
             alignment = int.from_bytes(value, "little")
             if alignment == 0 or alignment & (alignment - 1):
-                raise ValueError(f"gguf: alignment {alignment} is not a power of two")
+                raise FormatError(f"gguf: alignment {alignment} is not a power of two")
     infos = []
     for i in range(n_tensors):
         name = c.string(f"tensor name {i}")
         n_dims = c.take("<I", f"dimensions of {name!r}")
         if n_dims > MAX_DIMS:
-            raise ValueError(f"gguf: tensor {name!r} has {n_dims} dimensions (limit {MAX_DIMS})")
+            raise FormatError(f"gguf: tensor {name!r} has {n_dims} dimensions (limit {MAX_DIMS})")
         dims = [c.take("<Q", f"dimension of {name!r}") for _ in range(n_dims)]
         ggml_type, offset = c.take("<IQ", f"type and offset of {name!r}")
         infos.append((name, dims, ggml_type, offset))
@@ -109,12 +112,12 @@ def parse(view: memoryview) -> list[tuple]:
             qtype = GGMLQuantizationType(ggml_type)
             block, type_size = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
-            raise ValueError(f"gguf: tensor {name!r} has unknown type {ggml_type}") from None
+            raise FormatError(f"gguf: tensor {name!r} has unknown type {ggml_type}") from None
         n = math.prod(dims)
         if n % block:
-            raise ValueError(f"gguf: tensor {name!r}: {n} elements is no whole number of {block}-element blocks")
+            raise FormatError(f"gguf: tensor {name!r}: {n} elements is no whole number of {block}-element blocks")
         if offset % alignment:
-            raise ValueError(f"gguf: tensor {name!r} at offset {offset} is not {alignment}-aligned")
+            raise FormatError(f"gguf: tensor {name!r} at offset {offset} is not {alignment}-aligned")
         start = data_start + offset
         # GGUF lists dimensions innermost first; shapes here are outermost first, like numpy.
         tensors.append((name, _FLOATS.get(qtype), tuple(reversed(dims)), start, start + n // block * type_size))

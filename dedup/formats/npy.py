@@ -2,7 +2,7 @@
 
 The header is read with numpy's own reader (numpy.lib.format), bounded to
 MAX_HEADER bytes; object arrays, and arrays whose data does not fill the rest of
-the file exactly, raise ValueError. savez_compressed archives are deflated: stored opaque.
+the file exactly, raise FormatError. savez_compressed archives are deflated: stored opaque.
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import io
 import math
 
 import numpy as np
+
+from weightvault.errors import FormatError
 
 from . import storedzip
 
@@ -30,13 +32,13 @@ def _array(view: memoryview, base: int, name: str) -> tuple:
     elif version in ((2, 0), (3, 0)):
         shape, _, dtype = np.lib.format.read_array_header_2_0(head, max_header_size=MAX_HEADER)
     else:
-        raise ValueError(f"npy: unsupported version {version}")
+        raise FormatError(f"npy: unsupported version {version}")
     if dtype.hasobject:
-        raise ValueError("npy: object arrays are pickles, not raw data")
+        raise FormatError("npy: object arrays are pickles, not raw data")
     start = head.tell()
     nbytes = math.prod(shape) * dtype.itemsize
     if start + nbytes != len(view):
-        raise ValueError(f"npy: {name!r} holds {len(view) - start} data bytes, its header says {nbytes}")
+        raise FormatError(f"npy: {name!r} holds {len(view) - start} data bytes, its header says {nbytes}")
     return name, _DTYPES.get(dtype.str), tuple(shape), base + start, base + start + nbytes
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+from weightvault.errors import FormatError
+
+
 #: onnx.TensorProto.DataType -> codec dtype names (FLOAT=1, UINT8=2, INT8=3, UINT16=4, INT16=5,
 #: INT32=6, INT64=7, BOOL=9, FLOAT16=10, DOUBLE=11, UINT32=12, UINT64=13, BFLOAT16=16)
 _DTYPES = {1: ("F32", 4), 2: ("U8", 1), 3: ("I8", 1), 4: ("U16", 2), 5: ("I16", 2), 6: ("I32", 4),
@@ -25,13 +28,13 @@ def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     value = 0
     for shift in range(0, 70, 7):
         if pos >= end:
-            raise ValueError(f"onnx: varint runs past its message at byte {pos}")
+            raise FormatError(f"onnx: varint runs past its message at byte {pos}")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
         if not b & 0x80:
             return value, pos
-    raise ValueError(f"onnx: varint longer than 10 bytes at byte {pos}")
+    raise FormatError(f"onnx: varint longer than 10 bytes at byte {pos}")
 
 
 def _fields(buf: memoryview, start: int, end: int):
@@ -46,15 +49,15 @@ def _fields(buf: memoryview, start: int, end: int):
         elif wire == 2:
             n, pos = _varint(buf, pos, end)
             if pos + n > end:
-                raise ValueError(f"onnx: field {field} ({n} bytes at {pos}) runs past its message")
+                raise FormatError(f"onnx: field {field} ({n} bytes at {pos}) runs past its message")
             yield field, wire, (pos, pos + n)
             pos += n
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
             if pos > end:
-                raise ValueError(f"onnx: fixed field {field} runs past its message")
+                raise FormatError(f"onnx: fixed field {field} runs past its message")
         else:
-            raise ValueError(f"onnx: wire type {wire} of field {field} at byte {pos}")
+            raise FormatError(f"onnx: wire type {wire} of field {field} at byte {pos}")
 
 
 def _tensor(buf: memoryview, start: int, end: int) -> tuple | None:
@@ -74,7 +77,7 @@ def _tensor(buf: memoryview, start: int, end: int) -> tuple | None:
         elif field == _RAW_DATA and wire == 2:
             raw = value
         if len(dims) > MAX_DIMS:
-            raise ValueError(f"onnx: initializer with more than {MAX_DIMS} dimensions")
+            raise FormatError(f"onnx: initializer with more than {MAX_DIMS} dimensions")
     if raw is None or raw[1] == raw[0]:
         return None  # data in typed fields or in an external file: left in the opaque bytes
     dtype, size = _DTYPES.get(dtype_code, (None, 1))
@@ -97,5 +100,5 @@ def parse(view: memoryview) -> list[tuple]:
                 if t is not None:
                     tensors.append(t)
                 if len(tensors) > MAX_INITIALIZERS:
-                    raise ValueError(f"onnx: more than {MAX_INITIALIZERS} initializers")
+                    raise FormatError(f"onnx: more than {MAX_INITIALIZERS} initializers")
     return check_layout(tensors, len(view), "onnx")

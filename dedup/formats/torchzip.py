@@ -12,7 +12,7 @@ Nothing is ever unpickled: dtypes come from reading the pickle's opcodes with
 ``pickletools.genops`` and a symbolic stack that only ever holds strings, ints,
 tuples and global *names*.  The zip structure is checked before any segment is
 trusted: an encrypted or compressed entry, a size or offset outside the file, or
-entries that overlap raise ValueError.
+entries that overlap raise FormatError.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pickletools
 from typing import NamedTuple
 
 from weightvault.codec.dtypes import itemsize
+from weightvault.errors import FormatError
 
 from .storedzip import entries
 
@@ -68,7 +69,7 @@ def storage_dtypes(pickle_bytes: bytes) -> dict[str, tuple[str | None, int | Non
             if v is _MARK:
                 return items[::-1]
             items.append(v)
-        raise ValueError("unbalanced MARK")
+        raise FormatError("unbalanced MARK")
 
     for op, arg, _ in pickletools.genops(pickle_bytes):
         name = op.name
@@ -130,14 +131,14 @@ def parse_torch_zip(data: bytes) -> list[Segment]:
 
     "tensor" segments are the storages' raw bytes, with their dtype read from the
     pickle (None when the pickle does not say, or says something inconsistent with
-    the storage's size); everything else is "raw".  ValueError if the zip is not
+    the storage's size); everything else is "raw".  FormatError if the zip is not
     one that can be split safely (see the module docstring).
     """
     data = bytes(data) if not isinstance(data, (bytes, bytearray)) else data
     entries_ = entries(data, "torch zip")
     pickles = [e for e in entries_ if e.name.endswith("/data.pkl") or e.name == "data.pkl"]
     if len(pickles) != 1:
-        raise ValueError(f"torch zip: expected one data.pkl, found {len(pickles)}")
+        raise FormatError(f"torch zip: expected one data.pkl, found {len(pickles)}")
     pkl = pickles[0]
     root = pkl.name[:-len("data.pkl")]
     try:

@@ -11,6 +11,7 @@ import re
 from blake3 import blake3
 
 from weightvault.codec.chunking import DATA_KEY, chunk_hash  # noqa: F401 (Xet's chunk hash, one definition)
+from weightvault.errors import XetError
 
 INTERNAL_NODE_KEY = bytes([1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
                            93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63])
@@ -29,9 +30,9 @@ def to_hex(raw: bytes) -> str:
 
 
 def from_hex(text: str) -> bytes:
-    """Raw bytes of a hash's string form; ValueError unless 64 lowercase hex digits."""
+    """Raw bytes of a hash's string form; XetError (a ValueError) unless 64 lowercase hex digits."""
     if not isinstance(text, str) or not _HEX.match(text):
-        raise ValueError(f"not a Xet hash string: {text!r:.80}")
+        raise XetError(f"not a Xet hash string: {text!r:.80}")
     raw = bytes.fromhex(text)
     return b"".join(raw[i:i + 8][::-1] for i in range(0, 32, 8))
 

@@ -4,7 +4,7 @@ bounded time; run it by hand for longer):
     .venv/bin/python tests/fuzz/fuzz_requests.py -max_total_time=600 [corpus_dir]
 
 Properties: a Range header gives a range inside the file, None, or RangeNotSatisfiable; conditional
-headers give None, 304 or 412; an NDJSON commit body parses or is refused with ApiError 400; a repo
+headers give None, 304 or 412; an NDJSON commit body parses or is refused with a UsageError (400); a repo
 path is accepted (and then fits every rule) or refused with InvalidName; error messages made from any
 text are header-safe ASCII. Never another exception. The first byte picks the parser.
 """
@@ -23,7 +23,8 @@ import weightvault.store  # noqa: F401,E402
 
 with atheris.instrument_imports(include=["weightvault.api", "weightvault.dedup.names"]):
     from weightvault.api.conditional import precondition_status, range_applies
-    from weightvault.api.errors import ApiError, header_value
+    from weightvault.api.errors import header_value
+    from weightvault.errors import UsageError
     from weightvault.api.hub_write import parse_ndjson
     from weightvault.api.streaming import parse_range
     from weightvault.dedup.names import MAX_PATH_BYTES, check_path, check_tree
@@ -48,8 +49,8 @@ def TestOneInput(data: bytes) -> None:
         lines = fdp.ConsumeBytes(fdp.remaining_bytes()).split(b"\n")
         try:
             parse_ndjson(lines)
-        except ApiError as exc:
-            assert exc.status == 400
+        except UsageError as exc:
+            assert exc.http_status == 400
     elif mode == 2:
         paths = [fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 300)) for _ in range(fdp.ConsumeIntInRange(1, 4))]
         try:
