@@ -1,7 +1,7 @@
 """Golden frames (tests/fuzz/golden/, also fuzz seeds): frames written by every format
 version must keep decoding to the same bytes.  ``NAME.wvf`` were written by version 1 and
-are frozen (no encoder writes version 1 any more); ``NAME_v2.wvf`` by version 2, the
-current one.  Regenerate the current version's files only for a deliberate format change:
+``NAME_v2.wvf`` by version 2 are frozen (no encoder writes them any more); ``NAME_v3.wvf``
+by version 3, the current one.  Regenerate the current version's files only for a deliberate format change:
 
     .venv/bin/python tests/test_codec_golden.py
 """
@@ -17,7 +17,8 @@ from weightvault.codec import CodecError
 from weightvault.codec._native import lib
 
 GOLDEN = Path(__file__).resolve().parent / "fuzz" / "golden"
-CURRENT = 2
+CURRENT = 3
+PLANE_FLAGS_MAG = 4  # docs/FORMAT.md, "Distance payload"
 PLANE_PAIRS = 3  # plane mode, docs/FORMAT.md
 
 
@@ -50,8 +51,29 @@ def _cases_v2() -> dict[str, tuple[bytes, str, dict]]:
     return cases
 
 
+def _cases_v3() -> dict[str, tuple[bytes, str, dict]]:
+    """Version 3 codes float members as distances (xor_bf16_f32_v3 is one); besides, an F32
+    and an F16 member with large moves, sign changes, NaN and inf, and an unchanged frame."""
+    cases = {name[:-3] + "_v3": case for name, case in _cases_v2().items()}
+    rng = np.random.default_rng(20261204)
+    base = (rng.standard_normal(4001) * 0.04).astype(np.float32)
+    base[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+    with np.errstate(invalid="ignore", over="ignore"):
+        tuned = (base + rng.standard_normal(4001).astype(np.float32) * 10.0 ** rng.integers(-9, 0, 4001)
+                 ).astype(np.float32)
+    tuned[6:9] = [-base[6], np.nan, np.inf]
+    tuned[9::3] = base[9::3]
+    with np.errstate(over="ignore"):
+        cases["distance_f32_v3"] = (tuned.tobytes(), "F32", {"codec": "xor", "base": base, "base_dtype": "F32"})
+        cases["distance_f16_f32_v3"] = (tuned.astype(np.float16).tobytes(), "F16",
+                                        {"codec": "xor", "base": base, "base_dtype": "F32"})
+    cases["distance_same_f32_v3"] = (base.tobytes(), "F32", {"codec": "xor", "base": base, "base_dtype": "F32"})
+    return cases
+
+
 def _golden() -> list[tuple[str, int, tuple]]:
-    return [(n, 1, c) for n, c in _cases().items()] + [(n, CURRENT, c) for n, c in _cases_v2().items()]
+    return ([(n, 1, c) for n, c in _cases().items()] + [(n, 2, c) for n, c in _cases_v2().items()]
+            + [(n, CURRENT, c) for n, c in _cases_v3().items()])
 
 
 @pytest.mark.parametrize("name,version,case", _golden(), ids=[g[0] for g in _golden()])
@@ -64,11 +86,27 @@ def test_golden_frame_decodes(name: str, version: int, case: tuple) -> None:
     assert bytes(codec.decode_frame(frame, base=kw.get("base"))) == data
 
 
-def test_v2_golden_frame_uses_pairs() -> None:
-    frame = (GOLDEN / "pairs_bf16_v2.wvf").read_bytes()
+def test_golden_frame_uses_pairs() -> None:
+    frame = (GOLDEN / "pairs_bf16_v3.wvf").read_bytes()
     assert frame[32 + 2] == PLANE_PAIRS  # plane 0's mode, after [count][flags]
     body = 32 + 2 + 5 * 2  # plane 0's body: [Dict_Count][Dict][Esc_Count u32]...
     assert int.from_bytes(frame[body + 1 + frame[body]:][:4], "little") > 0  # it has escapes
+
+
+@pytest.mark.parametrize("name", ["xor_bf16_f32_v3", "distance_f32_v3", "distance_f16_f32_v3",
+                                  "distance_same_f32_v3"])
+def test_v3_golden_member_frames_are_distance_payloads(name: str) -> None:
+    frame = (GOLDEN / f"{name}.wvf").read_bytes()
+    assert codec.frame_info(frame).codec == "xor" and frame[32 + 1] == PLANE_FLAGS_MAG
+
+
+def test_distance_payload_in_a_version_2_frame_is_rejected() -> None:
+    frame = bytearray((GOLDEN / "distance_f32_v3.wvf").read_bytes())
+    frame[3] = 2
+    frame[28:32] = lib.wv_crc32c(0, bytes(frame[:28]), 28).to_bytes(4, "little")
+    base = _cases_v3()["distance_f32_v3"][2]["base"]
+    with pytest.raises(CodecError, match="corrupt"):
+        codec.decode_frame(bytes(frame), base=base)
 
 
 def test_pairs_plane_in_a_version_1_frame_is_rejected() -> None:
@@ -81,7 +119,7 @@ def test_pairs_plane_in_a_version_1_frame_is_rejected() -> None:
 
 if __name__ == "__main__":
     GOLDEN.mkdir(exist_ok=True)
-    for name, (data, dtype, kw) in _cases_v2().items():
+    for name, (data, dtype, kw) in _cases_v3().items():
         (frame,) = codec.encode_frames(data, dtype, **kw)
         assert frame[3] == CURRENT
         (GOLDEN / f"{name}.wvf").write_bytes(frame)

@@ -39,6 +39,7 @@ typedef struct wv_ctx wv_ctx;
 wv_ctx *wv_ctx_create(void);
 void wv_ctx_free(wv_ctx *ctx);
 void wv_ctx_set_contexts(wv_ctx *ctx, int on);
+void wv_ctx_set_mag(wv_ctx *ctx, int on);
 
 /* codec: 0 raw, 2 planes, 3 xor (falls back to planes, then raw, per frame) */
 size_t wv_encode_frame(wv_ctx *ctx, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
@@ -66,5 +67,6 @@ void wv_split_ref(const uint8_t *src, size_t n_el, unsigned k, int rot, uint8_t 
 void wv_merge_ref(uint8_t *dst, size_t n_el, unsigned k, int rot, const uint8_t *const *planes);
 uint32_t wv_crc32c_scalar(uint32_t crc, const void *buf, size_t len);
 int wv_rans_select_kernel(int kernel);
+int wv_mag_select_kernel(int kernel);
 size_t wv_pairs_expand(uint8_t *out, size_t n, const uint8_t *pairs, const uint8_t *dict, unsigned nd,
                        const uint8_t **esc, const uint8_t *esc_end, int ref);

@@ -8,6 +8,7 @@
  */
 #include "pcodec.h"
 #include "cast.h"
+#include "mag.h"
 #include "planes.h"
 #include <math.h>
 
@@ -32,17 +33,6 @@ static int rotate_for(unsigned dtype)
      * rotating still pays a little: order-0 bound on the MiniLM F16 cast 0.8454
      * unrotated (ZipNN's choice), 0.8452 rotated. */
     return dtype == WV_DT_BF16 || dtype == WV_DT_F16 || dtype == WV_DT_F32 || dtype == WV_DT_F64;
-}
-
-/* exponent field of element i (as stored, sign excluded) and the exponent bias */
-static int exp_layout(unsigned dtype, unsigned *shift, unsigned *mask, int *bias)
-{
-    switch (dtype) {
-    case WV_DT_BF16: *shift = 7; *mask = 0xff; *bias = 127; return 1;
-    case WV_DT_F32: *shift = 23; *mask = 0xff; *bias = 127; return 1;
-    case WV_DT_F16: *shift = 10; *mask = 0x1f; *bias = 15; return 1;
-    default: return 0;
-    }
 }
 
 static inline __attribute__((always_inline)) void exp_contexts_body(uint8_t *cx, const uint8_t *pred, size_t n_el,
@@ -78,12 +68,12 @@ static void exp_contexts(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned
 {
     unsigned sh = 0, mask = 0;
     int bias = 0;
-    exp_layout(dtype, &sh, &mask, &bias);
+    wv_exp_layout(dtype, &sh, &mask, &bias);
     (__builtin_cpu_supports("avx2") ? exp_contexts_avx2 : exp_contexts_sse2)(cx, pred, n_el, wv_dtype_size(dtype), sh,
                                                                            mask, bias);
 }
 
-size_t wv_payload_bound(size_t raw) { return raw + 2 + 5 * 8 + 64; }
+size_t wv_payload_bound(size_t raw) { return WV_PAYLOAD_BOUND(raw); }
 
 #define PHDR(k) (2 + 5 * (size_t)(k))
 
@@ -226,6 +216,17 @@ static size_t encode_plane(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *p
     return n;
 }
 
+/* The prediction of n_el member elements: the base itself, or the base cast to dtype
+ * (into c->pred). */
+static size_t predict(wv_ctx *c, const uint8_t **pred, const uint8_t *base, unsigned base_dtype, unsigned dtype,
+                      size_t n_el)
+{
+    *pred = base;
+    if (base_dtype == dtype) return 0;
+    *pred = c->pred;
+    return wv_cast(c->pred, dtype, base, base_dtype, n_el);
+}
+
 /* Delta coding: replace *src by src XOR the prediction (the base cast to dtype), and when
  * contexts are wanted and the dtype has an exponent, point *cx at the per-element contexts
  * taken from the prediction's exponent. */
@@ -233,16 +234,13 @@ static size_t xor_against_base(wv_ctx *c, const uint8_t **src, size_t n, unsigne
                                unsigned base_dtype, int contexts, const uint8_t **cx)
 {
     size_t n_el = n / wv_dtype_size(dtype);
-    const uint8_t *pred = base;
-    if (base_dtype != dtype) {
-        WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, n_el));
-        pred = c->pred;
-    }
+    const uint8_t *pred;
+    WV_FORWARD_IF_ERROR(predict(c, &pred, base, base_dtype, dtype, n_el));
     wv_xor_into(c->delta, *src, pred, n);
     *src = c->delta;
     unsigned sh, mask;
     int bias;
-    if (contexts && exp_layout(dtype, &sh, &mask, &bias)) {
+    if (contexts && wv_exp_layout(dtype, &sh, &mask, &bias)) {
         exp_contexts(c->cx, pred, n_el, dtype);
         *cx = c->cx;
     }
@@ -260,6 +258,15 @@ size_t wv_payload_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src
     size_t n_el = n / k;
     unsigned flags = rotate_for(dtype) ? WV_PF_ROT : 0;
     const uint8_t *cx = NULL;
+    if (base && c->use_mag && wv_mag_supported(dtype)) {
+        const uint8_t *pred;
+        WV_FORWARD_IF_ERROR(predict(c, &pred, base, base_dtype, dtype, n_el));
+        dst[0] = (uint8_t)k;
+        dst[1] = WV_PF_MAG;
+        size_t r = wv_mag_encode(c, dst + 2, cap - 2, src, pred, n_el, dtype);
+        if (!wv_isError(r)) return 2 + r;
+        WV_RETURN_ERROR_IF(wv_errorCode(r) != WV_ERR_NOT_COMPRESSIBLE, wv_errorCode(r));
+    }
     if (base) {
         WV_FORWARD_IF_ERROR(xor_against_base(c, &src, n, dtype, base, base_dtype, c->use_contexts, &cx));
         if (cx) flags |= WV_PF_CTX_EXP;
@@ -322,15 +329,11 @@ static size_t payload_parse(wv_ctx *c, payload_view *v, size_t n, const uint8_t 
     WV_RETURN_ERROR_IF(o != size, WV_ERR_CORRUPT);
     v->pred = v->cx = NULL;
     if (base) {
-        v->pred = base;
-        if (base_dtype != dtype) {
-            WV_FORWARD_IF_ERROR(wv_cast(c->pred, dtype, base, base_dtype, v->n_el));
-            v->pred = c->pred;
-        }
+        WV_FORWARD_IF_ERROR(predict(c, &v->pred, base, base_dtype, dtype, v->n_el));
         if (v->flags & WV_PF_CTX_EXP) {
             unsigned sh, mask;
             int bias;
-            WV_RETURN_ERROR_IF(!exp_layout(dtype, &sh, &mask, &bias), WV_ERR_CORRUPT);
+            WV_RETURN_ERROR_IF(!wv_exp_layout(dtype, &sh, &mask, &bias), WV_ERR_CORRUPT);
             exp_contexts(c->cx, v->pred, v->n_el, dtype);
             v->cx = c->cx;
         }
@@ -430,9 +433,26 @@ static void payload_finish(const payload_view *v, uint8_t *dst, size_t from)
     if (v->pred) wv_xor_into(dst + off, dst + off, v->pred + off, v->n - off);
 }
 
+/* A distance payload: [Plane_Count][Plane_Flags == MAG] then the body of mag.h. */
+static size_t mag_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
+                                 const uint8_t *base, unsigned base_dtype, unsigned version)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(version < 3 || !base || !wv_mag_supported(dtype), WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(src[0] != k || src[1] != WV_PF_MAG, src[1] & ~WV_PF_KNOWN ? WV_ERR_RESERVED_BITS : WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(n % k, WV_ERR_BAD_SIZE);
+    WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
+    const uint8_t *pred;
+    WV_FORWARD_IF_ERROR(predict(c, &pred, base, base_dtype, dtype, n / k));
+    WV_FORWARD_IF_ERROR(wv_mag_decode(c, dst, src + 2, size - 2, pred, n / k, dtype));
+    return n;
+}
+
 size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype, unsigned frame_version)
 {
+    if (size >= 2 && (src[1] & WV_PF_MAG)) return mag_payload_decode(c, dst, n, src, size, dtype, base, base_dtype,
+                                                                       frame_version);
     payload_view v = {0};
     WV_FORWARD_IF_ERROR(payload_parse(c, &v, n, src, size, dtype, base, base_dtype, frame_version));
     /* rANS planes of one frame decode two at a time (xor: both planes; F32: 3 planes) */
@@ -488,6 +508,11 @@ size_t wv_payload_estimate(wv_ctx *c, const uint8_t *src, size_t n, unsigned dty
     WV_FORWARD_IF_ERROR(wv_ctx_reserve(c, n));
     size_t n_el = n / k;
     const uint8_t *cx = NULL;
+    if (base && c->use_mag && wv_mag_supported(dtype)) {
+        const uint8_t *pred;
+        WV_FORWARD_IF_ERROR(predict(c, &pred, base, base_dtype, dtype, n_el));
+        return 2 + wv_mag_estimate(c, src, pred, n_el, dtype);
+    }
     if (base) WV_FORWARD_IF_ERROR(xor_against_base(c, &src, n, dtype, base, base_dtype, 1, &cx));
     uint8_t *pl[8];
     for (unsigned p = 0; p < k; p++) pl[p] = c->planes + p * n_el;

@@ -3,7 +3,7 @@
  * base, with optional base-exponent contexts).  Layout in docs/FORMAT.md. */
 #ifndef WV_PCODEC_H
 #define WV_PCODEC_H
-#include "rans.h"
+#include "ctx.h"
 
 /* Codec ids stored in frame headers; 1 (zstd) and 4 (ckpt) are coded in Python. */
 enum { WV_CODEC_RAW = 0, WV_CODEC_ZSTD = 1, WV_CODEC_PLANES = 2, WV_CODEC_XOR = 3, WV_CODEC_CKPT = 4 };
@@ -13,24 +13,10 @@ enum { WV_PLANE_RAW = 0, WV_PLANE_CONST = 1, WV_PLANE_RANS = 2, WV_PLANE_PAIRS =
 /* payload flag bits */
 #define WV_PF_ROT 0x01u        /* sign rotated below the mantissa before the split */
 #define WV_PF_CTX_EXP 0x02u    /* xor only: planes may use base-exponent contexts */
-#define WV_PF_KNOWN 0x03u
+#define WV_PF_MAG 0x04u        /* xor only, frame version >= 3: a distance payload (mag.h) follows */
+#define WV_PF_KNOWN 0x07u
 #define WV_NCTX 12             /* contexts of WV_PF_CTX_EXP */
 
-typedef struct wv_ctx wv_ctx;
-struct wv_ctx {
-    size_t cap;                 /* raw bytes the scratch buffers hold */
-    int use_contexts;           /* xor: allow base-exponent contexts (bench/ compares) */
-    uint8_t *planes, *delta, *pred, *cx, *stream, *alt, *pairs;
-    uint32_t hist[WV_RANS_MAX_TABLES][256];
-    uint16_t freq[WV_RANS_MAX_TABLES][256];
-    wv_rans_esym etab[WV_RANS_MAX_TABLES][256];
-    uint32_t dtab[WV_RANS_MAX_TABLES][WV_RANS_M];
-};
-
-wv_ctx *wv_ctx_create(void);
-void wv_ctx_set_contexts(wv_ctx *ctx, int on);
-void wv_ctx_free(wv_ctx *ctx);
-size_t wv_ctx_reserve(wv_ctx *ctx, size_t raw_size);
 size_t wv_payload_bound(size_t raw_size);
 size_t wv_payload_encode(wv_ctx *ctx, uint8_t *dst, size_t cap, const uint8_t *src, size_t n, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype);

@@ -8,6 +8,8 @@
 #include "planes.h"
 #include "cast.h"
 #include "rans.h"
+#include "ctx.h"
+#include "mag.h"
 #include "pcodec.h"
 #include "ckpt.h"
 #include "cdc.h"

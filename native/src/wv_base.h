@@ -57,6 +57,8 @@ enum {
     WV_DT_COUNT = 17
 };
 unsigned wv_dtype_size(unsigned dtype);      /* 0 for an unknown code */
+/* Exponent field of a BF16/F16/F32 element v: (v >> *shift) & *mask, bias *bias; 0 for other dtypes. */
+int wv_exp_layout(unsigned dtype, unsigned *shift, unsigned *mask, int *bias);
 
 /* ---- little-endian helpers ---- */
 static inline uint32_t wv_rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }

@@ -1,0 +1,416 @@
+/* Distance payloads (mag.h; docs/FORMAT.md "Distance payload").
+ *
+ * An element v (W = 16 or 32 bits, sign-magnitude) is mapped to an ordered integer
+ * o(v) = v ^ (sign ? 0x7f..f : 0), so that neighbouring floats are neighbouring
+ * integers (-0 and +0 included), then d = o(member) - o(prediction) mod 2^W and
+ * u = zigzag(d).  Symbol: u itself when u < 16, else 11 + bit length of u, with the
+ * bits under u's leading one appended to a raw bit stream (LSB first).
+ *
+ * Why distances rather than XOR: a fine-tune moves a weight by a few units in the
+ * last place, and a move across a power of two flips many XOR bits but changes the
+ * distance by one.  Why one symbol per element: rANS pays one table lookup per
+ * symbol whatever its entropy, and XOR planes cost k symbols per element.  Order-0
+ * plus context estimates on the shared MiniLM fine-tunes against the FP32 base
+ * (stored/raw; XOR planes with 12 contexts -> distances with 4 contexts):
+ * BF16 fine-tune 0.0897 -> 0.0767, frozen BF16 fine-tune 0.0542 -> 0.0486, FP32
+ * fine-tune 0.3376 -> 0.3073 (the ckpt coder: 0.0925, 0.0505, 0.3070).
+ * The bits under the leading one are close to uniform (ckpt.c measured the same on
+ * FP32 weights), so coding them raw costs nothing and decodes at memory speed.
+ */
+#include "mag.h"
+#include "planes.h"
+#include <immintrin.h>
+
+enum { SYM_CONST = 1, SYM_RANS = 2 };
+#define HDR 9 /* [Sym_Mode u8][Sym_Size u32][Bits_Size u32] */
+#define NCTX_MAX 12
+
+/* Encoder: a context table must save this many bytes to be used.  Each table costs
+ * its build (4096 slots) per decoded frame. */
+#define TABLE_COST 64
+
+int wv_mag_supported(unsigned dtype)
+{
+    unsigned sh, mask;
+    int bias;
+    return wv_exp_layout(dtype, &sh, &mask, &bias);
+}
+
+static inline __attribute__((always_inline)) uint32_t ordered(uint32_t v, unsigned w)
+{
+    return v ^ ((0u - (v >> (w - 1))) >> (33 - w));
+}
+
+static inline __attribute__((always_inline)) uint32_t load_el(const uint8_t *p, size_t i, unsigned k)
+{
+    return k == 2 ? wv_rd16(p + 2 * i) : wv_rd32(p + 4 * i);
+}
+
+/* Context of element i with `tables` contexts: octaves below 1.0 of the prediction,
+ * clamp(bias - e, 0, 11), merged by three for 4 tables ((o * 11) >> 5 == o / 3 here). */
+static inline __attribute__((always_inline)) void contexts_body(uint8_t *cx, const uint8_t *pred, size_t n_el,
+                                                                unsigned k, unsigned sh, unsigned mask, int bias,
+                                                                unsigned tables)
+{
+    for (size_t i = 0; i < n_el; i++) {
+        int o = bias - (int)((load_el(pred, i, k) >> sh) & mask);
+        o = o < 0 ? 0 : o > NCTX_MAX - 1 ? NCTX_MAX - 1 : o;
+        cx[i] = (uint8_t)(tables == NCTX_MAX ? o : (o * 11) >> 5);
+    }
+}
+
+#define CONTEXTS_VARIANTS(k, t) \
+    if (k == 2 && t == 4) contexts_body(cx, pred, n_el, 2, sh, mask, bias, 4); \
+    else if (k == 2) contexts_body(cx, pred, n_el, 2, sh, mask, bias, NCTX_MAX); \
+    else if (t == 4) contexts_body(cx, pred, n_el, 4, sh, mask, bias, 4); \
+    else contexts_body(cx, pred, n_el, 4, sh, mask, bias, NCTX_MAX);
+
+__attribute__((target("avx2"))) static void contexts_avx2(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k,
+                                                          unsigned sh, unsigned mask, int bias, unsigned tables)
+{
+    CONTEXTS_VARIANTS(k, tables)
+}
+
+static void contexts_sse2(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k, unsigned sh, unsigned mask,
+                          int bias, unsigned tables)
+{
+    CONTEXTS_VARIANTS(k, tables)
+}
+
+static int simd; /* wv_mag_select_kernel */
+
+static void contexts(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned dtype, unsigned tables)
+{
+    unsigned sh = 0, mask = 0;
+    int bias = 0;
+    wv_exp_layout(dtype, &sh, &mask, &bias);
+    (simd > 0 ? contexts_avx2 : contexts_sse2)(cx, pred, n_el, wv_dtype_size(dtype), sh, mask, bias, tables);
+}
+
+/* ---- encoder ---- */
+
+/* Symbols into sym[], raw bits into bits[]; returns the bytes of bits written. */
+static inline __attribute__((always_inline)) size_t symbols_body(uint8_t *sym, uint8_t *bits, const uint8_t *src,
+                                                                 const uint8_t *pred, size_t n_el, unsigned k)
+{
+    const unsigned w = 8 * k;
+    const uint32_t wmask = w == 32 ? 0xffffffffu : 0xffffu;
+    uint64_t acc = 0;
+    unsigned nacc = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n_el; i++) {
+        uint32_t d = (ordered(load_el(src, i, k), w) - ordered(load_el(pred, i, k), w)) & wmask;
+        uint32_t u = ((d << 1) ^ (0u - (d >> (w - 1)))) & wmask;
+        if (u < WV_MAG_DIRECT) { sym[i] = (uint8_t)u; continue; }
+        unsigned len = 31 - (unsigned)__builtin_clz(u); /* bits under the leading one */
+        sym[i] = (uint8_t)(WV_MAG_DIRECT - 4 + len);
+        acc |= (uint64_t)(u & ((1u << len) - 1)) << nacc;
+        nacc += len;
+        if (nacc >= 32) {
+            wv_wr32(bits + o, (uint32_t)acc);
+            o += 4;
+            acc >>= 32;
+            nacc -= 32;
+        }
+    }
+    for (; nacc > 0; nacc = nacc > 8 ? nacc - 8 : 0, acc >>= 8) bits[o++] = (uint8_t)acc;
+    return o;
+}
+
+static double table_cost(const uint32_t count[256], uint16_t freq[256])
+{
+    uint8_t tmp[WV_RANS_TABLE_MAX_BYTES];
+    wv_rans_normalize(count, freq);
+    return wv_rans_cost_bits(count, freq) / 8 + (double)wv_rans_write_table(tmp, freq) + TABLE_COST;
+}
+
+/* Table slots: 12 contexts in 0..11, 4 merged in 12..15, one table in 16. */
+static unsigned choose_tables(wv_ctx *c, const uint8_t *sym, size_t n_el, unsigned *slot, double *bytes)
+{
+    wv_hist_ctx(sym, c->cx, n_el, NCTX_MAX, c->hist);
+    memset(c->hist[12], 0, 5 * sizeof c->hist[0]);
+    double cost12 = 0, cost4 = 0, cost1;
+    for (unsigned t = 0; t < NCTX_MAX; t++) {
+        for (unsigned s = 0; s < 256; s++) {
+            c->hist[12 + (t * 11 >> 5)][s] += c->hist[t][s];
+            c->hist[16][s] += c->hist[t][s];
+        }
+        cost12 += table_cost(c->hist[t], c->freq[t]);
+    }
+    for (unsigned t = 12; t < 16; t++) cost4 += table_cost(c->hist[t], c->freq[t]);
+    cost1 = table_cost(c->hist[16], c->freq[16]);
+    /* the estimate for wv_mag_estimate: + 4 + two streams' states and renorm slack */
+    double streams = 4 + 2 * 118 + n_el / 512.0;
+    if (!c->use_contexts || (cost1 <= cost4 && cost1 <= cost12)) { *slot = 16; *bytes = cost1 + streams; return 1; }
+    if (cost4 <= cost12) { *slot = 12; *bytes = cost4 + streams; return 4; }
+    *slot = 0;
+    *bytes = cost12 + streams;
+    return NCTX_MAX;
+}
+
+size_t wv_mag_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src, const uint8_t *pred, size_t n_el,
+                     unsigned dtype)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(!wv_mag_supported(dtype), WV_ERR_BAD_DTYPE);
+    /* a body that does not beat the raw bytes is of no use; the bound also keeps the
+     * rANS encoder inside its scratch (c->stream holds raw + 1024 bytes) */
+    if (cap > n_el * k) cap = n_el * k;
+    WV_RETURN_ERROR_IF(cap < HDR + 1, WV_ERR_NOT_COMPRESSIBLE);
+    uint8_t *sym = c->planes;
+    size_t nbits = k == 2 ? symbols_body(sym, c->delta, src, pred, n_el, 2) : symbols_body(sym, c->delta, src, pred, n_el, 4);
+    size_t o = HDR, i = 1;
+    while (i < n_el && sym[i] == sym[0]) i++;
+    if (i >= n_el) {
+        dst[0] = SYM_CONST;
+        dst[o++] = n_el ? sym[0] : 0;
+    } else {
+        dst[0] = SYM_RANS;
+        contexts(c->cx, pred, n_el, dtype, NCTX_MAX);
+        double estimate;
+        unsigned slot, tables = choose_tables(c, sym, n_el, &slot, &estimate);
+        WV_RETURN_ERROR_IF(cap - o < 1 + tables * WV_RANS_TABLE_MAX_BYTES + 4, WV_ERR_NOT_COMPRESSIBLE);
+        dst[o++] = (uint8_t)tables;
+        for (unsigned t = slot; t < slot + tables; t++) {
+            o += wv_rans_write_table(dst + o, c->freq[t]);
+            wv_rans_build_etab(c->freq[t], c->etab[t]);
+        }
+        const uint8_t *cx = tables == 1 ? NULL : c->cx;
+        if (tables == 4)
+            for (size_t j = 0; j < n_el; j++) c->cx[j] = (uint8_t)(c->cx[j] * 11 >> 5);
+        size_t h = n_el / 2, at = o;
+        o += 4;
+        size_t r = wv_rans_encode(dst + o, cap - o, sym, h, cx, &c->etab[slot][0], c->stream);
+        WV_FORWARD_IF_ERROR(r);
+        wv_wr32(dst + at, (uint32_t)r);
+        o += r;
+        r = wv_rans_encode(dst + o, cap - o, sym + h, n_el - h, cx ? cx + h : NULL, &c->etab[slot][0], c->stream);
+        WV_FORWARD_IF_ERROR(r);
+        o += r;
+    }
+    WV_RETURN_ERROR_IF(cap - o < nbits, WV_ERR_NOT_COMPRESSIBLE);
+    wv_wr32(dst + 1, (uint32_t)(o - HDR));
+    wv_wr32(dst + 5, (uint32_t)nbits);
+    memcpy(dst + o, c->delta, nbits);
+    return o + nbits;
+}
+
+size_t wv_mag_estimate(wv_ctx *c, const uint8_t *src, const uint8_t *pred, size_t n_el, unsigned dtype)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(!wv_mag_supported(dtype), WV_ERR_BAD_DTYPE);
+    uint8_t *sym = c->planes;
+    size_t nbits = k == 2 ? symbols_body(sym, c->delta, src, pred, n_el, 2) : symbols_body(sym, c->delta, src, pred, n_el, 4);
+    size_t i = 1;
+    while (i < n_el && sym[i] == sym[0]) i++;
+    if (i >= n_el) return HDR + 1 + nbits;
+    contexts(c->cx, pred, n_el, dtype, NCTX_MAX);
+    double bytes;
+    unsigned slot;
+    choose_tables(c, sym, n_el, &slot, &bytes);
+    return HDR + 1 + (size_t)bytes + nbits;
+}
+
+/* ---- decoder ---- */
+
+/* 8 bytes of the bit stream from byte b on, zeros past its end. */
+static inline __attribute__((always_inline)) uint64_t load_bits(const uint8_t *bits, size_t nbytes, size_t b)
+{
+    uint64_t v = 0;
+    if (b + 8 <= nbytes) {
+        memcpy(&v, bits + b, 8);
+        return v;
+    }
+    for (size_t j = 0; j < 8 && b + j < nbytes; j++) v |= (uint64_t)bits[b + j] << (8 * j);
+    return v;
+}
+
+/* One element from its symbol, the bit stream at *pos and its prediction. */
+static inline __attribute__((always_inline)) uint32_t rebuild_one(unsigned s, const uint8_t *bits, size_t nbytes,
+                                                                  uint64_t *pos, uint32_t p, unsigned w)
+{
+    uint32_t u = s;
+    if (s >= WV_MAG_DIRECT) {
+        unsigned len = (s - (WV_MAG_DIRECT - 4)) & 31;
+        uint64_t v = load_bits(bits, nbytes, (size_t)(*pos >> 3)) >> (*pos & 7);
+        u = 1u << len | ((uint32_t)v & ((1u << len) - 1));
+        *pos += len;
+    }
+    uint32_t d = (u >> 1) ^ (0u - (u & 1));
+    return ordered((ordered(p, w) + d) & (w == 32 ? 0xffffffffu : 0xffffu), w);
+}
+
+static inline __attribute__((always_inline)) unsigned rebuild_scalar_body(uint8_t *dst, const uint8_t *sym,
+                                                                          const uint8_t *pred, size_t from, size_t n,
+                                                                          unsigned k, const uint8_t *bits,
+                                                                          size_t nbytes, uint64_t *pos)
+{
+    unsigned top = 0;
+    for (size_t i = from; i < n; i++) {
+        top = sym[i] > top ? sym[i] : top;
+        uint32_t x = rebuild_one(sym[i], bits, nbytes, pos, load_el(pred, i, k), 8 * k);
+        if (k == 2) wv_wr16(dst + 2 * i, (uint16_t)x);
+        else wv_wr32(dst + 4 * i, x);
+    }
+    return top;
+}
+
+/* Returns the largest symbol seen: the caller rejects the frame if it is out of range
+ * (an invalid symbol only garbles output; the gathers' bounds check holds regardless). */
+static unsigned rebuild_scalar(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n, unsigned k,
+                               const uint8_t *bits, size_t nbytes, uint64_t *pos)
+{
+    if (k == 2) return rebuild_scalar_body(dst, sym, pred, 0, n, 2, bits, nbytes, pos);
+    return rebuild_scalar_body(dst, sym, pred, 0, n, 4, bits, nbytes, pos);
+}
+
+/* AVX2: 8 elements per step in 32-bit lanes.  Lanes with raw bits find their bit
+ * offsets by a prefix sum of their lengths and gather them (BF16/F16: <= 15 bits at
+ * offset <= 7, one 32-bit gather; F32: <= 31 bits, two).  A step whose gathers could
+ * reach past the bit stream, and every step after it, is left to the scalar loop. */
+#define AVX2 __attribute__((target("avx2")))
+
+static inline __attribute__((always_inline)) AVX2 __m256i prefix8(__m256i x)
+{
+    x = _mm256_add_epi32(x, _mm256_slli_si256(x, 4));
+    x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+    __m256i low_total = _mm256_permutevar8x32_epi32(x, _mm256_set1_epi32(3));
+    return _mm256_add_epi32(x, _mm256_blend_epi32(_mm256_setzero_si256(), low_total, 0xf0));
+}
+
+static inline __attribute__((always_inline)) AVX2 __m256i ordered_avx2(__m256i v, unsigned k)
+{
+    if (k == 4) return _mm256_xor_si256(v, _mm256_srli_epi32(_mm256_srai_epi32(v, 31), 1));
+    __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srli_epi32(v, 15));
+    return _mm256_xor_si256(v, _mm256_and_si256(neg, _mm256_set1_epi32(0x7fff)));
+}
+
+static inline __attribute__((always_inline)) AVX2 unsigned rebuild_avx2_body(uint8_t *dst, const uint8_t *sym,
+                                                                         const uint8_t *pred, size_t n, unsigned k,
+                                                                         const uint8_t *bits, size_t nbytes,
+                                                                         uint64_t *ppos)
+{
+    const __m256i c15 = _mm256_set1_epi32(WV_MAG_DIRECT - 1), c12 = _mm256_set1_epi32(WV_MAG_DIRECT - 4);
+    const __m256i one = _mm256_set1_epi32(1), seven = _mm256_set1_epi32(7), zero = _mm256_setzero_si256();
+    const size_t reach = k == 2 ? 4 : 8; /* bytes a gather reads from a lane's first byte */
+    size_t pos = (size_t)*ppos, i = 0;
+    __m256i top = zero;
+    for (; i + 8 <= n; i += 8) {
+        __m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sym + i)));
+        top = _mm256_max_epu32(top, s);
+        __m256i big = _mm256_cmpgt_epi32(s, c15), u = s;
+        if (!_mm256_testz_si256(big, big)) {
+            __m256i len = _mm256_and_si256(big, _mm256_sub_epi32(s, c12));
+            __m256i inc = prefix8(len);
+            size_t total = (uint32_t)_mm256_extract_epi32(inc, 7);
+            if (((pos + total) >> 3) + reach > nbytes) break;
+            __m256i at = _mm256_add_epi32(_mm256_set1_epi32((int)pos), _mm256_sub_epi32(inc, len));
+            __m256i byte = _mm256_srli_epi32(at, 3), sh = _mm256_and_si256(at, seven);
+            __m256i v = _mm256_srlv_epi32(_mm256_i32gather_epi32((const int *)bits, byte, 1), sh);
+            if (k == 4) {
+                __m256i hi = _mm256_i32gather_epi32((const int *)(bits + 4), byte, 1);
+                v = _mm256_or_si256(v, _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), sh)));
+            }
+            __m256i lead = _mm256_sllv_epi32(one, len);
+            v = _mm256_and_si256(v, _mm256_sub_epi32(lead, one));
+            u = _mm256_blendv_epi8(s, _mm256_or_si256(lead, v), big);
+            pos += total;
+        }
+        __m256i d = _mm256_xor_si256(_mm256_srli_epi32(u, 1), _mm256_sub_epi32(zero, _mm256_and_si256(u, one)));
+        if (k == 4) {
+            __m256i p = _mm256_loadu_si256((const __m256i *)(pred + 4 * i));
+            __m256i x = ordered_avx2(_mm256_add_epi32(ordered_avx2(p, 4), d), 4);
+            _mm256_storeu_si256((__m256i *)(dst + 4 * i), x);
+        } else {
+            __m256i p = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(pred + 2 * i)));
+            __m256i o = _mm256_and_si256(_mm256_add_epi32(ordered_avx2(p, 2), d), _mm256_set1_epi32(0xffff));
+            __m256i x = ordered_avx2(o, 2);
+            __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+            _mm_storeu_si128((__m128i *)(dst + 2 * i), packed);
+        }
+    }
+    *ppos = pos;
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, top);
+    unsigned t = rebuild_scalar_body(dst, sym, pred, i, n, k, bits, nbytes, ppos);
+    for (int l = 0; l < 8; l++) t = lanes[l] > t ? lanes[l] : t;
+    return t;
+}
+
+AVX2 static unsigned rebuild_avx2(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n, unsigned k,
+                                  const uint8_t *bits, size_t nbytes, uint64_t *pos)
+{
+    if (k == 2) return rebuild_avx2_body(dst, sym, pred, n, 2, bits, nbytes, pos);
+    return rebuild_avx2_body(dst, sym, pred, n, 4, bits, nbytes, pos);
+}
+
+typedef unsigned (*rebuild_fn)(uint8_t *, const uint8_t *, const uint8_t *, size_t, unsigned, const uint8_t *,
+                               size_t, uint64_t *);
+static rebuild_fn rebuild = rebuild_scalar;
+
+int wv_mag_select_kernel(int kernel)
+{
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") != 0;
+    if (kernel < 0) kernel = avx2;
+    if (kernel > 1 || (kernel == 1 && !avx2)) return -1;
+    simd = kernel;
+    rebuild = kernel ? rebuild_avx2 : rebuild_scalar;
+    return kernel;
+}
+
+__attribute__((constructor)) static void mag_dispatch_init(void) { wv_mag_select_kernel(-1); }
+
+size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, const uint8_t *pred, size_t n_el,
+                     unsigned dtype)
+{
+    unsigned k = wv_dtype_size(dtype);
+    WV_RETURN_ERROR_IF(!wv_mag_supported(dtype), WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF(size < HDR, WV_ERR_CORRUPT);
+    size_t ssz = wv_rd32(src + 1), nbytes = wv_rd32(src + 5);
+    WV_RETURN_ERROR_IF(ssz > size - HDR || nbytes != size - HDR - ssz, WV_ERR_CORRUPT);
+    const uint8_t *body = src + HDR, *bits = body + ssz;
+    unsigned smax = WV_MAG_DIRECT - 5 + 8 * k;
+    uint8_t *sym = c->planes;
+    if (src[0] == SYM_CONST) {
+        WV_RETURN_ERROR_IF(ssz != 1 || body[0] > smax, WV_ERR_CORRUPT);
+        if (body[0] == 0) { /* an unchanged frame: the prediction itself */
+            WV_RETURN_ERROR_IF(nbytes != 0, WV_ERR_CORRUPT);
+            memcpy(dst, pred, n_el * k);
+            return 0;
+        }
+        memset(sym, body[0], n_el);
+    } else {
+        WV_RETURN_ERROR_IF(src[0] != SYM_RANS || ssz < 1, WV_ERR_CORRUPT);
+        unsigned tables = body[0];
+        WV_RETURN_ERROR_IF(tables != 1 && tables != 4 && tables != NCTX_MAX, WV_ERR_CORRUPT);
+        size_t o = 1;
+        for (unsigned t = 0; t < tables; t++) {
+            size_t r = wv_rans_read_table(body + o, ssz - o, c->freq[t]);
+            WV_FORWARD_IF_ERROR(r);
+            o += r;
+            wv_rans_build_dtab(c->freq[t], c->dtab[t]);
+        }
+        WV_RETURN_ERROR_IF(ssz - o < 4, WV_ERR_CORRUPT);
+        size_t s0 = wv_rd32(body + o);
+        o += 4;
+        WV_RETURN_ERROR_IF(s0 > ssz - o, WV_ERR_CORRUPT);
+        const uint8_t *cx = NULL;
+        if (tables > 1) {
+            contexts(c->cx, pred, n_el, dtype, tables);
+            cx = c->cx;
+        }
+        size_t h = n_el / 2;
+        wv_rans_dec d[2];
+        WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[0], sym, h, body + o, s0, cx, &c->dtab[0][0]));
+        WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[1], sym + h, n_el - h, body + o + s0, ssz - o - s0,
+                                             cx ? cx + h : NULL, &c->dtab[0][0]));
+        WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&d[0], &d[1]));
+    }
+    uint64_t pos = 0;
+    WV_RETURN_ERROR_IF(rebuild(dst, sym, pred, n_el, k, bits, nbytes, &pos) > smax, WV_ERR_CORRUPT);
+    /* every bit used, at most 7 bits of zero padding */
+    WV_RETURN_ERROR_IF(pos > 8 * (uint64_t)nbytes || 8 * (uint64_t)nbytes - pos >= 8, WV_ERR_CORRUPT);
+    WV_RETURN_ERROR_IF((pos & 7) && (bits[pos >> 3] >> (pos & 7)), WV_ERR_CORRUPT);
+    return 0;
+}
