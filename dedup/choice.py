@@ -74,6 +74,8 @@ def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate |
     if len(data) == 0:
         return CodingChoice("raw", "empty", None, 0, "plane_coding", iter(()))
     first_len = min(len(data), SLICE_BYTES)
+    if base is not None and base.depth < MAX_DEPTH and base.codec == "xor":
+        return _choose_xor(data, dtype, base, first_len, threads)
     plain = codec.encode_frames(data[:first_len], dtype, codec="auto", threads=threads)
     plain_size = sum(map(len, plain))
     plain_codec = _dominant_codec(plain)
@@ -93,6 +95,28 @@ def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate |
     else:
         why = f"{plain_codec}: {plain_size / first_len:.3f} of raw" + (" (delta chain at its depth limit)" if base else "")
     return CodingChoice(plain_codec, why, None, 0, "plane_coding", _encode_slices(data, dtype, "auto", None, threads, plain))
+
+
+def _choose_xor(data: memoryview, dtype: str | None, base: BaseCandidate, first_len: int,
+                threads: int) -> CodingChoice:
+    """One xor encode of the first slice decides: an xor frame already falls back on its own to
+    plain planes (or raw) where those are smaller (native/src/codec.c, XOR_RETRY_SHARE), so a
+    slice with no frame left needing the base is exactly what plain coding gives, and one with
+    such frames is smaller than plain. Coding the slice plain as well, to compare, was a second
+    encode of most of every family member (its tensors are mostly under a slice)."""
+    b_off, b_len = codec.base_range(0, first_len, dtype, base.dtype)
+    first = codec.encode_frames(data[:first_len], dtype, codec="xor", threads=threads,
+                                base=base.data[b_off:b_off + b_len], base_dtype=base.dtype)
+    size = sum(map(len, first)) / first_len
+    predicted = sum(codec.frame_info(f).needs_base for f in first)
+    if predicted:
+        reason = (f"xor delta against {base.why or 'base'}: {size:.3f} of raw "
+                  f"({predicted} of {len(first)} frames predicted, the rest plain)")
+        return CodingChoice("xor", reason, base.digest, base.depth + 1, base.mechanism,
+                            _encode_slices(data, dtype, "xor", base, threads, first))
+    plain_codec = _dominant_codec(first)
+    why = f"plain {plain_codec} {size:.3f} of raw: no frame gained from the xor delta"
+    return CodingChoice(plain_codec, why, None, 0, "plane_coding", _encode_slices(data, dtype, "auto", None, threads, first))
 
 
 def _dominant_codec(frames: list[bytes]) -> str:
