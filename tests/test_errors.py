@@ -147,8 +147,9 @@ def test_c_codes_map_to_distinct_classes():
     damaged[-1] ^= 0xFF
     with pytest.raises(E.CorruptFrame, match="checksum"):
         codec.decode_frame(bytes(damaged))
-    base = np.ones(1024, np.float32)
-    delta = codec.encode_frames(np.arange(1024, dtype=np.float32).tobytes(), "F32", codec="xor", base=base)[0]
+    base = np.linspace(-1, 1, 1024, dtype=np.float32)  # a member close to its base: the frame stays a delta
+    delta = codec.encode_frames((base * np.float32(1.001)).tobytes(), "F32", codec="xor", base=base)[0]
+    assert codec.frame_info(delta).needs_base
     n = codec.frame_info(delta).raw_size
     out = codec._lib.new_output(n)
     rc = lib.wv_decode_frame(_lib.context().ctx, _lib.ffi.from_buffer(delta), len(delta),
