@@ -25,7 +25,7 @@ from weightvault.store.packs import Location, claim_packs
 
 from . import fingerprints, formats, opaque
 from .choice import BaseCandidate, CodingChoice, choose_and_encode
-from .hashing import FileDigest, digest_bytes, object_digest
+from .hashing import FileDigest, digest_bytes, object_digest, object_digests
 from .reader import Reader
 
 #: Tensors are coded in slices of this many bytes (a multiple of the frame size)
@@ -97,6 +97,7 @@ class ContentWriter:
         self.packs = vault.pack_writer()
         self.objects: dict[str, StagedObject] = {}
         self.known_objects: set[str] = set()  # digests already in the catalog
+        self.absent_objects: set[str] = set()  # digests the catalog did not hold when this ingest asked
         self.files: dict[str, StagedFile] = {}
         self.base_for = base_for  # callable(file path, tensor name, dtype, shape, bytes) -> BaseCandidate | None
         self.threads = threads
@@ -154,6 +155,7 @@ class ContentWriter:
         """Tensors coded as tensors (small ones inline); typed opaque data (quantized blocks) and the
         bytes around tensors go through _stage_run, i.e. content-defined chunks."""
         segments = [_inline(view, 0, parsed.header_end, "__header__", progress)] if parsed.header_end else []
+        digests = self._hash_tensors(view, [t for t in parsed.tensors if t.dtype is not None and t.end - t.start > SMALL_FILE])
         pos = parsed.header_end
         for t in parsed.tensors:
             if t.start > pos:
@@ -165,7 +167,7 @@ class ContentWriter:
             elif t.end - t.start <= SMALL_FILE:
                 segments.append(_inline(view, t.start, t.end, t.name, progress))
             else:
-                segments += self._stage_tensor(rel, view, t, progress)
+                segments += self._stage_tensor(rel, view, t, digests[t.start], progress)
             pos = t.end
         if pos < len(view):
             segments += self._stage_run(view, pos, len(view), progress)
@@ -184,13 +186,13 @@ class ContentWriter:
         pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes)
         return self._stage_pieces(run, start, pieces, progress)
 
-    def _stage_tensor(self, rel: str, view: memoryview, t: formats.Tensor, progress: Progress) -> list[StagedSegment]:
+    def _stage_tensor(self, rel: str, view: memoryview, t: formats.Tensor, digest: str,
+                      progress: Progress) -> list[StagedSegment]:
         """A tensor as one object, delta-coded against its base if it has one. A new tensor with no
         base whose bytes stored objects mostly hold already (an embedding grown by added vocabulary
         rows, a tensor cut out of a stored one) becomes references to those bytes plus the rest."""
         data = view[t.start:t.end]
         shape = list(t.shape) if t.shape is not None else None
-        digest = object_digest(data)
         base, cuts = None, None
         if not self._held(digest):
             base = self.base_for(rel, t.name, t.dtype, shape, data) if self.base_for else None
@@ -202,11 +204,31 @@ class ContentWriter:
                                  digest=digest, base=base, cuts=cuts)
         return [StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj)]
 
+    def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor]) -> dict[int, str]:
+        """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
+        query per batch: asking per tensor (twice: before choosing a base and before coding)
+        was ~650 queries and 13% of the ingest's main-thread CPU over the six shared repos."""
+        digests = object_digests([view[t.start:t.end] for t in tensors])
+        unknown = sorted({d for d in digests if d not in self.objects and d not in self.known_objects})
+        with self.vault.catalog.read_session() as s:
+            for i in range(0, len(unknown), CHUNK_LOOKUP_BATCH):
+                batch = unknown[i:i + CHUNK_LOOKUP_BATCH]
+                held = set(s.scalars(select(Object.digest).where(Object.digest.in_(batch))))
+                self.known_objects |= held
+                self.absent_objects.update(d for d in batch if d not in held)
+        return {t.start: d for t, d in zip(tensors, digests)}
+
     def _held(self, digest: str) -> bool:
+        """Whether this ingest staged the object or the catalog holds it. A digest the catalog did
+        not hold when asked is not asked again: an object a concurrent ingest lands meanwhile is
+        found by land, which keeps the first row (StagedObject.landed)."""
         if digest in self.objects or digest in self.known_objects:
             return True
+        if digest in self.absent_objects:
+            return False
         with self.vault.catalog.read_session() as s:
             if s.scalar(select(Object.id).where(Object.digest == digest)) is None:
+                self.absent_objects.add(digest)
                 return False
         self.known_objects.add(digest)
         return True
