@@ -1,21 +1,25 @@
 """Content fingerprints of float tensors, and the index that finds a new tensor's base by them.
 
-A fingerprint is a tensor's values, as float32 bit patterns, at 32 fixed positions among its first
-65,536 elements (scaled into smaller tensors): 128 bytes, whatever the tensor's name, dtype or
-container. Fixed positions near the start keep a tensor grown by rows comparable with the one it
-grew from. It is kept on the object's catalog row (``objects.fingerprint``), so the catalog
-journal records it and ``recover`` rebuilds it without decoding a frame.
+A fingerprint is a tensor's values, as float32 bit patterns, at 32 fixed positions: 16 among its
+first 65,536 elements (scaled into smaller tensors), which a tensor grown by rows shares with the
+one it grew from, and 16 spread over the whole tensor, which see what training changed anywhere
+(the first rows of a word embedding are tokens no fine-tune touches: sampled there alone, the
+base and a later fine-tune looked alike, and the continued fine-tune of bench/hublike.py was
+coded against the wrong one, 0.491 of raw instead of 0.45). 128 bytes, whatever the tensor's
+name, dtype or container, kept on the object's catalog row (``objects.fingerprint``), so the
+catalog journal records it and ``recover`` rebuilds it without decoding a frame.
 
-The index is locality-sensitive: the 32 positions form four bands of eight, and a band's key is a
-hash of those eight values' sign and exponent (what a dtype cast keeps, and what fine-tuning
-rarely changes). Each key is an indexed column of ``objects``, so a lookup is four B-tree probes:
-O(log N) in the number of stored tensors plus the hits, never a scan (bench/fingerprint.py
-measures it at up to 2 M tensors). A tensor is found when one band agrees entirely: at 97% of
-positions agreeing in sign and exponent (fine-tunes and casts of the shared MiniLM repos agree on
-97% or more, dedup/families.py) that is 1 - (1 - 0.97^8)^4 = 99.8%; tensors that merely look
-alike statistically agree far less per position (0.2^8 per band), so unrelated hits stay rare.
-A band of fewer than three distinct sign+exponent codes (a LayerNorm scale of ones, a zero
-tensor) says nothing and is not indexed; such tensors are found by name only.
+The index is locality-sensitive: the 32 positions form four bands of eight (two of prefix
+positions, two of spread ones), and a band's key is a hash of those eight values' sign and
+exponent (what a dtype cast keeps, and what fine-tuning rarely changes). Each key is an indexed
+column of ``objects``, so a lookup is four B-tree probes: O(log N) in the number of stored
+tensors plus the hits, never a scan (bench/fingerprint.py measures it at up to 2 M tensors). A
+tensor is found when one band agrees entirely: at 97% of positions agreeing in sign and exponent
+(fine-tunes and casts of the shared MiniLM repos agree on 97% or more, dedup/families.py) that is
+1 - (1 - 0.97^8)^4 = 99.8%; tensors that merely look alike statistically agree far less per
+position (0.2^8 per band), so unrelated hits stay rare. A band of fewer than three distinct
+sign+exponent codes (a LayerNorm scale of ones, a zero tensor) says nothing and is not indexed;
+such tensors are found by name only.
 
 Candidates are ranked on the fingerprints alone, in the new tensor's dtype after casting the
 candidate to it: the share agreeing in sign and exponent must reach ``SIMILAR_ENOUGH``, and the
@@ -44,9 +48,12 @@ SIMILAR_ENOUGH = 0.75
 #: one base) returns an arbitrary subset of them; any of them predicts the new tensor about as well.
 MAX_HITS = 64
 
-#: Fixed forever: stored fingerprints depend on them. In random order, so that each band of eight
-#: consecutive entries spreads over the whole window.
-POSITIONS = np.random.default_rng(0x5EED).choice(WINDOW, BANDS * BAND_WIDTH, replace=False).astype(np.int64)
+#: Fixed forever: stored fingerprints depend on them. Prefix positions (the first two bands) in
+#: random order, so that each band spreads over the whole window; spread positions (the last two
+#: bands) as fractions of the tensor's length.
+_rng = np.random.default_rng(0x5EED)
+PREFIX = _rng.choice(WINDOW, 2 * BAND_WIDTH, replace=False).astype(np.int64)
+SPREAD = _rng.random(2 * BAND_WIDTH)
 BAND_COLUMNS = (Object.fp_band0, Object.fp_band1, Object.fp_band2, Object.fp_band3)
 
 _WIDTH = {"F32": np.uint32, "BF16": np.uint16, "F16": np.uint16}
@@ -64,10 +71,13 @@ def of(data, dtype: str | None) -> bytes | None:
     n = len(data) * 8 // BITS[dtype]
     if n == 0:
         return None
-    window = min(n, WINDOW)
-    pos = POSITIONS if n >= WINDOW else (POSITIONS * window) >> 16
-    values = np.frombuffer(data, dtype=_WIDTH[dtype], count=window)[pos]
-    return _as_f32_bits(values, dtype).astype("<u4").tobytes()
+    return _pack(np.frombuffer(data, dtype=_WIDTH[dtype], count=n)[positions(n)], dtype)
+
+
+def positions(n: int) -> np.ndarray:
+    """The 32 sampled element indices of a tensor of ``n`` elements."""
+    prefix = PREFIX if n >= WINDOW else (PREFIX * n) >> 16
+    return np.concatenate([prefix, (SPREAD * n).astype(np.int64)])
 
 
 def bands(fp: bytes | None) -> list[int | None]:
@@ -88,7 +98,10 @@ def bands(fp: bytes | None) -> list[int | None]:
 
 def columns(data, dtype: str | None) -> dict:
     """An object row's fingerprint columns for ``data``."""
-    fp = of(data, dtype)
+    return _columns(of(data, dtype))
+
+
+def _columns(fp: bytes | None) -> dict:
     return {"fingerprint": fp, **{c.key: k for c, k in zip(BAND_COLUMNS, bands(fp))}}
 
 
@@ -125,19 +138,32 @@ def score(ours: bytes, theirs: bytes, dtype: str) -> tuple[float, float]:
 
 def backfill(vault, reader, batch: int = 500) -> int:
     """Fingerprint the float tensors stored before fingerprints existed (catalog schema 0005); returns
-    how many. Each costs the decode of its first frame (every sampled position is in its first
-    65,536 elements); rows are updated and recorded a batch per transaction."""
+    how many. Each costs the decode of its frames holding sampled positions (at most 17, most in the
+    first); rows are updated and recorded a batch per transaction."""
     with vault.catalog.read_session() as s:
         todo = s.execute(select(Object.id, Object.dtype, Object.raw_size).where(
             Object.kind == "tensor", Object.fingerprint.is_(None), Object.dtype.in_(FLOAT_DTYPES))).all()
     for at in range(0, len(todo), batch):
-        rows = [{"id": oid, **columns(reader.object_range(oid, 0, min(size, WINDOW * BITS[dtype] // 8)), dtype)}
-                for oid, dtype, size in todo[at:at + batch]]
+        rows = [{"id": oid, **_columns(_sampled(reader, oid, dtype, size))} for oid, dtype, size in todo[at:at + batch]]
         with vault.catalog.write_session() as s:
             s.execute(update(Object), rows)
             for row in rows:
                 journal.touch(s, Object, row["id"])
     return len(todo)
+
+
+def _sampled(reader, object_id: int, dtype: str, raw_size: int) -> bytes | None:
+    """A stored object's fingerprint, reading only its values at the sampled positions."""
+    width = BITS[dtype] // 8
+    n = raw_size // width
+    if n == 0:
+        return None
+    values = [reader.object_range(object_id, i * width, (i + 1) * width) for i in positions(n)]
+    return _pack(np.frombuffer(b"".join(bytes(v) for v in values), dtype=_WIDTH[dtype]), dtype)
+
+
+def _pack(values: np.ndarray, dtype: str) -> bytes:
+    return _as_f32_bits(values, dtype).astype("<u4").tobytes()
 
 
 def _as_f32_bits(values: np.ndarray, dtype: str) -> np.ndarray:
