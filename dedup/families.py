@@ -287,7 +287,7 @@ class FamilyMatcher:
         return exact_sum / n, high_sum / n
 
     def base_for(self, base_repo: str | None, codec: str = "xor", *, repo: str | None = None,
-                 revision: str = "main"):
+                 revision: str = "main", prof: Profile | None = None):
         """The ingest's callback: (path, name, dtype, shape, data) -> BaseCandidate or None.
 
         A tensor's candidates: the tensor its name stands for (NameMatcher) in ``base_repo`` and in
@@ -295,8 +295,15 @@ class FamilyMatcher:
         tensor sharing a fingerprint band with it (dedup/fingerprints.py): of its family, of the
         repo's earlier revisions, of any repo, under any name, dtype or container. The one whose
         fingerprint predicts it best wins (named ones need not pass the similarity bar: a delta that
-        does not pay is dropped by choice.py anyway); chains at the depth limit are never candidates."""
+        does not pay is dropped by choice.py anyway); chains at the depth limit are never candidates.
+        The tensors ``prof`` lists (safetensors files) are looked up now, in one session: a session per
+        tensor cost 1.3 ms of each lookup."""
+        looked_up: dict[bytes, list[fingerprints.Hit]] = {}
         with self.vault.catalog.read_session() as s:
+            for t in prof.tensors.values() if prof else ():
+                fp = fingerprints.of(_mapped(t), t.dtype)
+                if fp is not None and fp not in looked_up:
+                    looked_up[fp] = fingerprints.lookup(s, fp)
             named = []
             for label, name, rev in ((base_repo, base_repo, "main"), ("previous revision", repo, revision)):
                 row = s.scalar(select(Repo).where(Repo.name == name)) if name else None
@@ -321,8 +328,10 @@ class FamilyMatcher:
                 t = stored.get(match(name))
                 if t is not None:
                     candidates.setdefault(t.object_id, (t, f"{label}:{match(name)}", True))
-            with self.vault.catalog.read_session() as s:
-                hits = fingerprints.lookup(s, ours)
+            hits = looked_up.get(ours) if ours is not None else []
+            if hits is None:
+                with self.vault.catalog.read_session() as s:
+                    hits = fingerprints.lookup(s, ours)
             for h in hits:
                 prints.setdefault(h.object_id, h.fingerprint)
                 candidates.setdefault(h.object_id, (StoredTensor(h.object_id, h.digest, h.dtype, h.raw_size, h.depth),

@@ -32,7 +32,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from weightvault.store import journal
 from weightvault.store.models import Object
@@ -115,14 +115,19 @@ class Hit:
     fingerprint: bytes | None
 
 
+#: One statement for every lookup (a band too uniform to index binds NULL, which matches nothing):
+#: building the query per tensor cost 1.0 of its 1.7 ms.
+_LOOKUP = (select(Object.id, Object.digest, Object.dtype, Object.raw_size, Object.depth, Object.fingerprint)
+           .where(or_(*(col == bindparam(col.key) for col in BAND_COLUMNS))).limit(bindparam("limit")))
+
+
 def lookup(session, fp: bytes | None, limit: int = MAX_HITS) -> list[Hit]:
     """Stored tensors sharing a band with ``fp`` (at most ``limit``)."""
-    conds = [col == key for col, key in zip(BAND_COLUMNS, bands(fp)) if key is not None]
-    if not conds:
+    keys = bands(fp)
+    if all(k is None for k in keys):
         return []
-    rows = session.execute(select(Object.id, Object.digest, Object.dtype, Object.raw_size, Object.depth,
-                                  Object.fingerprint).where(or_(*conds)).limit(limit)).all()
-    return [Hit(*r) for r in rows]
+    params = {col.key: k for col, k in zip(BAND_COLUMNS, keys)}
+    return [Hit(*r) for r in session.execute(_LOOKUP, {**params, "limit": limit}).all()]
 
 
 def score(ours: bytes, theirs: bytes, dtype: str) -> tuple[float, float]:

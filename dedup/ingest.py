@@ -89,7 +89,7 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         base_for = series.SeriesBases(Path(folder), files, keyframe_every)
     else:
         decision = matcher.decide(repo, profile)
-        base_for = matcher.base_for(decision.base_repo, repo=repo, revision=revision)
+        base_for = matcher.base_for(decision.base_repo, repo=repo, revision=revision, prof=profile)
     writer = ContentWriter(vault, base_for=base_for)
     staged: dict[str, str] = {}
     with writer.staging():
