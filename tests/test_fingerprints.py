@@ -11,7 +11,16 @@ from weightvault.dedup import fingerprints
 from weightvault.dedup.choice import MAX_DEPTH
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.restore import restore
-from weightvault.store.models import Object, Segment
+from weightvault.store import Vault
+from weightvault.store.models import Object
+
+
+@pytest.fixture
+def any_vault(store_env):
+    """A fresh store on each backend (SQLite or PostgreSQL catalog, folder or S3 packs)."""
+    v = Vault.open()
+    yield v
+    v.close()
 
 
 def to_bf16(a: np.ndarray) -> np.ndarray:
@@ -69,10 +78,11 @@ def test_fingerprint_sees_through_casts_and_tells_tensors_apart():
     assert fingerprints.of(memoryview(b"\0" * 64), "I64") is None
 
 
-def test_renamed_and_recontainered_finetunes_find_their_base_by_fingerprint(vault, tmp_path):
+def test_renamed_and_recontainered_finetunes_find_their_base_by_fingerprint(any_vault, tmp_path):
     """Keys no name rule maps (renamed and reordered), in torch.save and .npz containers: each
     tensor is coded against its base found by content, as cheaply as under the original names."""
     pytest.importorskip("torch")
+    vault = any_vault
     base = layers(1)
     ingest_folder(vault, make_repo(tmp_path / "base", {"model.safetensors": st(base)}), "org/base")
     tuned = nudged(base, 2, 1e-3)
@@ -149,9 +159,10 @@ def test_successive_revisions_are_coded_against_the_previous_one_within_the_dept
         assert tree_sha256(out) == tree_sha256(folder)
 
 
-def test_checkpoint_folders_pushed_one_commit_at_a_time(vault, tmp_path):
+def test_checkpoint_folders_pushed_one_commit_at_a_time(any_vault, tmp_path):
     """checkpoint-<step>/ folders uploaded one per commit (as hub clients do): each new checkpoint's
     tensors find the previous checkpoint's by fingerprint, under the same names in another folder."""
+    vault = any_vault
     from weightvault.dedup.uploads import Changes, commit_changes, store_file
     weights = layers(7)
     sizes = []
@@ -174,7 +185,7 @@ def test_checkpoint_folders_pushed_one_commit_at_a_time(vault, tmp_path):
 def _stored_total(vault) -> int:
     from sqlalchemy import func
     with vault.catalog.read_session() as s:
-        return s.scalar(select(func.coalesce(func.sum(Object.stored_size), 0)))
+        return int(s.scalar(select(func.coalesce(func.sum(Object.stored_size), 0))))  # PostgreSQL: a Decimal
 
 
 def test_recover_rebuilds_the_fingerprint_index(vault, tmp_path):
@@ -204,7 +215,6 @@ def test_tensors_stored_before_fingerprints_are_fingerprinted_by_the_cli(tmp_pat
     """A store upgraded from schema 0004 has tensors without fingerprints: `weightvault db
     fingerprint` computes theirs (from their first frame) as ingest would have."""
     from conftest import run_cli
-    from weightvault.store import Vault
     env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store")}
     base = layers(10, 2)
     run_cli("ingest", str(make_repo(tmp_path / "b", {"model.safetensors": st(base)})), "--repo", "org/base", env=env)
