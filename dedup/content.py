@@ -341,7 +341,14 @@ class ContentWriter:
 
     def _land_objects(self, session) -> dict[str, int]:
         needed = {seg.object_digest for f in self.files.values() if f.segments for seg in f.segments if seg.object_digest}
-        ids = dict(session.execute(select(Object.digest, Object.id).where(Object.digest.in_(list(needed)))).all()) if needed else {}
+        # and the stored bases of delta-coded objects: asked one by one they were a query per
+        # tensor of a family member (206 over the six shared repos)
+        needed |= {o.choice.base_digest for o in self.objects.values() if o.choice.base_digest}
+        ids: dict[str, int] = {}
+        wanted = sorted(needed)
+        for i in range(0, len(wanted), CHUNK_LOOKUP_BATCH):
+            ids.update(session.execute(select(Object.digest, Object.id)
+                                       .where(Object.digest.in_(wanted[i:i + CHUNK_LOOKUP_BATCH]))).all())
         for staged in self.objects.values():
             staged.landed = False  # a retried transaction starts over
         frames: list[dict] = []
