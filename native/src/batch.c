@@ -2,8 +2,9 @@
  * GIL released once, so Python's per-frame cost (~15 us, 10% of a 256 KiB frame)
  * disappears from bulk paths and two threads each take one half of the frames.
  * Only codecs implemented in C (raw, planes, xor); Python falls back per frame. */
+#include "batch.h"
+#include "codec.h"
 #include "frame.h"
-#include "pcodec.h"
 
 size_t wv_encode_many(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, const uint8_t *src, size_t n,
                       unsigned dtype, const uint8_t *base, size_t base_size, unsigned base_dtype,

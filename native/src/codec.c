@@ -1,6 +1,7 @@
 /* Whole frames for the codecs implemented in C (raw, planes, xor): header, payload,
  * both checksums and the per-frame fallback, in one call so Python crosses into C
  * (and releases the GIL) once per frame. */
+#include "codec.h"
 #include "cast.h"
 #include "frame.h"
 #include "pcodec.h"

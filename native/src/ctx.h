@@ -8,6 +8,7 @@
 #define WV_PAYLOAD_BOUND(raw) ((raw) + 2 + 5 * 8 + 64)
 
 typedef struct wv_ctx wv_ctx;
+#ifndef WV_CDEF /* opaque to Python (native/build_native.py) */
 struct wv_ctx {
     size_t cap;                 /* raw bytes the scratch buffers hold */
     int use_contexts;           /* xor: allow base-exponent contexts (bench/ compares) */
@@ -18,6 +19,7 @@ struct wv_ctx {
     wv_rans_esym etab[WV_RANS_MAX_TABLES][256];
     uint32_t dtab[WV_RANS_MAX_TABLES][WV_RANS_M];
 };
+#endif
 
 wv_ctx *wv_ctx_create(void);
 void wv_ctx_set_contexts(wv_ctx *ctx, int on);

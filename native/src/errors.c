@@ -1,7 +1,7 @@
 /* Error codes -> names, in one switch (as zstd lib/common/error_private.c). */
 #include "wv_base.h"
 
-int wv_isError(size_t code) { return code > WV_ERROR(WV_ERR_MAX); }
+int wv_isError(size_t code) { return code > WV_ERROR(WV_ERROR_CODE_MAX); }
 
 unsigned wv_errorCode(size_t code) { return wv_isError(code) ? (unsigned)(0 - code) : 0; }
 

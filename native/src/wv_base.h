@@ -37,9 +37,9 @@ enum {
     WV_ERR_BASE_MISSING = 33,   /* a delta frame without the base it is predicted from */
     WV_ERR_UNKNOWN_CODEC = 34,
     WV_ERR_BAD_MODE = 35,       /* ckpt coder: an invalid mode word */
-    WV_ERR_NOT_COMPRESSIBLE = 40, /* encoder: coding would not pay, store raw */
-    WV_ERR_MAX = 99
+    WV_ERR_NOT_COMPRESSIBLE = 40 /* encoder: coding would not pay, store raw */
 };
+#define WV_ERROR_CODE_MAX 99 /* wv_isError: (size_t)-1 .. -WV_ERROR_CODE_MAX are errors */
 #define WV_ERROR(e) ((size_t) - (e))
 int wv_isError(size_t code);
 unsigned wv_errorCode(size_t code);

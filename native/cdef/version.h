@@ -1,1 +1,0 @@
-unsigned wv_version(void);
