@@ -16,6 +16,7 @@ from .commits import get_or_create_repo, retrying, tree_of, write_commit
 from .content import ContentWriter
 from .names import InvalidName, check_path, check_repo_name, check_revision, check_tree
 from .reader import Reader
+from .rebase import Rebaser
 
 #: Folders a repo checkout may carry that are not part of the repo.
 SKIPPED_DIRS = {".git", ".cache", "__pycache__"}
@@ -37,6 +38,10 @@ class IngestResult:
     changed: bool = True
     #: Files stored as opaque bytes because they did not parse as their name says.
     warnings: list[str] = field(default_factory=list)
+    #: Family members re-coded against this repo because it predicts them better than their base
+    #: (repo, tensors, bytes saved), and members left for ``weightvault rebase`` (over the budget).
+    rebased: list[tuple[str, int, int]] = field(default_factory=list)
+    rebase_deferred: list[str] = field(default_factory=list)
 
 
 def walk_repo(root: Path) -> list[tuple[str, Path]]:
@@ -68,10 +73,14 @@ def _inside(root: Path, path: Path) -> Path:
 def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main", *, message: str | None = None,
                   kind: str = "model", progress: Callable[[int], None] = lambda n: None,
                   on_file: Callable[[str], None] = lambda p: None, previous: str | None = None,
-                  keyframe_every: int = series.DEFAULT_KEYFRAME_EVERY) -> IngestResult:
+                  keyframe_every: int = series.DEFAULT_KEYFRAME_EVERY, rebase: bool = True) -> IngestResult:
     """``previous`` names the checkpoint this one continues (coded with the checkpoint codec against it);
     otherwise the repo's family decides the base its tensors are delta-coded against. A folder of
-    ``checkpoint-<step>/`` sub-folders is a series: each checkpoint is coded against the previous one."""
+    ``checkpoint-<step>/`` sub-folders is a series: each checkpoint is coded against the previous one.
+
+    Once the revision has landed, family members this repo predicts better than their current base
+    are re-coded against it (``rebase``: in transactions of their own, bounded by
+    rebase.ONTO_BUDGET); a crash in between leaves them as they were, for ``weightvault rebase``."""
     check_repo_name(repo)
     check_revision(revision)
     files = series.order_files(walk_repo(Path(folder)))
@@ -112,5 +121,8 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         return commit.oid, True
 
     oid, changed = retrying(vault.catalog, land)
+    done = Rebaser(vault).onto(repo, profile.tensors) if rebase and changed and previous is None and profile.tensors else None
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
-                        len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings)
+                        len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings,
+                        [(m.repo, m.tensors, m.bytes_before - m.bytes_after) for m in done.members] if done else [],
+                        done.deferred if done else [])

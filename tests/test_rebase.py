@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from helpers import make_repo, safetensors_bytes, tree_sha256
 from weightvault.dedup.choice import MAX_DEPTH
+from weightvault.dedup.families import stored_tensors
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.rebase import Rebaser
 from weightvault.dedup.restore import restore
@@ -28,8 +29,12 @@ def model(tensors: dict[str, np.ndarray], dtype: str) -> bytes:
     return safetensors_bytes({n: (dtype, bf16(a) if dtype == "BF16" else a) for n, a in tensors.items()})
 
 
-def ingest(vault, root, name: str, tensors: dict[str, np.ndarray], dtype: str) -> None:
-    ingest_folder(vault, make_repo(root / name, {"model.safetensors": model(tensors, dtype)}), name)
+def ingest(vault, root, name: str, tensors: dict[str, np.ndarray], dtype: str, *, card_base: str | None = None,
+           rebase: bool = True):
+    files = {"model.safetensors": model(tensors, dtype)}
+    if card_base:
+        files["README.md"] = f"---\nbase_model: {card_base}\n---\n".encode()
+    return ingest_folder(vault, make_repo(root / name, files), name, rebase=rebase)
 
 
 def stored(vault, repo: str) -> int:
@@ -63,12 +68,12 @@ def any_vault(store_env):
     v.close()
 
 
-def test_an_earlier_cast_is_rebased_on_the_later_fine_tune_it_was_cast_from(any_vault, tmp_path):
+def test_rebase_recodes_an_earlier_cast_on_the_later_fine_tune_it_was_cast_from(any_vault, tmp_path):
     vault = any_vault
     base, tuned = family()
     ingest(vault, tmp_path, "org/base", base, "F32")
     ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")  # arrives before the run's FP32 weights
-    ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    ingest(vault, tmp_path, "org/tuned", tuned, "F32", rebase=False)  # the operator's way: `weightvault rebase`
     before = stored(vault, "org/tuned-bf16")
 
     dry = Rebaser(vault, dry_run=True).run()
@@ -111,3 +116,86 @@ def test_siblings_never_end_up_coded_against_each_other(vault, tmp_path):
                 seen.append(oid)
                 oid = s.scalar(select(Object.base_id).where(Object.id == oid))
     assert_restores(vault, tmp_path, ["org/base", "org/one", "org/two"])
+
+
+def chains(vault) -> dict[int, list[int]]:
+    """Every object's base chain (itself first), asserting none loops or exceeds the depth bound."""
+    with vault.catalog.read_session() as s:
+        bases = dict(s.execute(select(Object.id, Object.base_id)).all())
+    out = {}
+    for oid in bases:
+        chain, at = [], oid
+        while at is not None:
+            assert at not in chain and len(chain) <= MAX_DEPTH, chain
+            chain.append(at)
+            at = bases[at]
+        out[oid] = chain
+    return out
+
+
+def base_of(vault, repo: str) -> str:
+    with vault.catalog.read_session() as s:
+        row = s.scalar(select(Repo).where(Repo.name == repo))
+        return s.get(Repo, row.base_repo_id).name
+
+
+def test_ingest_rebases_an_earlier_cast_on_the_fine_tune_it_was_cast_from(any_vault, tmp_path):
+    """No `rebase` run: the ingest of the FP32 weights re-codes the BF16 cast stored before them."""
+    vault = any_vault
+    base, tuned = family()
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    assert ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16").rebased == []  # nothing it predicts better
+    before = stored(vault, "org/tuned-bf16")
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16"])
+
+    result = ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    after = stored(vault, "org/tuned-bf16")
+    assert result.rebased == [("org/tuned-bf16", 2, before - after)] and result.rebase_deferred == []
+    assert after < 0.05 * before
+    assert base_of(vault, "org/tuned-bf16") == "org/tuned" and base_of(vault, "org/tuned") == "org/base"
+    assert Rebaser(vault).run().members == []  # the operator's pass finds nothing left
+    chains(vault)
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
+    collect(vault.catalog, vault.backend, timedelta(0))  # the replaced frames go; the new ones stay
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
+
+
+def test_ingest_rebasing_never_builds_a_cycle(vault, tmp_path):
+    """org/two is coded against org/one at its ingest; org/one, far better predicted by org/two,
+    stays on the base rather than close a loop."""
+    base, tuned = family(1)
+    rng = np.random.default_rng(2)
+    close = {n: np.where(rng.random(a.shape) < 0.01, a * np.float32(1.01), a).astype(np.float32) for n, a in tuned.items()}
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/one", tuned, "BF16")
+    assert ingest(vault, tmp_path, "org/two", close, "BF16").rebased == []
+    assert base_of(vault, "org/two") == "org/one" and base_of(vault, "org/one") == "org/base"
+    chains(vault)
+    assert_restores(vault, tmp_path, ["org/base", "org/one", "org/two"])
+
+
+def test_ingest_rebasing_stops_at_the_depth_bound(vault, tmp_path):
+    """A chain of fine-tunes, each naming the previous as its base, reaches MAX_DEPTH; a member
+    stored early follows the chain while a step is allowed and never goes past it."""
+    rng = np.random.default_rng(3)
+    base = {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in SHAPES.items()}
+    steps = [base]
+    for _ in range(MAX_DEPTH):  # each step changes a tenth of the values by 1%
+        prev = steps[-1]
+        steps.append({n: np.where(rng.random(a.shape) < 0.1, a * np.float32(1.01), a).astype(np.float32)
+                      for n, a in prev.items()})
+    late = {n: np.where(rng.random(a.shape) < 0.01, a * np.float32(1.01), a).astype(np.float32)
+            for n, a in steps[-1].items()}  # closest to the last step
+    ingest(vault, tmp_path, "org/base", base, "BF16")
+    ingest(vault, tmp_path, "org/early", late, "BF16", card_base="org/base")
+    names = ["org/base"]
+    for i, tensors in enumerate(steps[1:], 1):
+        ingest(vault, tmp_path, f"org/step{i}", tensors, "BF16", card_base=names[-1])
+        names.append(f"org/step{i}")
+    with vault.catalog.read_session() as s:
+        depth = {n: max(t.depth for t in stored_tensors(s, s.scalar(select(Repo.id).where(Repo.name == n))).values())
+                 for n in [*names, "org/early"]}
+    assert depth[names[-1]] == MAX_DEPTH  # the last step sits at the bound: nothing may be coded against it
+    assert base_of(vault, "org/early") == names[-2] and depth["org/early"] == MAX_DEPTH
+    chains(vault)
+    assert_restores(vault, tmp_path, [*names, "org/early"])

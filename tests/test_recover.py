@@ -251,7 +251,7 @@ def test_recover_after_rebase_picks_the_new_coding(vault, tmp_path):
     base, tuned = family()
     ingest(vault, tmp_path, "org/base", base, "F32")
     ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
-    ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    ingest(vault, tmp_path, "org/tuned", tuned, "F32", rebase=False)
     assert Rebaser(vault).run().members
 
     def codings(v):

@@ -1,6 +1,6 @@
-"""SIGKILL during ingest, record writing, commit, gc compaction and rebase; then drop the catalog and
-recover it from the object store alone: verify passes before and after, every branch comes back
-at the same commit, and every file bit-exact."""
+"""SIGKILL during ingest, record writing, commit, gc compaction, rebase and an ingest's re-basing;
+then drop the catalog and recover it from the object store alone: verify passes before and after,
+every branch comes back at the same commit, and every file bit-exact."""
 from __future__ import annotations
 
 import json
@@ -38,6 +38,13 @@ CHILD = textwrap.dedent("""
     elif where == "landed":        # the transaction committed
         import weightvault.dedup.ingest as ingest
         ingest.retrying = killer(commits.retrying)
+    elif where == "switch":        # re-basing after an ingest: new frames shipped, the switch not run
+        from weightvault.dedup import rebase
+        def before(fn):
+            def wrapped(*a, **k):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return wrapped
+        rebase.Rebaser._commit = before(rebase.Rebaser._commit)
     from weightvault.api.cli import main
     sys.argv = ["weightvault"] + sys.argv[3:]
     main()
@@ -47,6 +54,9 @@ CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("where,nth,command", [
     ("ship", 2, "ingest"), ("record", 1, "ingest"), ("landed", 1, "ingest"), ("ship", 1, "gc"),
     ("record", 1, "rebase"),
+    # the ingest of a repo that predicts an earlier member better re-bases it: killed before the
+    # switch, and with the switch's record uploaded but not committed (the ingest's own is the 1st)
+    ("switch", 1, "ingest-rebase"), ("record", 2, "ingest-rebase"),
 ])
 def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
     env = {"WEIGHTVAULT_DATA_DIR": str(tmp_path / "store"), "WEIGHTVAULT_PACK_BYTES": "40000"}
@@ -69,8 +79,9 @@ def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
         for name, tensors, dtype in (("org/base", base, "F32"), ("org/tuned-bf16", tuned, "BF16"),
                                      ("org/tuned", tuned, "F32")):
             sources[name] = make_repo(tmp_path / name, {"model.safetensors": model(tensors, dtype)})
-            run_cli("ingest", str(sources[name]), "--repo", name, env=env)
-        args = ["rebase"]
+            if name != "org/tuned" or command == "rebase":
+                run_cli("ingest", str(sources[name]), "--repo", name, "--no-rebase", env=env)
+        args = ["rebase"] if command == "rebase" else ["ingest", str(sources["org/tuned"]), "--repo", "org/tuned"]
     proc = subprocess.run([sys.executable, "-c", CHILD, where, str(nth), *args],
                           env={**os.environ, **env}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -89,6 +100,10 @@ def test_kill_then_recover(tmp_path, monkeypatch, where, nth, command):
     assert after == before | ({"org/crash"} if where == "record" and command == "ingest" else set())
     if not (where == "record" and command == "ingest"):
         assert run_cli("ls", "--json", env=env).stdout == listing_before
+    if command == "ingest-rebase":  # the switch came back whole (its record was durable) or not at all
+        members = json.loads(run_cli("rebase", "--json", env=env).stdout)["members"]
+        assert [(m["repo"], m["base"], m["tensors"]) for m in members] == \
+            ([] if where == "record" else [("org/tuned-bf16", "org/tuned", 2)])
     for repo in after:
         out = tmp_path / "out" / repo
         run_cli("get", repo, "--out", str(out), env=env)

@@ -22,11 +22,15 @@ def ingest(
                                            "checkpoint of: code every tensor against it with the checkpoint codec."),
     keyframe_every: int = typer.Option(5, "--keyframe-every", help="In a folder of checkpoint-<step>/ folders, "
                                        "code every Nth checkpoint alone so restores never walk a long chain."),
+    no_rebase: bool = typer.Option(False, "--no-rebase", help="Do not re-code family members this repo predicts "
+                                   "better than their base (leave it to `weightvault rebase`)."),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonOut,
 ):
     """Store a model repo folder as a new revision: dedup files and tensors, delta-code fine-tunes
-    against their family base and checkpoints against the previous one, plane-code the rest."""
+    against their family base and checkpoints against the previous one, plane-code the rest.
+    Then re-code earlier family members against this repo where it predicts them better (a BF16
+    fine-tune stored before the FP32 weights it was cast from), as `weightvault rebase` would."""
     from weightvault.dedup.ingest import ingest_folder, walk_repo
 
     with user_errors():
@@ -34,7 +38,7 @@ def ingest(
         total = sum(real.stat().st_size for _, real in walk_repo(path))
         with bytes_progress(total, f"ingest {repo}", as_json) as (advance, on_file):
             result = ingest_folder(vault, path, repo, revision, message=message, progress=advance, on_file=on_file,
-                                   previous=previous, keyframe_every=keyframe_every)
+                                   previous=previous, keyframe_every=keyframe_every, rebase=not no_rebase)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
@@ -47,6 +51,12 @@ def ingest(
                   f"{human(result.raw_bytes)} raw, {human(result.new_stored_bytes)} newly stored")
         out.print(f"family {result.family}" + (f", coded against {result.base}" if result.base else ", as its base")
                   + f" ({result.family_reason})")
+        for member, tensors, saved in result.rebased:
+            out.print(f"re-based {member} on it: {tensors} tensors, {human(saved)} saved "
+                      "(`weightvault gc` reclaims the replaced frames)")
+        if result.rebase_deferred:
+            out.print(f"not screened (over this ingest's re-basing budget): {', '.join(result.rebase_deferred)}; "
+                      "`weightvault rebase` covers them")
 
 
 @app.command()
