@@ -15,9 +15,10 @@ member again, and a tensor is switched only if it then costs at most
 and base in one transaction, like compaction: a reader holding the old frame
 list still finds the old frames, which gc reclaims after its grace period.
 
-Chains stay bounded and acyclic: only objects nothing else is coded against are
-re-based, never onto a base whose own chain reaches them, and never past
-choice.MAX_DEPTH.
+Chains stay bounded and acyclic: an object is never re-based onto a base whose own
+chain reaches it, and only when its new depth plus the height of what is coded
+against it stays within choice.MAX_DEPTH; the switch moves those dependents' depths
+with it (their bytes, hence their coding, do not change).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from weightvault.errors import FamilyNotFound
 from weightvault.store import Vault, journal
@@ -87,6 +88,7 @@ class _Recoded:
     raw_size: int
     old_size: int
     old_base: int | None
+    old_depth: int
     base_id: int
     codec: str
     mechanism: str
@@ -116,6 +118,9 @@ class Rebaser:
         self.progress = progress
         #: Object id -> where the newcomer's folder holds that tensor (``onto``).
         self.local: dict[int, LocalTensor] = {}
+        #: Objects the newcomer's tensors are coded against, directly or not (``onto``): coding
+        #: them against it would close a loop, so they are not even screened (a family base).
+        self.ancestors: set[int] = set()
 
     def run(self, family: str | None = None) -> RebaseResult:
         result = RebaseResult()
@@ -156,6 +161,7 @@ class Rebaser:
                                 .order_by(Repo.id.desc()).limit(MAX_SCREENED)).all()
             landed = stored_tensors(s, new.id)
             budget = ONTO_BUDGET * sum(t.raw_size for t in landed.values())
+            self.ancestors = _ancestors(s, [t.object_id for t in landed.values()])
         self.local = {t.object_id: local[n] for n, t in landed.items() if local and n in local}
         for repo_id, name, base_repo_id in members:
             if result.tried_bytes >= budget:
@@ -171,12 +177,8 @@ class Rebaser:
     def _member(self, repo_id: int, name: str, base_repo_id: int | None, siblings: list[tuple[int, str]],
                 result: RebaseResult) -> MemberRebase | None:
         with self.vault.catalog.read_session() as s:
-            own = {n: t for n, t in stored_tensors(s, repo_id).items() if t.dtype in FLOAT_DTYPES}
-            # Objects something is coded against keep their coding: their chains must not grow.
-            ids = [t.object_id for t in own.values()]
-            held = {b for i in range(0, len(ids), 900)
-                    for b in s.scalars(select(Object.base_id).where(Object.base_id.in_(ids[i:i + 900])))}
-            own = {n: t for n, t in own.items() if t.object_id not in held}
+            own = {n: t for n, t in stored_tensors(s, repo_id).items()
+                   if t.dtype in FLOAT_DTYPES and t.object_id not in self.ancestors}
             theirs = {sid: stored_tensors(s, sid) for sid, _ in siblings}
             current = stored_tensors(s, base_repo_id) if base_repo_id else {}
         if not own:
@@ -261,11 +263,12 @@ class Rebaser:
                 or self._elements(cand) != self._elements(mine) or cand.depth >= MAX_DEPTH:
             return None
         with self.vault.catalog.read_session() as s:
-            row = s.execute(select(Object.stored_size, Object.base_id).where(Object.id == mine.object_id)).one()
-            if s.scalar(select(exists().where(Object.base_id == mine.object_id))):
-                return None  # something is coded against this object: its chain must not grow
+            row = s.execute(select(Object.stored_size, Object.base_id, Object.depth)
+                            .where(Object.id == mine.object_id)).one()
             if mine.object_id in self._chain(s, cand.object_id):
                 return None  # cand is (transitively) coded against this object
+            if _deepest_below(s, mine.object_id, row.depth) + cand.depth + 1 - row.depth > MAX_DEPTH:
+                return None  # what is coded against this object would end up past the bound
         data = self.reader.object_range(mine.object_id, 0, mine.raw_size)
         base = self._raw(cand)
         choice = choose_and_encode(memoryview(data), mine.dtype,
@@ -280,8 +283,8 @@ class Rebaser:
                 frames.append((offset, info.raw_size, info.codec, len(f)))
                 payloads.append(f)
                 offset += info.raw_size
-        rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, cand.object_id, choice.codec,
-                       choice.mechanism, choice.depth, choice.reason, frames, payloads)
+        rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, row.depth, cand.object_id,
+                       choice.codec, choice.mechanism, choice.depth, choice.reason, frames, payloads)
         return rec if rec.stored_size <= (1 - MIN_SAVING) * row.stored_size else None
 
     def _raw(self, t: StoredTensor):
@@ -301,8 +304,6 @@ class Rebaser:
         """Switch the objects to their new frames (already in ``shipped`` packs) in one transaction;
         returns those switched (an object another writer changed meanwhile keeps its coding, and
         our frames for it go to gc)."""
-        dependent = Object.__table__.alias("dependent")
-
         def land(session) -> list[_Recoded]:
             claim_packs(session, list(shipped.values()))
             switched = []
@@ -311,15 +312,24 @@ class Rebaser:
                 # sees it only once committed) waits for us or deadlocks and is retried; never a loop.
                 if rec.object_id in self._chain(session, rec.base_id, lock=True):
                     continue
+                # Dependents locked too: an ingest coding a new object against this one waits.
+                below = _dependents(session, rec.object_id, lock=True)
+                shift = rec.depth - rec.old_depth
+                if below and shift and session.scalar(select(func.max(Object.depth)).where(
+                        Object.id.in_(below))) + shift > MAX_DEPTH:
+                    continue
                 changed = session.execute(update(Object).where(
                     Object.id == rec.object_id, Object.stored_size == rec.old_size,
-                    Object.base_id.is_not_distinct_from(rec.old_base),
-                    ~exists().where(dependent.c.base_id == Object.id),
+                    Object.base_id.is_not_distinct_from(rec.old_base), Object.depth == rec.old_depth,
                 ).values(stored_size=rec.stored_size, codec=rec.codec, mechanism=rec.mechanism, base_id=rec.base_id,
                          depth=rec.depth, reason=rec.reason)).rowcount
                 if not changed:
                     continue
                 journal.touch(session, Object, rec.object_id)
+                if below and shift:
+                    session.execute(update(Object).where(Object.id.in_(below)).values(depth=Object.depth + shift))
+                    for oid in below:
+                        journal.touch(session, Object, oid)
                 session.execute(delete(Frame).where(Frame.object_id == rec.object_id))
                 for seq, ((raw_offset, raw_size, codec_name, _), loc) in enumerate(zip(rec.frames, rec.locations)):
                     session.add(Frame(object_id=rec.object_id, seq=seq, raw_offset=raw_offset, raw_size=raw_size,
@@ -348,3 +358,36 @@ class Rebaser:
             query = select(Object.base_id).where(Object.id == at)
             at = session.scalar(query.with_for_update() if lock else query)
         return seen
+
+
+
+def _walk(session, key, value, start: list[int], lock: bool = False) -> set[int]:
+    """Objects reached from ``start`` by following ``key`` -> ``value`` repeatedly, level by level
+    (at most MAX_DEPTH + 1 levels: no chain is longer); ``start`` not included."""
+    seen, frontier = set(start), list(start)
+    for _ in range(MAX_DEPTH + 1):
+        found = set()
+        for i in range(0, len(frontier), 900):
+            query = select(value).where(key.in_(frontier[i:i + 900]), value.is_not(None))
+            found.update(session.scalars(query.with_for_update() if lock else query))
+        frontier = list(found - seen)
+        if not frontier:
+            break
+        seen.update(frontier)
+    return seen - set(start)
+
+
+def _ancestors(session, ids: list[int]) -> set[int]:
+    """The objects ``ids`` are coded against, directly or not."""
+    return _walk(session, Object.id, Object.base_id, ids)
+
+
+def _dependents(session, object_id: int, lock: bool = False) -> set[int]:
+    """The objects coded against ``object_id``, directly or not."""
+    return _walk(session, Object.base_id, Object.id, [object_id], lock)
+
+
+def _deepest_below(session, object_id: int, depth: int) -> int:
+    """The greatest depth among the objects coded against ``object_id`` (its own if none)."""
+    below = _dependents(session, object_id)
+    return session.scalar(select(func.max(Object.depth)).where(Object.id.in_(below))) if below else depth

@@ -81,6 +81,7 @@ def test_rebase_recodes_an_earlier_cast_on_the_later_fine_tune_it_was_cast_from(
 
     result = Rebaser(vault).run()
     assert [(m.repo, m.base, m.tensors) for m in result.members] == [("org/tuned-bf16", "org/tuned", 2)]
+    chains(vault)
     after = stored(vault, "org/tuned-bf16")
     assert after < 0.05 * before and result.bytes_saved == before - after
     with vault.catalog.read_session() as s:
@@ -119,16 +120,19 @@ def test_siblings_never_end_up_coded_against_each_other(vault, tmp_path):
 
 
 def chains(vault) -> dict[int, list[int]]:
-    """Every object's base chain (itself first), asserting none loops or exceeds the depth bound."""
+    """Every object's base chain (itself first), asserting none loops or exceeds the depth bound
+    and every recorded depth is its chain's length."""
     with vault.catalog.read_session() as s:
-        bases = dict(s.execute(select(Object.id, Object.base_id)).all())
+        rows = s.execute(select(Object.id, Object.base_id, Object.depth)).all()
+    bases = {oid: base for oid, base, _ in rows}
     out = {}
-    for oid in bases:
+    for oid, _, depth in rows:
         chain, at = [], oid
         while at is not None:
             assert at not in chain and len(chain) <= MAX_DEPTH, chain
             chain.append(at)
             at = bases[at]
+        assert depth == len(chain) - 1, (oid, depth, chain)
         out[oid] = chain
     return out
 
@@ -176,7 +180,8 @@ def test_ingest_rebasing_never_builds_a_cycle(vault, tmp_path):
 
 def test_ingest_rebasing_stops_at_the_depth_bound(vault, tmp_path):
     """A chain of fine-tunes, each naming the previous as its base, reaches MAX_DEPTH; a member
-    stored early follows the chain while a step is allowed and never goes past it."""
+    stored early, closest to the last step, is re-based along the chain by the ingests while a
+    step is allowed, and no chain ever grows past the bound."""
     rng = np.random.default_rng(3)
     base = {n: (rng.standard_normal(s) * 0.02).astype(np.float32) for n, s in SHAPES.items()}
     steps = [base]
@@ -188,14 +193,38 @@ def test_ingest_rebasing_stops_at_the_depth_bound(vault, tmp_path):
             for n, a in steps[-1].items()}  # closest to the last step
     ingest(vault, tmp_path, "org/base", base, "BF16")
     ingest(vault, tmp_path, "org/early", late, "BF16", card_base="org/base")
-    names = ["org/base"]
+    names, rebased = ["org/base"], []
     for i, tensors in enumerate(steps[1:], 1):
-        ingest(vault, tmp_path, f"org/step{i}", tensors, "BF16", card_base=names[-1])
+        rebased += ingest(vault, tmp_path, f"org/step{i}", tensors, "BF16", card_base=names[-1]).rebased
         names.append(f"org/step{i}")
+    assert "org/early" in [m for m, _, _ in rebased]
     with vault.catalog.read_session() as s:
-        depth = {n: max(t.depth for t in stored_tensors(s, s.scalar(select(Repo.id).where(Repo.name == n))).values())
-                 for n in [*names, "org/early"]}
-    assert depth[names[-1]] == MAX_DEPTH  # the last step sits at the bound: nothing may be coded against it
-    assert base_of(vault, "org/early") == names[-2] and depth["org/early"] == MAX_DEPTH
+        depths = set(s.scalars(select(Object.depth)))
+    assert max(depths) == MAX_DEPTH  # the bound was reached, and never passed:
     chains(vault)
     assert_restores(vault, tmp_path, [*names, "org/early"])
+
+
+def test_rebasing_an_object_others_are_coded_against_moves_their_depth_along(vault, tmp_path):
+    """org/derived is coded against the BF16 cast; re-basing the cast on the later FP32 weights makes
+    it one step deeper, and what is coded against it follows (bytes unchanged, depths recorded)."""
+    base, tuned = family(4)
+    rng = np.random.default_rng(5)
+    derived = {n: np.where(rng.random(a.shape) < 0.01, a * np.float32(1.01), a).astype(np.float32)
+               for n, a in tuned.items()}
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+    ingest(vault, tmp_path, "org/derived", derived, "BF16", card_base="org/tuned-bf16")
+    assert base_of(vault, "org/derived") == "org/tuned-bf16"
+    assert [m for m, _, _ in ingest(vault, tmp_path, "org/tuned", tuned, "F32").rebased] == ["org/tuned-bf16"]
+    with vault.catalog.read_session() as s:
+        depth = {o.id: o.depth for o in s.scalars(select(Object))}
+        base_id = dict(s.execute(select(Object.id, Object.base_id)).all())
+        tensors = {n: stored_tensors(s, s.scalar(select(Repo.id).where(Repo.name == n)))
+                   for n in ("org/tuned", "org/tuned-bf16", "org/derived")}
+    for name, t in tensors["org/tuned-bf16"].items():
+        assert base_id[t.object_id] == tensors["org/tuned"][name].object_id and depth[t.object_id] == 2
+        d = tensors["org/derived"][name].object_id
+        assert base_id[d] == t.object_id and depth[d] == 3
+    chains(vault)
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/derived", "org/tuned"])
