@@ -230,3 +230,30 @@ def test_tensors_stored_before_fingerprints_are_fingerprinted_by_the_cli(tmp_pat
     with vault.catalog.read_session() as s:
         assert set(s.execute(select(*cols).where(Object.fingerprint.is_not(None))).all()) == before
     vault.close()
+
+
+@pytest.mark.slow
+def test_real_training_run_pushed_commit_after_commit(checkpoint_series, vault, tmp_path):
+    """../shared/data's training run, each checkpoint pushed as the next commit of one repo (model and
+    optimizer state at the repo's root, as push_to_hub does): every revision after the first is coded
+    against the one before, and each restores bit-exactly."""
+    import shutil
+    steps = sorted(checkpoint_series.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    costs, raws, commits = [], [], []
+    for ckpt in steps:
+        folder = tmp_path / ckpt.name
+        folder.mkdir()
+        for name in ("model.safetensors", "optimizer.safetensors", "trainer_state.json"):
+            shutil.copy(ckpt / name, folder / name)
+        got = ingest_folder(vault, folder, "lab/pushed-run", message=f"Training in progress, {ckpt.name}")
+        costs.append(got.new_stored_bytes)
+        raws.append(got.raw_bytes)
+        commits.append((got.commit, folder))
+    alone = costs[0] / raws[0]
+    assert all(c / r < alone for c, r in zip(costs[1:], raws[1:])), (costs, raws)
+    assert any("previous revision" in r for r in reasons(vault, "lab/pushed-run").values())
+    assert max(chains(vault).values()) <= MAX_DEPTH
+    for oid, folder in commits:
+        out = tmp_path / f"out-{oid[:8]}"
+        restore(vault, "lab/pushed-run", oid, out)
+        assert tree_sha256(out) == tree_sha256(folder)
