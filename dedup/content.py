@@ -183,7 +183,7 @@ class ContentWriter:
         if end - start <= small:
             return [_inline(view, start, end, None, progress)]
         run = view[start:end]
-        pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes)
+        pieces, _ = opaque.match_run(run, self._find_chunks, self._object_bytes, self._followers)
         return self._stage_pieces(run, start, pieces, progress)
 
     def _stage_tensor(self, rel: str, view: memoryview, t: formats.Tensor, digest: str,
@@ -257,6 +257,11 @@ class ContentWriter:
                         .where(Chunk.hash.in_(wanted[i:i + CHUNK_LOOKUP_BATCH]))):
                     found.setdefault(h, (digest, offset, length, size))
         return found
+
+    def _followers(self, digest: str) -> list[tuple[str | None, int, bytes | None]]:
+        """What followed the object ``digest`` (held whole) in a stored file: its next segments."""
+        with self.vault.catalog.read_session() as s:
+            return opaque.next_segments(s, digest)
 
     def _object_bytes(self, digest: str, start: int, end: int) -> bytes:
         if digest in self.staged_bytes:

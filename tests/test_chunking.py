@@ -112,6 +112,27 @@ def test_unknown_container_of_stored_tensors_costs_little(any_vault, tmp_path):
     assert verify(vault).ok
 
 
+def test_small_tensors_copied_in_order_are_found_along_the_stored_layout(vault, tmp_path):
+    """Tensors smaller than a chunk (biases, norms) between large ones: no chunk of their own finds
+    them, so they are found by following the stored file's layout past the large tensor before
+    them; and a large tensor whose chunks are cut out of step is matched whole by widening."""
+    rng = np.random.default_rng(5)
+    tensors = {}
+    for i in range(4):
+        tensors[f"l{i}.a.weight"] = ("F32", rng.standard_normal((384, 384)).astype(np.float32))
+        for part in ("a.bias", "b.bias", "norm.weight", "norm.bias"):
+            tensors[f"l{i}.{part}"] = ("F32", rng.standard_normal(1536).astype(np.float32))
+    ingest_folder(vault, make_repo(tmp_path / "a", {"model.safetensors": safetensors_bytes(tensors)}), "org/a")
+    body = b"".join(a.tobytes() for _, (_, a) in sorted(tensors.items()))  # safetensors_bytes' order
+    blob = b"WEIGHTS1" + os.urandom(500) + body
+    src = make_repo(tmp_path / "b", {"weights.bin1": blob})
+    result = ingest_folder(vault, src, "org/b")
+    small = sum(a.nbytes for n, (_, a) in tensors.items() if a.nbytes < 64 * 1024)
+    assert result.new_stored_bytes < 0.1 * small  # the header's bytes, not the small tensors'
+    restore(vault, "org/b", "main", tmp_path / "out")
+    assert tree_sha256(tmp_path / "out") == tree_sha256(src)
+
+
 def test_opaque_files_share_chunks_and_gc_keeps_what_is_referenced(vault, tmp_path):
     body = os.urandom(1_500_000)
     one = make_repo(tmp_path / "1", {"data.bin": b"v1" + body + b"tail one"})
