@@ -98,16 +98,12 @@ class LocalBackend:
         except FileNotFoundError:
             raise ObjectMissing(name) from None
         try:
-            short = ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is shorter")
-            if offset < 0:
-                raise short
-            if length < MAP_MIN_BYTES:
+            if offset >= 0 and length < MAP_MIN_BYTES:
                 data = os.pread(fd, length, offset)
-                if len(data) != length:
-                    raise short
-                return memoryview(data)
-            if offset + length > os.fstat(fd).st_size:
-                raise short
+                if len(data) == length:
+                    return memoryview(data)
+            if offset < 0 or length < MAP_MIN_BYTES or offset + length > os.fstat(fd).st_size:
+                raise ObjectMissing(f"{name}: wanted {length} bytes at {offset}, object is shorter")
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             mapped = mmap.mmap(fd, offset + length - start, access=mmap.ACCESS_READ, offset=start)
         finally:
