@@ -1,15 +1,16 @@
 """File bytes out of the compressed store: single byte ranges, decoded frame by frame.
 
-The body comes from ``Reader.file_futures``, which decodes only the frames a range
-touches, in chunks of a few MiB on a small pool of threads a few chunks ahead of the
-socket, so memory stays flat whatever the file size. HEAD answers from the catalog alone. No transport compression
+The body is ``Reader.iter_file``, which decodes only the frames a range touches,
+in chunks of a few MiB on a small pool of threads, so memory stays flat whatever
+the file size. HEAD answers from the catalog alone. No transport compression
 is ever applied: range offsets and resume points are offsets of the raw bytes.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
-from concurrent.futures import Future
+import threading
 from typing import AsyncIterator, Iterator
 
 from fastapi import Request
@@ -21,6 +22,11 @@ from weightvault.store import Vault
 from weightvault.store.models import File
 
 from .conditional import precondition_status, range_applies
+
+#: Chunks waiting for the socket; memory per download is about this many reader chunks
+#: (dedup.reader.CHUNK_BYTES) beyond what the reader decodes ahead.
+QUEUE_DEPTH = 2
+_END = object()
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 #: Digits past which a byte position is beyond any file (10^18 B = 1 EB), parsed no further.
@@ -74,37 +80,56 @@ def file_response(request: Request, vault: Vault, file: File, headers: dict[str,
     base["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=base)
-    futures = _body(vault, file, start, end)
+    chunks = _body(vault, file, start, end)
     # The first chunk is decoded before any header is sent, so a missing pack or a corrupt frame
     # becomes an error status rather than a 200 that breaks off after the headers.
-    try:
-        first = next(futures, None)
-        first = b"" if first is None else first.result()
-    except BaseException:
-        futures.close()
-        raise
-    return StreamingResponse(awaited(first, futures), status_code=status, headers=base)
+    first = next(chunks, b"")
+    return StreamingResponse(pipelined(itertools.chain([first], chunks)), status_code=status, headers=base)
 
 
-def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[Future]:
+def _body(vault: Vault, file: File, start: int, end: int) -> Iterator[bytes]:
     reader = Reader(vault)
     if start == 0 and end == file.size:
-        return reader.verified_file_futures(file, once=True)
-    return reader.file_futures(file.id, start, end)
+        yield from reader.verified_file(file, once=True)
+    else:
+        yield from reader.iter_file(file.id, start, end)
 
 
-async def awaited(first, futures: Iterator[Future]) -> AsyncIterator:
-    """``first``, then each chunk as the reader's pool finishes it: the event loop awaits the
-    decode futures itself, so no thread stands between the pool and the socket.
+async def pipelined(chunks: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncIterator[bytes]:
+    """Decode in a dedicated thread while the event loop sends: the two overlap instead of alternating.
 
-    A thread that waited for the chunks and handed them over through a queue cost the server
-    N ms of CPU per MB more. Asking ``futures`` for the next chunk runs no catalog query (the
-    reader plans the file before the first chunk) and no decode, only the hand-over to the
-    pool; when the client goes away, the chunks not yet started are dropped.
+    At most ``depth`` chunks wait in the queue, so memory stays bounded; when the
+    client goes away the producer stops at its next chunk. A dedicated thread
+    (not Starlette's shared pool) keeps long downloads from starving other requests.
     """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                put(chunk)
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it (the response is cut short)
+            if not stop.is_set():
+                put(exc)
+
+    threading.Thread(target=produce, name="wv-stream", daemon=True).start()
     try:
-        yield first
-        for future in futures:
-            yield future.result() if future.done() else await asyncio.wrap_future(future)
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        futures.close()
+        stop.set()
+        while not queue.empty():  # unblock a producer waiting on a full queue
+            queue.get_nowait()

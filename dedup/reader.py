@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -45,7 +45,7 @@ CHUNK_BYTES = 16 * codec.FRAME_SIZE
 FIRST_CHUNK_BYTES = codec.FRAME_SIZE
 #: Chunks decoded ahead of the one being consumed. Two keep both decode threads busy
 #: while the consumer (a socket, a file, sha256) takes the third.
-READ_AHEAD = 6
+READ_AHEAD = 3
 #: Decode threads shared by every stream of the process: one per core of the 2-core
 #: machines this runs on; more only queue behind each other.
 DECODE_THREADS = max(2, min(4, os.cpu_count() or 2))
@@ -146,19 +146,6 @@ _base_frames = _Lru(BASE_CACHE_BYTES, weight=len)
 _BASE_CODECS = frozenset(name for name in codec.CODECS if codec.CODECS.impl(name).needs_base)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-
-
-_hasher: ThreadPoolExecutor | None = None
-
-
-def _hash_thread() -> ThreadPoolExecutor:
-    """One thread for the sha256 of every verified read of the process: one stream's chunks must be
-    hashed in order, and only first downloads (and ``get``, ``verify``) hash at all."""
-    global _hasher
-    with _pool_lock:
-        if _hasher is None:
-            _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-sha256")
-        return _hasher
 
 
 def _decode_pool() -> ThreadPoolExecutor:
@@ -349,29 +336,20 @@ class Reader:
         if chunk:
             yield chunk
 
-    def _submitted(self, pieces: Iterator[_Piece]) -> Iterator[Future]:
-        """Chunks submitted to the pool READ_AHEAD ahead of the consumer; their futures, in order.
-
-        The consumer waits for each future before it asks for the next one (a thread with
-        ``result()``, the event loop with ``await``); when it stops early, what was not started
-        is dropped.
-        """
+    def _decoded(self, pieces: Iterator[_Piece]) -> Iterator[memoryview]:
+        """Chunks decoded on the pool, READ_AHEAD ahead of the consumer, yielded in order."""
         pool = _decode_pool()
         pending: deque = deque()
         try:
             for chunk in self._chunks(pieces):
                 pending.append(pool.submit(self._run_chunk, chunk))
                 if len(pending) > READ_AHEAD:
-                    yield pending.popleft()
+                    yield pending.popleft().result()
             while pending:
-                yield pending.popleft()
+                yield pending.popleft().result()
         finally:
-            for f in pending:
+            for f in pending:  # the consumer stopped early: drop what was not started
                 f.cancel()
-
-    def _decoded(self, pieces: Iterator[_Piece]) -> Iterator[memoryview]:
-        """Chunks decoded on the pool, READ_AHEAD ahead of the consumer, yielded in order."""
-        return _results(self._submitted(pieces))
 
     def _object_pieces(self, object_id: int, start: int, end: int) -> Iterator[_Piece]:
         plan = self.plan(object_id)
@@ -408,13 +386,9 @@ class Reader:
             ).all()
         return size, segments
 
-    def iter_file(self, file_id: int, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+    def iter_file(self, file_id: int, start: int = 0, end: int | None = None, *,
+                  _layout: tuple[int, list] | None = None) -> Iterator[memoryview]:
         """Bytes [start, end) of a file, in chunks of about CHUNK_BYTES."""
-        return _results(self.file_futures(file_id, start, end))
-
-    def file_futures(self, file_id: int, start: int = 0, end: int | None = None, *,
-                     _layout: tuple[int, list] | None = None) -> Iterator[Future]:
-        """As ``iter_file``, but futures of the chunks (see ``_submitted``), for a consumer that awaits them."""
         size, segments = _layout or self._segments(file_id)
         end = size if end is None else min(end, size)
         self.prefetch(oid for off, length, _, oid, _ in segments if oid is not None and off < end and off + length > start)
@@ -428,7 +402,7 @@ class Reader:
                     yield _Piece(hi - lo, inline=memoryview(inline)[lo - seg_off:hi - seg_off])
                 else:
                     yield from self._object_pieces(object_id, obj_off + lo - seg_off, obj_off + hi - seg_off)
-        return self._submitted(pieces())
+        return self._decoded(pieces())
 
     def verified_file(self, file: File, *, once: bool = False) -> Iterator[memoryview]:
         """The whole file, checking its size and sha256 at the end (raises IntegrityError).
@@ -439,12 +413,6 @@ class Reader:
         read). The server uses it: sha256 was a quarter of its CPU per download of the FP32 base.
         ``get`` and ``verify`` always hash.
         """
-        return _results(self.verified_file_futures(file, once=once))
-
-    def verified_file_futures(self, file: File, *, once: bool = False) -> Iterator[Future]:
-        """As ``verified_file``, but futures of the chunks. Chunks are hashed in order on a thread of
-        their own, so neither the consumer (an event loop, a file writer) nor a decode thread waits
-        for sha256; a chunk's future is done once it is decoded and hashed."""
         layout = self._segments(file.id)
         key = (self.vault.catalog.url, file.id, file.sha256)
         if once:
@@ -452,36 +420,14 @@ class Reader:
             plans = tuple(self._plans[oid] for _, _, _, oid, _ in layout[1] if oid is not None)
             seen = _verified.get(key)
             if seen is not None and len(seen) == len(plans) and all(a is b for a, b in zip(seen, plans)):
-                yield from self.file_futures(file.id, _layout=layout)
+                yield from self.iter_file(file.id, _layout=layout)
                 return
-        h, n = hashlib.sha256(), [0]
-
-        def hashed(decoded: Future) -> memoryview:
-            chunk = decoded.result()
-            h.update(chunk)
-            n[0] += len(chunk)
-            return chunk
-
-        chunks = self.file_futures(file.id, _layout=layout)
-        hasher, last = _hash_thread(), None
-        try:
-            for decoded in chunks:
-                last = hasher.submit(hashed, decoded)
-                yield last
-        finally:
-            chunks.close()
-        if last is not None:
-            last.result()  # already done: the consumer waited for it before asking for more
-        if n[0] != file.size or h.hexdigest() != file.sha256:
+        h, n = hashlib.sha256(), 0
+        for piece in self.iter_file(file.id, _layout=layout):
+            h.update(piece)
+            n += len(piece)
+            yield piece
+        if n != file.size or h.hexdigest() != file.sha256:
             raise IntegrityError(f"file {file.sha256[:16]}: restored bytes do not match its sha256")
         if once:
             _verified.put(key, plans)
-
-
-def _results(futures: Iterator[Future]) -> Iterator[memoryview]:
-    """The results of ``futures``, waiting for each in turn."""
-    try:
-        for f in futures:
-            yield f.result()
-    finally:
-        futures.close()
