@@ -136,33 +136,42 @@ static size_t blocks_scalar_any(uint32_t *st, const uint8_t **pp, const uint8_t 
 /* AVX-512: 16 lanes per register, two registers per block.  The mask compare feeds
  * vpexpandd directly, so the renorm needs no permutation-table load. */
 #define AVX512 __attribute__((target("avx512f")))
+/* One block of 32 symbols for one stream; x holds its 2 state registers. */
+static inline __attribute__((always_inline)) AVX512 void block_avx512(__m512i *x, const uint8_t **pp, uint8_t *dst,
+                                                                     const uint8_t *cx, const uint32_t *tab)
+{
+    const __m512i m12 = _mm512_set1_epi32(WV_RANS_M - 1), lim = _mm512_set1_epi32(WV_RANS_L);
+    const uint8_t *p = *pp;
+    for (int g = 0; g < 2; g++) {
+        __m512i slot = _mm512_and_si512(x[g], m12);
+        if (cx) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cx + 16 * g)));
+            slot = _mm512_add_epi32(slot, _mm512_slli_epi32(c, WV_RANS_PROB_BITS));
+        }
+        __m512i e = _mm512_i32gather_epi32(slot, (const void *)tab, 4);
+        _mm_storeu_si128((__m128i *)(dst + 16 * g), _mm512_cvtepi32_epi8(e));
+        __m512i freq = _mm512_and_si512(_mm512_srli_epi32(e, 8), m12);
+        __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(x[g], WV_RANS_PROB_BITS)),
+                                      _mm512_srli_epi32(e, 20));
+        __mmask16 need = _mm512_cmplt_epu32_mask(xn, lim);
+        __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+        __m512i w = _mm512_maskz_expand_epi32(need, words);
+        x[g] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), w);
+        p += 2 * __builtin_popcount((unsigned)need);
+    }
+    *pp = p;
+}
+
 static inline __attribute__((always_inline)) AVX512 size_t blocks_avx512_body(
     uint32_t *st, const uint8_t **pp, const uint8_t *end, uint8_t *dst, size_t n, const uint8_t *cx,
     const uint32_t *tab)
 {
-    const __m512i m12 = _mm512_set1_epi32(WV_RANS_M - 1), lim = _mm512_set1_epi32(WV_RANS_L);
     const uint8_t *p = *pp;
     size_t i = 0;
     __m512i x[2];
     for (int g = 0; g < 2; g++) x[g] = _mm512_loadu_si512((const void *)(st + 16 * g));
     while (i + WV_RANS_LANES <= n && end - p >= 2 * WV_RANS_LANES) {
-        for (int g = 0; g < 2; g++) {
-            __m512i slot = _mm512_and_si512(x[g], m12);
-            if (cx) {
-                __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cx + i + 16 * g)));
-                slot = _mm512_add_epi32(slot, _mm512_slli_epi32(c, WV_RANS_PROB_BITS));
-            }
-            __m512i e = _mm512_i32gather_epi32(slot, (const void *)tab, 4);
-            _mm_storeu_si128((__m128i *)(dst + i + 16 * g), _mm512_cvtepi32_epi8(e));
-            __m512i freq = _mm512_and_si512(_mm512_srli_epi32(e, 8), m12);
-            __m512i xn = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(x[g], WV_RANS_PROB_BITS)),
-                                          _mm512_srli_epi32(e, 20));
-            __mmask16 need = _mm512_cmplt_epu32_mask(xn, lim);
-            __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
-            __m512i w = _mm512_maskz_expand_epi32(need, words);
-            x[g] = _mm512_mask_or_epi32(xn, need, _mm512_slli_epi32(xn, 16), w);
-            p += 2 * __builtin_popcount((unsigned)need);
-        }
+        block_avx512(x, &p, dst + i, cx ? cx + i : NULL, tab);
         i += WV_RANS_LANES;
     }
     for (int g = 0; g < 2; g++) _mm512_storeu_si512((void *)(st + 16 * g), x[g]);
@@ -231,6 +240,33 @@ __attribute__((target("avx2"))) static void pair_avx2(wv_rans_dec *a, wv_rans_de
 {
     if (a->cx || b->cx) pair_avx2_body(a, b, 1);
     else pair_avx2_body(a, b, 0);
+}
+
+/* The same with AVX-512 (2 state registers per stream). */
+static inline __attribute__((always_inline)) AVX512 void pair_avx512_body(wv_rans_dec *a, wv_rans_dec *b, int with_cx)
+{
+    __m512i xa[2], xb[2];
+    for (int g = 0; g < 2; g++) {
+        xa[g] = _mm512_loadu_si512((const void *)(a->st + 16 * g));
+        xb[g] = _mm512_loadu_si512((const void *)(b->st + 16 * g));
+    }
+    while (a->i + WV_RANS_LANES <= a->coded && a->end - a->p >= 2 * WV_RANS_LANES &&
+           b->i + WV_RANS_LANES <= b->coded && b->end - b->p >= 2 * WV_RANS_LANES) {
+        block_avx512(xa, &a->p, a->dst + a->i, with_cx && a->cx ? a->cx + a->i : NULL, a->tab);
+        block_avx512(xb, &b->p, b->dst + b->i, with_cx && b->cx ? b->cx + b->i : NULL, b->tab);
+        a->i += WV_RANS_LANES;
+        b->i += WV_RANS_LANES;
+    }
+    for (int g = 0; g < 2; g++) {
+        _mm512_storeu_si512((void *)(a->st + 16 * g), xa[g]);
+        _mm512_storeu_si512((void *)(b->st + 16 * g), xb[g]);
+    }
+}
+
+AVX512 static void pair_avx512(wv_rans_dec *a, wv_rans_dec *b)
+{
+    if (a->cx || b->cx) pair_avx512_body(a, b, 1);
+    else pair_avx512_body(a, b, 0);
 }
 
 /* Plain 2-byte planes (BF16/F16) whose only coded plane is plane 0: decode it straight
@@ -453,7 +489,8 @@ size_t wv_rans_dec_finish(wv_rans_dec *d)
 
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b)
 {
-    if (dec_blocks != blocks_scalar_any) pair_avx2(a, b);
+    if (dec_blocks == blocks_avx512) pair_avx512(a, b);
+    else if (dec_blocks != blocks_scalar_any) pair_avx2(a, b);
     WV_FORWARD_IF_ERROR(wv_rans_dec_finish(a));
     return wv_rans_dec_finish(b);
 }
