@@ -19,8 +19,10 @@ each coder per round, best of ``repeat`` rounds, so machine load hits both alike
   memory back.
 ZipNN mutates the buffer it decompresses from, so each of its calls gets a fresh copy of its
 input, made outside the timed region.  The ratio columns are weightvault / ZipNN.
-A second table codes fine-tunes and casts with codec "xor" against the FP32 base, with
-and without base-exponent contexts, and times their decode the same two ways.  Results
+A second table codes the family members (cast, fine-tunes) against the FP32 base three
+ways: "xor v3" (distance payloads, what ingest writes), "xor v2" (XOR planes, the coding
+of frame version 2) and "ckpt" (the checkpoint coder), and times their decode beside the
+base's own decode in the same rounds (``--only delta`` runs just this table).  Results
 are printed and written as JSON.
 """
 from __future__ import annotations
@@ -165,7 +167,8 @@ class Zstd(Coder):
 
 
 def best_interleaved(calls: dict[str, Callable[[], object]], repeat: int,
-                     fresh_input: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
+                     fresh_input: dict[str, Callable[[], object]] | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Best time of each call over ``repeat`` rounds, one call of each per round.  A call
     in ``fresh_input`` gets that function's result (made untimed) as its argument."""
     best = dict.fromkeys(calls, float("inf"))
@@ -173,9 +176,9 @@ def best_interleaved(calls: dict[str, Callable[[], object]], repeat: int,
         kept = []  # "fresh" results stay alive until the round ends
         for name, fn in calls.items():
             arg = fresh_input[name]() if fresh_input and name in fresh_input else None
-            t = time.perf_counter()
+            t = clock()
             result = fn(arg) if arg is not None else fn()
-            best[name] = min(best[name], time.perf_counter() - t)
+            best[name] = min(best[name], clock() - t)
             if name.endswith("fresh"):
                 kept.append(result)
             del result
@@ -232,39 +235,66 @@ def bench_plain(datasets: dict[str, tuple[str, bytes]], repeat: int) -> tuple[li
     return rows, decode
 
 
+def member_tensors(repos: Path, repo: str, names: list[str]) -> tuple[str, bytes]:
+    """(dtype, concatenated bytes) of a repo's float tensors named ``names``, across its shards."""
+    raws = [p.read_bytes() for p in sorted((repos / repo).glob("*.safetensors"))]
+    found = {t.name: (t.dtype, memoryview(raw)[t.start:t.end])
+             for raw in raws for t in safetensors.parse(raw, label=repo).tensors if t.dtype in FLOATS}
+    dtypes = {found[n][0] for n in names}
+    assert len(dtypes) == 1, dtypes
+    return dtypes.pop(), b"".join(found[n][1] for n in names)
+
+
+def _coded(data: bytes, dtype: str, base: bytes, how: str) -> bytes:
+    """A container of ``data`` coded against the FP32 base: "xor v3" (distances, what ingest
+    writes), "xor v2" (XOR planes, version 2's coding) or "ckpt" (the checkpoint coder)."""
+    ctx = _lib.context().ctx
+    _lib.lib.wv_ctx_set_mag(ctx, how != "xor v2")
+    try:
+        return codec.encode(data, dtype, codec="ckpt" if how == "ckpt" else "xor", base=base, base_dtype="F32")
+    finally:
+        _lib.lib.wv_ctx_set_mag(ctx, 1)
+
+
 def bench_delta(repos: Path, base: bytes, repeat: int) -> list[dict]:
-    """Members coded with "xor" against the FP32 base (cast to the member dtype)."""
-    rows = []
+    """Members coded against the FP32 base (cast to the member dtype) three ways, and their
+    single-thread decode beside the base's own (plane-coded) decode, interleaved rounds:
+    MB/s into a fresh and into a reused buffer, and MB per CPU second into a reused one."""
+    names = sorted(t.name for t in safetensors.parse((repos / BASE / "model.safetensors").read_bytes(),
+                                                      label=BASE).tensors if t.dtype in FLOATS)
     members = {
         "BF16 cast": "acme/all-MiniLM-L6-v2-bf16",
         "BF16 fine-tune lr1e-5": "acme/minilm-codesearch-bf16",
         "BF16 frozen fine-tune": "acme/minilm-frozen-bf16",
+        "FP32 fine-tune": "lab/minilm-codesearch-fp32",
     }
-    ctx = _lib.context().ctx
+    base_blob = codec.encode(base, "F32")
+    base_out = _lib.new_output(len(base))
+    rows = []
+    print(f"{'member':24} {'coding':7} {'ratio':>6}  {'fresh':>6} {'reused':>6} {'MB/cpu-s':>8} "
+          f"{'base MB/cpu-s':>13} {'member/base':>11}")
     for label, repo in members.items():
-        dtype, data = float_tensors(repos / repo / "model.safetensors")
-        row: dict = {"data": label, "dtype": dtype, "codec": "xor vs FP32 base", "raw_bytes": len(data)}
-        for contexts in (1, 0):
-            _lib.lib.wv_ctx_set_contexts(ctx, contexts)
-            frames = codec.encode_frames(data, dtype, codec="xor", base=base, base_dtype="F32")
-            row["ratio" if contexts else "ratio_order0"] = sum(map(len, frames)) / len(data)
-        _lib.lib.wv_ctx_set_contexts(ctx, 1)
-        container = codec.encode(data, dtype, codec="xor", base=base, base_dtype="F32")
-        assert bytes(codec.decode(container, base=base)) == data
-        row["estimate"] = codec.estimate_size(data, dtype, base=base, base_dtype="F32") / len(data)
-        row["zipnn_plain"] = len(Zipnn().compress(data, dtype, 1)) / len(data)
-        row["compress_MBps_1t"] = len(data) / best_time(
-            lambda: codec.encode_frames(data, dtype, codec="xor", base=base, base_dtype="F32"), repeat) / 1e6
+        dtype, data = member_tensors(repos, repo, names)
         out = _lib.new_output(len(data))
-        best = best_interleaved({"fresh": lambda: codec.decode(container, base=base),
-                                 "reused": lambda: codec.decode(container, out, base=base)}, repeat)
-        row["decompress_fresh_MBps_1t"] = len(data) / best["fresh"] / 1e6
-        row["decompress_reused_MBps_1t"] = len(data) / best["reused"] / 1e6
-        rows.append(row)
-        print(f"{label:24} ratio {row['ratio']:.4f} (order-0 only {row['ratio_order0']:.4f}, estimate "
-              f"{row['estimate']:.4f}; plain ZipNN {row['zipnn_plain']:.4f})  "
-              f"enc {row['compress_MBps_1t']:.0f} MB/s dec fresh {row['decompress_fresh_MBps_1t']:.0f} "
-              f"reused {row['decompress_reused_MBps_1t']:.0f} MB/s")
+        for how in ("xor v3", "xor v2", "ckpt"):
+            blob = _coded(data, dtype, base, how)
+            assert bytes(codec.decode(blob, base=base)) == data, (label, how)
+            calls = {"fresh": lambda: codec.decode(blob, base=base),
+                     "reused": lambda: codec.decode(blob, out, base=base)}
+            wall = best_interleaved({**calls, "base": lambda: codec.decode(base_blob, base_out)}, repeat)
+            cpu = best_interleaved({"reused": calls["reused"], "base": lambda: codec.decode(base_blob, base_out)},
+                                   repeat, clock=time.process_time)
+            row = {"data": label, "dtype": dtype, "coding": how, "raw_bytes": len(data),
+                   "ratio": len(blob) / len(data),
+                   "decompress_fresh_MBps_1t": len(data) / wall["fresh"] / 1e6,
+                   "decompress_reused_MBps_1t": len(data) / wall["reused"] / 1e6,
+                   "decompress_reused_MB_per_cpu_s": len(data) / cpu["reused"] / 1e6,
+                   "base_decompress_MB_per_cpu_s": len(base) / cpu["base"] / 1e6}
+            row["member_over_base_cpu"] = row["decompress_reused_MB_per_cpu_s"] / row["base_decompress_MB_per_cpu_s"]
+            rows.append(row)
+            print(f"{label:24} {how:7} {row['ratio']:.4f}  {row['decompress_fresh_MBps_1t']:6.0f} "
+                  f"{row['decompress_reused_MBps_1t']:6.0f} {row['decompress_reused_MB_per_cpu_s']:8.0f} "
+                  f"{row['base_decompress_MB_per_cpu_s']:13.0f} {row['member_over_base_cpu']:11.2f}")
     return rows
 
 
@@ -280,6 +310,7 @@ def main() -> None:
     ap.add_argument("--repos", type=Path, default=Path("/tmp/wv-repos"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "codec.json")
+    ap.add_argument("--only", choices=["plain", "delta"], help="run one of the two tables")
     args = ap.parse_args()
     f32_dtype, base = float_tensors(args.repos / BASE / "model.safetensors")
     datasets = {
@@ -288,11 +319,14 @@ def main() -> None:
         "BF16 fine-tune": float_tensors(args.repos / "acme/minilm-codesearch-bf16/model.safetensors"),
         "FP16 cast": ("F16", fp16_cast(base)),
     }
-    print(f"{'data':16} {'codec':12} {'ratio':6}  {'enc 1t':>7} {'enc 2t':>7}  {'dec 1t':>7} {'dec 2t':>7}  "
-          f"{'peakC':>5} {'peakD':>5}   (MB/s; peak = RSS growth / raw size)")
-    plain, decode = bench_plain(datasets, args.repeat)
-    print()
-    delta = bench_delta(args.repos, base, args.repeat)
+    plain = decode = delta = []
+    if args.only != "delta":
+        print(f"{'data':16} {'codec':12} {'ratio':6}  {'enc 1t':>7} {'enc 2t':>7}  {'dec 1t':>7} {'dec 2t':>7}  "
+              f"{'peakC':>5} {'peakD':>5}   (MB/s; peak = RSS growth / raw size)")
+        plain, decode = bench_plain(datasets, args.repeat)
+        print()
+    if args.only != "plain":
+        delta = bench_delta(args.repos, base, args.repeat)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"plain": plain, "decode": decode, "delta": delta, "loadavg": os.getloadavg(),
                                     "cpus": os.cpu_count()}, indent=1))

@@ -4,6 +4,27 @@
 made on the first slice of the tensor, then the rest is coded the same way;
 every frame still falls back on its own to raw inside the codec when coding
 does not pay.
+
+The rule, with decode time in it: a tensor takes its base's delta codec
+(``BaseCandidate.codec``) when that is smaller than plane coding, else plane coding.
+Only one delta codec is tried per base, because the choice between them was settled
+by measurement rather than per tensor: a delta codec must make the member restore at
+>= 0.8x its base's speed, and among those the smallest wins.  Six shared repos
+ingested in hub order, same session (stored/raw of all six; restore MB per CPU-second
+of the fine-tunes next to the FP32 base's):
+
+=================================================  ===============  ===========================
+per tensor                                          six repos        fine-tunes' restore / base
+=================================================  ===============  ===========================
+smaller of xor (frame v2, XOR planes) and ckpt      0.2634           132-275 / 582 MB/cpu-s
+xor, frame v2 (XOR planes)                          0.2700           294-363 / 651
+xor, frame v3 (distances, what ingest writes now)   0.2613           392-447 / 522
+=================================================  ===============  ===========================
+
+Per repo, old choice -> v3: BF16 fine-tune 0.0885 -> 0.0728, frozen BF16 fine-tune
+0.0456 -> 0.0451, FP32 fine-tune 0.3049 -> 0.3034, the rest unchanged: the distance
+coder is smaller than ckpt on every shared member and decodes 3-8x faster, so family
+members use xor only.
 """
 from __future__ import annotations
 
@@ -30,12 +51,9 @@ class BaseCandidate:
     dtype: str | None
     depth: int
     data: memoryview
-    #: The delta codec: "xor" for a family member, "ckpt" for a checkpoint against the previous one.
-    #: A family member is read by every download, so it gets the codec that decodes at plane
-    #: speed; the checkpoint coder (bench/codec.py, one core: ~145 MB/s vs xor's ~1.5 GB/s) saved
-    #: 1% on the shared BF16 fine-tune and 8% on the FP32 one when it was also tried there, which
-    #: made those files download at a quarter of their base's speed. Checkpoints are read once per
-    #: resume, so there the smaller coder wins.
+    #: The delta codec: "xor" for a family member (see the module docstring for the measurement),
+    #: "ckpt" for a checkpoint against the previous one: a checkpoint is read once per resume, so
+    #: there the coder built for optimizer moments (sign flips, dedup/series.py) keeps its place.
     codec: str = "xor"
     why: str = ""
     mechanism: str = "family_delta"  # or checkpoint_delta, for the report
