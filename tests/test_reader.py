@@ -121,3 +121,29 @@ def test_member_wider_than_its_base(vault, tmp_path):
         pytest.skip("the FP32 member was not delta-coded against its BF16 base")
     for start, end in ((0, len(member)), (len(member) // 3, len(member) // 3 + codec.FRAME_SIZE + 9)):
         assert _read(vault, file.id, start, end) == member[start:end]
+
+
+def test_base_frames_kept_once_for_members_of_both_dtypes(vault, tmp_path, monkeypatch):
+    """A BF16 cast reads two FP32 base frames per frame, an FP32 fine-tune one: the base frames the
+    cast's ranges hold are not cached a second time for the fine-tune, whichever is read first."""
+    base = _weights(3)
+    make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("F32", v) for k, v in base.items()})})
+    ingest_folder(vault, tmp_path / "base", "org/base")
+    members = {
+        "org/cast": safetensors_bytes({k: ("BF16", _bf16(v + np.float32(1e-5))) for k, v in base.items()}),
+        "org/f32": safetensors_bytes({k: ("F32", v + np.float32(1e-6)) for k, v in base.items()}),
+    }
+    for repo, data in members.items():
+        make_repo(tmp_path / repo, {"model.safetensors": data, "README.md": b"---\nbase_model: org/base\n---\n"})
+        ingest_folder(vault, tmp_path / repo, repo)
+    with vault.catalog.read_session() as s:
+        files = {repo: tree_of(s, resolve(s, repo, "main", "model").commit)["model.safetensors"] for repo in members}
+        deltas = s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+    assert deltas, "the members must be delta-coded for this test to mean anything"
+    base_bytes = sum(v.nbytes for v in base.values())
+    for order in (["org/cast", "org/f32"], ["org/f32", "org/cast"]):
+        monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
+        for _ in range(2):
+            for repo in order:
+                assert _read(vault, files[repo].id, 0, len(members[repo])) == members[repo]
+        assert reader_mod._base_frames._held <= base_bytes
