@@ -336,13 +336,23 @@ def test_recover_keeps_chunk_references(vault, tmp_path):
 
 
 @pytest.mark.slow
-def test_recover_the_six_shared_repos(shared_repos, tmp_path, monkeypatch):
-    """The six real repos, a second revision on a branch and a tag; the catalog deleted and
+@pytest.mark.parametrize("backend", ["sqlite-local", "postgres-s3"])
+def test_recover_the_six_shared_repos(backend, shared_repos, tmp_path, monkeypatch, request):
+    """The six real repos, a second revision on a branch and a tag; the catalog deleted (the SQLite
+    file, or the PostgreSQL database dropped and created empty, with packs in S3 via moto) and
     `weightvault recover` run: every revision back bit-exact with the same commit ids and refs."""
     from conftest import SHARED_REPOS
 
+    env = {}
+    if backend == "postgres-s3":
+        postgres_server = request.getfixturevalue("postgres_server")
+        postgres_url = request.getfixturevalue("postgres_url")
+        env = {"WEIGHTVAULT_DATABASE_URL": postgres_url, "WEIGHTVAULT_S3_BUCKET": request.getfixturevalue("s3_bucket"),
+               "WEIGHTVAULT_S3_ENDPOINT_URL": request.getfixturevalue("s3_server")}
     for k in ("WEIGHTVAULT_DATABASE_URL", "WEIGHTVAULT_S3_BUCKET"):
         monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     root = tmp_path / "store"
     vault = Vault.open(root)
     for name in SHARED_REPOS:
@@ -352,10 +362,20 @@ def test_recover_the_six_shared_repos(shared_repos, tmp_path, monkeypatch):
         target = resolve(s, SHARED_REPOS[0], "dev")
         s.add(Tag(repo_id=target.repo.id, name="v1.0", commit_id=target.commit.id))
     before, commits = catalog_state(vault.catalog), commits_of(vault)
-    fresh = drop_catalog(vault)
-    fresh.close()
-    (root / "catalog.sqlite").unlink()
-    report = json.loads(run_cli("recover", "--json", env={"WEIGHTVAULT_DATA_DIR": str(root)}).stdout)
+    if backend == "postgres-s3":
+        vault.close()
+        name = postgres_url.rsplit("/", 1)[1]
+        import psycopg
+
+        with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        forget_frame_lists()
+        root = tmp_path / "node2"  # another node: nothing local survives either
+    else:
+        drop_catalog(vault).close()
+        (root / "catalog.sqlite").unlink()
+    report = json.loads(run_cli("recover", "--json", env={"WEIGHTVAULT_DATA_DIR": str(root), **env}).stdout)
     assert report["ok"] and report["repos"] == 6 and report["tags"] == 1
     fresh = Vault.open(root)
     after = catalog_state(fresh.catalog)
