@@ -199,7 +199,8 @@ class Reader:
         return self._plans[object_id]
 
     def prefetch(self, object_ids) -> None:
-        """Load the frame lists of several objects in two queries per PREFETCH_BATCH objects."""
+        """Load the frame lists of several objects, and of their bases, in two queries per
+        PREFETCH_BATCH objects and level of bases."""
         url = self.vault.catalog.url
         wanted = []
         for i in set(object_ids):
@@ -229,6 +230,9 @@ class Reader:
             refs = frames[oid]
             self._plans[oid] = ObjectPlan(oid, digest, dtype, base_id, base_dtype, refs, [f.raw_offset for f in refs])
             _shared_plans.put((url, oid), self._plans[oid])
+        # Their bases too, one level per call (chains are bounded in depth): decode threads asked
+        # for each base tensor's frames on its own, two queries per tensor of a cold member.
+        self.prefetch(b for _, _, _, b, _ in objects if b is not None)
 
     def forget(self, object_ids) -> None:
         """Drop cached frame lists (this process's) of objects whose frames were just replaced."""
