@@ -6,8 +6,12 @@ The corpus, in the order a hub would receive it: the six shared repos, then the 
 re-published as pytorch_model.bin (torch.save), GGUF (F32, and Q8_0 via the gguf package),
 ONNX (onnx, initializers inline), NumPy .npz, in an unknown container (its tensors behind a
 header of its own), the FP32 fine-tune saved by another class (every key prefixed ``bert.``),
-and the base with 100 vocabulary rows added. Per repo, the bytes each store adds:
-- weightvault: one embedded store, every repo ingested in order (ingest alone, no rebase);
+the base with 100 vocabulary rows added, and another continuation of that fine-tune saved with 100
+rows added (every stored row changed a little: only a delta of the shared rows predicts them).
+Per repo, the bytes each store adds:
+- weightvault: one embedded store, every repo ingested in order (ingest alone, no `weightvault
+  rebase`; what an ingest saved by re-coding an earlier member against the new repo is subtracted
+  from that repo's bytes);
 - Xet-like CDC: Xet's chunks (64 KiB average, the same cut points hf_xet makes), LZ4 per chunk,
   each unique chunk counted once store-wide;
 - ZipNN per file: each file alone, its tensors by dtype with ZipNN (any container
@@ -83,6 +87,11 @@ def build_corpus(repos: Path, out: Path) -> list[tuple[str, Path]]:
     rng = np.random.default_rng(0)
     grown[emb] = np.concatenate([base[emb], (rng.standard_normal((100, base[emb].shape[1])) * 0.02).astype(np.float32)])
     corpus.append(repo("hub/minilm-vocab-extended", {"model.safetensors": st_bytes(grown)}))
+    # Another continuation of the run, saved with added tokens: every stored row changed a little, 100 new.
+    tuned = continued_finetune(repos, seed=2)
+    added = (np.random.default_rng(3).standard_normal((100, base[emb].shape[1])) * 0.02).astype(np.float32)
+    tuned[emb] = np.concatenate([tuned[emb], added])
+    corpus.append(repo("hub/minilm-ft-vocab-extended", {"model.safetensors": st_bytes(tuned)}))
     shutil.rmtree(scratch)
     return corpus
 
@@ -94,10 +103,10 @@ def st_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     return safetensors_bytes({k: (names[str(v.dtype)], v) for k, v in tensors.items()})
 
 
-def continued_finetune(repos: Path) -> dict[str, np.ndarray]:
+def continued_finetune(repos: Path, seed: int = 1) -> dict[str, np.ndarray]:
     """The FP32 fine-tune trained a little further (a small update on every weight), so its tensors
     are new bytes that only a delta against the fine-tune predicts."""
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     return {k: (v + rng.standard_normal(v.shape).astype(np.float32) * np.float32(1e-4) * (v.std() or 1)).astype(np.float32)
             if v.dtype == np.float32 else v for k, v in load_weights(repos / FT32).items()}
 
@@ -186,7 +195,9 @@ def main() -> None:
         for name, folder in corpus:
             raw = folder_bytes(folder)
             t0 = time.perf_counter()
-            ours = ingest_folder(vault, folder, name).new_stored_bytes
+            result = ingest_folder(vault, folder, name)
+            # Members this repo's ingest re-coded smaller against it (dedup/rebase.py) count as its saving.
+            ours = result.new_stored_bytes - sum(saved for _, _, saved in result.rebased)
             t1 = time.perf_counter()
             rows.append({"repo": name, "raw_bytes": raw, "weightvault": ours, "cdc_lz4": cdc.add(folder),
                          "zipnn_per_file": zipnn_folder(folder), "ingest_MBps": raw / (t1 - t0) / 1e6})

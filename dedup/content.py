@@ -207,9 +207,26 @@ class ContentWriter:
                 pieces, cuts = opaque.match_run(data, self._find_chunks, self._object_bytes)
                 if sum(p.length for p in pieces if p.digest) >= SHARED_TENSOR * len(data):
                     return self._stage_pieces(data, t.start, pieces, progress)
+        if base is not None and shape and (shared := _shared_rows(data, t.dtype, shape, base)) < shape[0]:
+            if shared:
+                return self._stage_grown(rel, data, t, shape, shared, base, progress)
+            base = None  # it holds less than a row of ours
         obj = self._stage_object(rel, data, "tensor", t.name, t.dtype, shape, progress,
                                  digest=digest, base=base, cuts=cuts)
         return [StagedSegment(t.start, t.end - t.start, t.name, object_digest=obj)]
+
+    def _stage_grown(self, rel: str, data: memoryview, t: formats.Tensor, shape: list[int], shared: int,
+                     base: BaseCandidate, progress: Progress) -> list[StagedSegment]:
+        """A tensor grown by rows (added vocabulary) whose base holds its first ``shared`` rows: those
+        rows delta-coded against the base as the tensor's object, the added rows an object of their
+        own after it in the file (the codecs and the read path see two ordinary objects)."""
+        cut = len(data) * shared // shape[0]
+        head = self._stage_object(rel, data[:cut], "tensor", t.name, t.dtype, [shared, *shape[1:]], progress,
+                                  base=base)
+        tail = self._stage_object(rel, data[cut:], "tensor", None, t.dtype, [shape[0] - shared, *shape[1:]],
+                                  progress)
+        return [StagedSegment(t.start, cut, t.name, object_digest=head),
+                StagedSegment(t.start + cut, len(data) - cut, None, object_digest=tail)]
 
     def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor]) -> dict[int, str]:
         """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
@@ -445,3 +462,11 @@ def _encode_whole(data: memoryview, dtype: str | None, base: BaseCandidate | Non
     """On the encode thread: the codec choice and every frame of an object of at most a slice."""
     choice = choose_and_encode(data, dtype, base, threads=threads)
     return choice, list(choice.frame_slices())
+
+
+def _shared_rows(data: memoryview, dtype: str | None, shape: list[int], base: BaseCandidate) -> int:
+    """How many of the tensor's leading rows ``base`` holds (all of them unless it grew)."""
+    base_elements = fingerprints.elements(len(base.data), base.dtype)
+    elements = fingerprints.elements(len(data), dtype)
+    row = elements // shape[0] if shape[0] else 0
+    return base_elements // row if row and base_elements < elements else shape[0]

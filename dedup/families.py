@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,14 +339,20 @@ class FamilyMatcher:
                                                     f"fingerprint match {h.digest[:12]}", False))
             best, best_key = None, None
             elems = fingerprints.elements(len(data), dtype)
+            row = math.prod(shape[1:]) if shape else 0
             for oid, (t, why, is_named) in candidates.items():
-                if t.depth >= MAX_DEPTH or fingerprints.elements(t.raw_size, t.dtype) != elems:
+                n = fingerprints.elements(t.raw_size, t.dtype)
+                # Same size, or our first rows (a vocabulary grown by added tokens): content.py then
+                # codes the rows they share against it and the added rows alone.
+                whole = n == elems
+                if t.depth >= MAX_DEPTH or not (whole or (row and 0 < n < elems and n % row == 0)):
                     continue
                 theirs = prints.get(oid)
-                if ours is None or theirs is None:
+                mine = ours if whole else fingerprints.of(data[:n * fingerprints.BITS[dtype] // 8], dtype)
+                if mine is None or theirs is None:
                     agree, lead = 0.0, -1.0  # stored before fingerprints: usable by name, ranked last
                 else:
-                    agree, lead = fingerprints.score(ours, theirs, dtype)
+                    agree, lead = fingerprints.score(mine, theirs, dtype)
                 if not is_named and agree < fingerprints.SIMILAR_ENOUGH:
                     continue
                 # A narrower stored tensor that predicts us best is most likely our own cast (a BF16
@@ -354,7 +361,7 @@ class FamilyMatcher:
                 # nothing: 287 KB for the pair against 298 KB the other way (tests/test_rebase.py's
                 # family). So it is used only when no candidate of our width or wider qualifies.
                 wide_enough = fingerprints.BITS[t.dtype] >= fingerprints.BITS[dtype]
-                key = (wide_enough, lead, -t.depth, is_named)
+                key = (whole, wide_enough, lead, -t.depth, is_named)
                 if best_key is None or key > best_key:
                     best, best_key = (t, why), key
             if best is None:
