@@ -16,11 +16,11 @@ import fnmatch
 import hashlib
 from datetime import datetime
 
-from weightvault.dedup.hashing import git_blob_sha1, lfs_pointer
+from weightvault.dedup.hashing import LFS_MIN_SIZE, git_blob_sha1, lfs_pointer
 from weightvault.store.models import Commit, File, Repo
 
-#: Files at least this large are LFS whatever their name (the hub's 10 MB regular-file limit).
-LFS_MIN_SIZE = 10 * 1024 * 1024
+# LFS_MIN_SIZE: files at least this large are LFS whatever their name (the hub's 10 MB regular-file
+# limit); defined in dedup/hashing, which skips their content's git sha1.
 
 #: The name patterns of the hub's default ``.gitattributes`` (``filter=lfs``).
 LFS_PATTERNS = (

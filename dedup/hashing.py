@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class FileDigest:
     sha256: str
-    git_sha1: str
+    git_sha1: str  # "" from LFS_MIN_SIZE bytes on
     size: int
 
 
@@ -17,6 +17,12 @@ class FileDigest:
 #: (hashlib releases the GIL): 0.09 s of a 0.7 cpu-s ingest of the 91 MB FP32 base was the two in turn.
 PARALLEL_HASH_BYTES = 4 << 20
 _hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-hash")
+
+#: Files this big are LFS files to a hub whatever their name (its default threshold). A hub never
+#: shows their content's git blob sha1 (the ETag is the sha256, the tree shows the LFS pointer's
+#: blob), so it is not computed for them (``FileDigest.git_sha1`` is ""): it was a second full pass
+#: over every large file, 0.05 cpu-s per 91 MB.
+LFS_MIN_SIZE = 10 * 1024 * 1024
 
 
 def _git_sha1(view: memoryview) -> str:
@@ -27,6 +33,8 @@ def _git_sha1(view: memoryview) -> str:
 
 def digest_bytes(data) -> FileDigest:
     view = memoryview(data)
+    if len(view) >= LFS_MIN_SIZE:
+        return FileDigest(hashlib.sha256(view).hexdigest(), "", len(view))
     if len(view) < PARALLEL_HASH_BYTES:
         return FileDigest(hashlib.sha256(view).hexdigest(), _git_sha1(view), len(view))
     git = _hash_pool.submit(_git_sha1, view)

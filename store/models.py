@@ -111,7 +111,7 @@ class File(Base):
     __tablename__ = "files"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    git_sha1: Mapped[str] = mapped_column(String(40))  # the hub's ETag for small files
+    git_sha1: Mapped[str] = mapped_column(String(40))  # the hub's ETag for small files; "" for LFS-size ones
     size: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(32), default="blob")  # safetensors | torch-zip | blob
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
