@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, insert, select, update
 
 from weightvault.errors import FamilyNotFound
 from weightvault.store import Vault, journal
@@ -88,11 +88,9 @@ class _Recoded:
     raw_size: int
     old_size: int
     old_base: int | None
-    old_depth: int
     base_id: int
     codec: str
     mechanism: str
-    depth: int
     reason: str
     frames: list[tuple[int, int, str, int]]  # raw offset, raw size, codec, coded size
     payloads: list[bytes]  # the coded frames, until written to a pack
@@ -195,6 +193,9 @@ class Rebaser:
             return None
         picked.sort(key=lambda c: -scores[c[1]])
         result.tried_bytes += sum(t.raw_size for t in own.values())
+        with self.vault.catalog.read_session() as s:  # the chains above the candidates and below ours
+            graph = _Graph.load(s, [theirs[sid][n].object_id for sid, _ in picked for n in own if n in theirs[sid]],
+                                [t.object_id for t in own.values()])
         recoded: dict[int, tuple[str, _Recoded]] = {}
         writer = None if self.dry_run else self.vault.pack_writer()
         try:
@@ -202,7 +203,7 @@ class Rebaser:
                 best = None
                 for sid, sname in picked:
                     cand = theirs[sid].get(tname)
-                    attempt = self._try(mine, cand, f"{sname}:{tname}") if cand else None
+                    attempt = self._try(mine, cand, f"{sname}:{tname}", graph) if cand else None
                     if attempt is not None and (best is None or attempt.stored_size < best[1].stored_size):
                         best = (sname, attempt)
                 if best is not None:  # into a pack now: memory holds one tensor's frames at a time
@@ -257,18 +258,14 @@ class Rebaser:
     def _elements(self, t: StoredTensor) -> int:
         return t.raw_size // self._itemsize(t)
 
-    def _try(self, mine: StoredTensor, cand: StoredTensor, why: str) -> _Recoded | None:
+    def _try(self, mine: StoredTensor, cand: StoredTensor, why: str, graph: "_Graph") -> _Recoded | None:
         """The tensor coded against ``cand``, if that is allowed and saves enough."""
         if cand.object_id == mine.object_id or not _predicts(mine.dtype, cand.dtype) \
                 or self._elements(cand) != self._elements(mine) or cand.depth >= MAX_DEPTH:
             return None
-        with self.vault.catalog.read_session() as s:
-            row = s.execute(select(Object.stored_size, Object.base_id, Object.depth)
-                            .where(Object.id == mine.object_id)).one()
-            if mine.object_id in self._chain(s, cand.object_id):
-                return None  # cand is (transitively) coded against this object
-            if _deepest_below(s, mine.object_id, row.depth) + cand.depth + 1 - row.depth > MAX_DEPTH:
-                return None  # what is coded against this object would end up past the bound
+        if graph.refusal(mine.object_id, cand.object_id):
+            return None
+        row = graph.rows[mine.object_id]
         data = self.reader.object_range(mine.object_id, 0, mine.raw_size)
         base = self._raw(cand)
         choice = choose_and_encode(memoryview(data), mine.dtype,
@@ -283,8 +280,8 @@ class Rebaser:
                 frames.append((offset, info.raw_size, info.codec, len(f)))
                 payloads.append(f)
                 offset += info.raw_size
-        rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, row.depth, cand.object_id,
-                       choice.codec, choice.mechanism, choice.depth, choice.reason, frames, payloads)
+        rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, cand.object_id,
+                       choice.codec, choice.mechanism, choice.reason, frames, payloads)
         return rec if rec.stored_size <= (1 - MIN_SAVING) * row.stored_size else None
 
     def _raw(self, t: StoredTensor):
@@ -306,36 +303,39 @@ class Rebaser:
         our frames for it go to gc)."""
         def land(session) -> list[_Recoded]:
             claim_packs(session, list(shipped.values()))
+            # Locked, so that a concurrent switch or ingest touching these chains waits for us (or
+            # deadlocks and is retried), then sees what we did: never a loop, never past the bound.
+            graph = _Graph.load(session, [rec.base_id for rec in recoded], [rec.object_id for rec in recoded],
+                                lock=True)
             switched = []
             for rec in recoded:
-                # Locked: a concurrent switch coding our new base against this object (PostgreSQL
-                # sees it only once committed) waits for us or deadlocks and is retried; never a loop.
-                if rec.object_id in self._chain(session, rec.base_id, lock=True):
-                    continue
-                # Dependents locked too: an ingest coding a new object against this one waits.
-                below = _dependents(session, rec.object_id, lock=True)
-                shift = rec.depth - rec.old_depth
-                if below and shift and session.scalar(select(func.max(Object.depth)).where(
-                        Object.id.in_(below))) + shift > MAX_DEPTH:
-                    continue
-                changed = session.execute(update(Object).where(
-                    Object.id == rec.object_id, Object.stored_size == rec.old_size,
-                    Object.base_id.is_not_distinct_from(rec.old_base), Object.depth == rec.old_depth,
-                ).values(stored_size=rec.stored_size, codec=rec.codec, mechanism=rec.mechanism, base_id=rec.base_id,
-                         depth=rec.depth, reason=rec.reason)).rowcount
-                if not changed:
-                    continue
+                now = graph.rows.get(rec.object_id)
+                if now is None or (now.stored_size, now.base_id) != (rec.old_size, rec.old_base) \
+                        or graph.refusal(rec.object_id, rec.base_id):
+                    continue  # re-coded by another writer meanwhile, or no longer allowed
+                depth = graph.rows[rec.base_id].depth + 1
+                below = graph.below(rec.object_id)
+                session.execute(update(Object).where(Object.id == rec.object_id).values(
+                    stored_size=rec.stored_size, codec=rec.codec, mechanism=rec.mechanism, base_id=rec.base_id,
+                    depth=depth, reason=rec.reason))
                 journal.touch(session, Object, rec.object_id)
-                if below and shift:
-                    session.execute(update(Object).where(Object.id.in_(below)).values(depth=Object.depth + shift))
+                if below and depth != now.depth:  # what is coded against it moves along (bytes unchanged)
+                    for i in range(0, len(below), 900):
+                        session.execute(update(Object).where(Object.id.in_(below[i:i + 900]))
+                                        .values(depth=Object.depth + depth - now.depth))
                     for oid in below:
                         journal.touch(session, Object, oid)
-                session.execute(delete(Frame).where(Frame.object_id == rec.object_id))
-                for seq, ((raw_offset, raw_size, codec_name, _), loc) in enumerate(zip(rec.frames, rec.locations)):
-                    session.add(Frame(object_id=rec.object_id, seq=seq, raw_offset=raw_offset, raw_size=raw_size,
-                                      codec=codec_name, pack_id=shipped[loc.pack], pack_offset=loc.offset,
-                                      size=loc.size))
+                graph.move(rec.object_id, rec.base_id, rec.stored_size)
                 switched.append(rec)
+            ids = [rec.object_id for rec in switched]
+            for i in range(0, len(ids), 900):
+                session.execute(delete(Frame).where(Frame.object_id.in_(ids[i:i + 900])))
+            frames = [{"object_id": rec.object_id, "seq": seq, "raw_offset": raw_offset, "raw_size": raw_size,
+                       "codec": codec_name, "pack_id": shipped[loc.pack], "pack_offset": loc.offset, "size": loc.size}
+                      for rec in switched
+                      for seq, ((raw_offset, raw_size, codec_name, _), loc) in enumerate(zip(rec.frames, rec.locations))]
+            if frames:  # the touched objects' records carry their frames (journal.touch)
+                session.execute(insert(Frame), frames)
             if switched:
                 session.execute(update(Repo).where(Repo.id == repo_id).values(base_repo_id=base_repo_id,
                                                                               family_reason=why))
@@ -350,44 +350,92 @@ class Rebaser:
         self.reader.forget(rec.object_id for rec in switched)
         return switched
 
-    @staticmethod
-    def _chain(session, object_id: int, lock: bool = False) -> set[int]:
+
+
+@dataclass
+class _Row:
+    base_id: int | None
+    depth: int
+    stored_size: int
+
+
+@dataclass
+class _Graph:
+    """Part of the object graph, in memory: the chains above some objects and what is coded
+    against others, so that the cycle and depth rules need no query per tensor."""
+
+    rows: dict[int, _Row]
+    children: dict[int, list[int]]
+
+    @classmethod
+    def load(cls, session, above: list[int], below: list[int], lock: bool = False) -> "_Graph":
+        """``above`` and ``below`` with every object they are coded against, and every object coded
+        against ``below``: a query per level and 900 objects (chains are at most MAX_DEPTH long)."""
+        rows: dict[int, _Row] = {}
+
+        def fetch(column, ids) -> list[int]:
+            got = []
+            for i in range(0, len(ids), 900):
+                query = select(Object.id, Object.base_id, Object.depth, Object.stored_size) \
+                    .where(column.in_(ids[i:i + 900]))
+                for oid, base_id, depth, size in session.execute(query.with_for_update() if lock else query):
+                    if oid not in rows:
+                        rows[oid] = _Row(base_id, depth, size)
+                        got.append(oid)
+            return got
+
+        frontier = list(set(above) | set(below))
+        while frontier:  # up
+            fetch(Object.id, frontier)
+            frontier = list({r.base_id for r in rows.values() if r.base_id is not None} - rows.keys())
+        frontier = list(set(below))
+        while frontier:  # down
+            frontier = fetch(Object.base_id, frontier)
+        children: dict[int, list[int]] = {}
+        for oid, r in rows.items():
+            if r.base_id is not None:
+                children.setdefault(r.base_id, []).append(oid)
+        return cls(rows, children)
+
+    def chain(self, object_id: int) -> set[int]:
         seen, at = set(), object_id
-        while at is not None and at not in seen and len(seen) <= MAX_DEPTH + 1:
+        while at is not None and at not in seen and at in self.rows:
             seen.add(at)
-            query = select(Object.base_id).where(Object.id == at)
-            at = session.scalar(query.with_for_update() if lock else query)
+            at = self.rows[at].base_id
         return seen
 
+    def below(self, object_id: int) -> list[int]:
+        """Everything coded against ``object_id``, directly or not."""
+        seen, stack = {object_id}, list(self.children.get(object_id, ()))
+        while stack:
+            at = stack.pop()
+            if at not in seen:
+                seen.add(at)
+                stack.extend(self.children.get(at, ()))
+        return sorted(seen - {object_id})
 
+    def refusal(self, object_id: int, base_id: int) -> str | None:
+        """Why ``object_id`` may not be coded against ``base_id`` now (None: it may)."""
+        if object_id in self.chain(base_id):
+            return "a loop: the base is coded against it"
+        shift = self.rows[base_id].depth + 1 - self.rows[object_id].depth
+        if max((self.rows[b].depth for b in self.below(object_id)), default=self.rows[object_id].depth) \
+                + shift > MAX_DEPTH:
+            return "past the depth bound"
+        return None
 
-def _walk(session, key, value, start: list[int], lock: bool = False) -> set[int]:
-    """Objects reached from ``start`` by following ``key`` -> ``value`` repeatedly, level by level
-    (at most MAX_DEPTH + 1 levels: no chain is longer); ``start`` not included."""
-    seen, frontier = set(start), list(start)
-    for _ in range(MAX_DEPTH + 1):
-        found = set()
-        for i in range(0, len(frontier), 900):
-            query = select(value).where(key.in_(frontier[i:i + 900]), value.is_not(None))
-            found.update(session.scalars(query.with_for_update() if lock else query))
-        frontier = list(found - seen)
-        if not frontier:
-            break
-        seen.update(frontier)
-    return seen - set(start)
+    def move(self, object_id: int, base_id: int, stored_size: int) -> None:
+        row = self.rows[object_id]
+        shift = self.rows[base_id].depth + 1 - row.depth
+        for b in self.below(object_id):
+            self.rows[b].depth += shift
+        if row.base_id is not None:
+            self.children[row.base_id].remove(object_id)
+        self.children.setdefault(base_id, []).append(object_id)
+        self.rows[object_id] = _Row(base_id, row.depth + shift, stored_size)
 
 
 def _ancestors(session, ids: list[int]) -> set[int]:
     """The objects ``ids`` are coded against, directly or not."""
-    return _walk(session, Object.id, Object.base_id, ids)
-
-
-def _dependents(session, object_id: int, lock: bool = False) -> set[int]:
-    """The objects coded against ``object_id``, directly or not."""
-    return _walk(session, Object.base_id, Object.id, [object_id], lock)
-
-
-def _deepest_below(session, object_id: int, depth: int) -> int:
-    """The greatest depth among the objects coded against ``object_id`` (its own if none)."""
-    below = _dependents(session, object_id)
-    return session.scalar(select(func.max(Object.depth)).where(Object.id.in_(below))) if below else depth
+    graph = _Graph.load(session, ids, [])
+    return set(graph.rows) - set(ids)
