@@ -328,8 +328,11 @@ def main() -> None:
     if args.only != "plain":
         delta = bench_delta(args.repos, base, args.repeat)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"plain": plain, "decode": decode, "delta": delta, "loadavg": os.getloadavg(),
-                                    "cpus": os.cpu_count()}, indent=1))
+    results = {"plain": plain, "decode": decode, "delta": delta}
+    if args.only and args.out.exists():  # keep the table this run skipped
+        kept = json.loads(args.out.read_text())
+        results = {k: v or kept.get(k, []) for k, v in results.items()}
+    args.out.write_text(json.dumps({**results, "loadavg": os.getloadavg(), "cpus": os.cpu_count()}, indent=1))
     print(f"\nload average at the end: {os.getloadavg()}; wrote {args.out}")
 
 
