@@ -62,22 +62,41 @@ static inline __attribute__((always_inline)) void contexts_body(uint8_t *cx, con
     }
 }
 
-#define CONTEXTS_VARIANTS(k, t) \
-    if (k == 2 && t == 4) contexts_body(cx, pred, n_el, 2, sh, mask, bias, 4); \
-    else if (k == 2) contexts_body(cx, pred, n_el, 2, sh, mask, bias, NCTX_MAX); \
-    else if (t == 4) contexts_body(cx, pred, n_el, 4, sh, mask, bias, 4); \
+static void contexts_scalar(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k, unsigned sh, unsigned mask,
+                            int bias, unsigned tables)
+{
+    if (k == 2 && tables == 4) contexts_body(cx, pred, n_el, 2, sh, mask, bias, 4);
+    else if (k == 2) contexts_body(cx, pred, n_el, 2, sh, mask, bias, NCTX_MAX);
+    else if (tables == 4) contexts_body(cx, pred, n_el, 4, sh, mask, bias, 4);
     else contexts_body(cx, pred, n_el, 4, sh, mask, bias, NCTX_MAX);
+}
 
+/* AVX2: 16 contexts per step in 16-bit lanes (F32's exponents narrowed first).  The
+ * compiler did not vectorise the scalar loop: 4.9% of a BF16 fine-tune's decode. */
 __attribute__((target("avx2"))) static void contexts_avx2(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k,
                                                           unsigned sh, unsigned mask, int bias, unsigned tables)
 {
-    CONTEXTS_VARIANTS(k, tables)
-}
-
-static void contexts_sse2(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned k, unsigned sh, unsigned mask,
-                          int bias, unsigned tables)
-{
-    CONTEXTS_VARIANTS(k, tables)
+    const __m128i shift = _mm_cvtsi32_si128((int)sh);
+    const __m256i m = _mm256_set1_epi16((short)mask), b = _mm256_set1_epi16((short)bias);
+    const __m256i top = _mm256_set1_epi16(NCTX_MAX - 1), eleven = _mm256_set1_epi16(11), zero = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n_el; i += 16) {
+        __m256i e;
+        if (k == 2) {
+            e = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(pred + 2 * i)), shift), m);
+        } else {
+            __m256i lo = _mm256_srl_epi32(_mm256_loadu_si256((const __m256i *)(pred + 4 * i)), shift);
+            __m256i hi = _mm256_srl_epi32(_mm256_loadu_si256((const __m256i *)(pred + 4 * i + 32)), shift);
+            lo = _mm256_and_si256(lo, _mm256_set1_epi32((int)mask));
+            hi = _mm256_and_si256(hi, _mm256_set1_epi32((int)mask));
+            e = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xd8);
+        }
+        __m256i o = _mm256_min_epi16(_mm256_max_epi16(_mm256_sub_epi16(b, e), zero), top);
+        if (tables == 4) o = _mm256_srli_epi16(_mm256_mullo_epi16(o, eleven), 5);
+        __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(o), _mm256_extracti128_si256(o, 1));
+        _mm_storeu_si128((__m128i *)(cx + i), bytes);
+    }
+    contexts_scalar(cx + i, pred + k * i, n_el - i, k, sh, mask, bias, tables);
 }
 
 static int simd; /* wv_mag_select_kernel */
@@ -87,7 +106,7 @@ static void contexts(uint8_t *cx, const uint8_t *pred, size_t n_el, unsigned dty
     unsigned sh = 0, mask = 0;
     int bias = 0;
     wv_exp_layout(dtype, &sh, &mask, &bias);
-    (simd > 0 ? contexts_avx2 : contexts_sse2)(cx, pred, n_el, wv_dtype_size(dtype), sh, mask, bias, tables);
+    (simd > 0 ? contexts_avx2 : contexts_scalar)(cx, pred, n_el, wv_dtype_size(dtype), sh, mask, bias, tables);
 }
 
 /* ---- encoder ---- */
