@@ -210,13 +210,16 @@ void wv_rans_build_etab(const uint16_t freq[256], wv_rans_esym etab[256])
     }
 }
 
-/* entry = symbol | freq << 8 | (slot - cum) << 20; freq < 4096 always (normalize). */
+/* entry = symbol | freq << 8 | (slot - cum) << 20; freq < 4096 always (normalize), and
+ * the frequencies sum to 4096 (normalize, wv_rans_read_table).  size_t offsets let the
+ * compiler vectorise the fill (with uint32_t ones it did not: 6.9% of a BF16 fine-tune's
+ * decode, whose frames build up to 12 tables). */
 void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M])
 {
-    uint32_t cum = 0;
+    uint32_t *out = dtab;
     for (uint32_t s = 0; s < 256; s++) {
-        uint32_t f = freq[s];
-        for (uint32_t k = 0; k < f; k++) dtab[cum + k] = s | (f << 8) | (k << 20);
-        cum += f;
+        uint32_t f = freq[s], e = s | f << 8;
+        for (size_t k = 0; k < f; k++) out[k] = e + ((uint32_t)k << 20);
+        out += f;
     }
 }
