@@ -121,7 +121,13 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         return commit.oid, True
 
     oid, changed = retrying(vault.catalog, land)
-    done = Rebaser(vault).onto(repo, profile.tensors) if rebase and changed and previous is None and profile.tensors else None
+    done = None
+    if rebase and changed and previous is None and profile.tensors:
+        try:
+            done = Rebaser(vault).onto(repo, profile.tensors)
+        except Exception as exc:  # the revision has landed: say so, and how to finish, rather than fail the ingest
+            writer.warnings.append(f"{repo} is stored, but re-coding earlier family members against it failed "
+                                   f"({type(exc).__name__}: {exc}); they keep their coding: run `weightvault rebase`")
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
                         len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings,
                         [(m.repo, m.tensors, m.bytes_before - m.bytes_after) for m in done.members] if done else [],

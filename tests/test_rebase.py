@@ -228,3 +228,20 @@ def test_rebasing_an_object_others_are_coded_against_moves_their_depth_along(vau
         assert base_id[d] == t.object_id and depth[d] == 3
     chains(vault)
     assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/derived", "org/tuned"])
+
+
+def test_a_failed_rebasing_leaves_the_ingest_landed_and_says_what_to_do(vault, tmp_path, monkeypatch):
+    from weightvault.dedup import rebase
+
+    base, tuned = family(6)
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+
+    def busy(*a, **k):  # the switch's transaction failing (fault injected, as the crash tests do)
+        raise RuntimeError("database is locked")
+    monkeypatch.setattr(rebase.Rebaser, "_commit", busy)
+    result = ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    assert result.rebased == [] and any("weightvault rebase" in w for w in result.warnings)
+    monkeypatch.undo()
+    assert [m.repo for m in Rebaser(vault).run().members] == ["org/tuned-bf16"]
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
