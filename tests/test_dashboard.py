@@ -151,6 +151,13 @@ def test_cli_and_api_report_agree(store_env, report):
     assert json.loads(run_cli("report", "--json", env=store_env).stdout) == report
 
 
+def test_cli_report_reads_at_80_columns(store_env, report):
+    text = run_cli("report", env={**store_env, "COLUMNS": "80"}).stdout
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"{report['overall']['stored_bytes'] / report['overall']['raw_bytes']:.3f}" in text
+    assert "mirror-org/all-MiniLM-L6-v2" in text  # names fold onto a second line only when longer
+
+
 @needs_chromium
 def test_overview_matches_json_report(server, report, browser, screens):
     page = Elements(browser.dom(server + "/", screens / "overview.png", 2000))
