@@ -18,11 +18,12 @@ Every command works on the store named by ``--data-dir`` (or
 ``WEIGHTVAULT_DATABASE_URL`` and packs in ``WEIGHTVAULT_S3_BUCKET`` when set.
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
                   context_settings={"help_option_names": ["-h", "--help"]})
-db_app = typer.Typer(help="Catalog database maintenance.", no_args_is_help=True)
+db_app = typer.Typer(help="Catalog database maintenance.", no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(db_app, name="db")
-token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True,
+                        rich_markup_mode="markdown")
 app.add_typer(token_app, name="token")
 console = Console(stderr=True)
 out = Console()

@@ -12,8 +12,10 @@ from .common import DataDir, JsonOut, app, human, open_vault, out
 
 @app.command()
 def report(data_dir: Optional[Path] = DataDir, as_json: bool = JsonOut):
-    """Storage savings per repo, per family and overall: the stored size, then the share of
-    raw bytes each mechanism saved (`--json` gives bytes)."""
+    """Storage savings per repo, per family and overall.
+
+    First the stored size, then the share of raw bytes each mechanism saved (`--json` gives
+    the bytes)."""
     from weightvault.dedup.report import build_report
 
     vault = open_vault(data_dir)

@@ -27,9 +27,11 @@ def ingest(
     data_dir: Optional[Path] = DataDir,
     as_json: bool = JsonOut,
 ):
-    """Store a model repo folder as a new revision: dedup files and tensors, delta-code fine-tunes
-    against their family base and checkpoints against the previous one, plane-code the rest.
-    Then re-code earlier family members against this repo where it predicts them better (a BF16
+    """Store a model repo folder as a new revision, deduplicated and delta-coded.
+
+    Files and tensors already stored are kept once; fine-tunes are delta-coded against their
+    family base, checkpoints against the previous one, and the rest plane-coded. Then earlier
+    family members are re-coded against this repo where it predicts them better (a BF16
     fine-tune stored before the FP32 weights it was cast from), as `weightvault rebase` would."""
     from weightvault.dedup.ingest import ingest_folder, walk_repo
 
