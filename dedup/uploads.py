@@ -6,6 +6,7 @@ young files for that reason. ``commit_changes`` then edits a branch's tree.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from .commits import (
 from .content import ContentWriter
 from .names import InvalidName, check_path, check_repo_name
 from .reader import Reader
+from .rebase import Rebaser
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,26 +45,40 @@ def has_file(vault: Vault, sha256: str) -> bool:
 
 def _base_for(vault: Vault, repo_name: str, rel: str, path: Path | None):
     """Coding base for a file uploaded into ``repo_name``: the repo's recorded base, else a family match;
-    besides, the repo's own stored tensors and any stored tensor its fingerprint finds."""
+    besides, the repo's own stored tensors and any stored tensor its fingerprint finds. Returns the
+    base function and, when this file decided the family, the decision and profile to record."""
     matcher = families.FamilyMatcher(vault, Reader(vault))
     with vault.catalog.read_session() as s:
         repo = s.scalar(select(Repo).where(Repo.name == repo_name))
         if repo is not None and repo.base_repo_id:
-            return matcher.base_for(s.get(Repo, repo.base_repo_id).name, repo=repo_name)
+            return matcher.base_for(s.get(Repo, repo.base_repo_id).name, repo=repo_name), None
+        placed = repo is not None and repo.family_id is not None
     if path is None:
-        return matcher.base_for(None, repo=repo_name)
-    decision = matcher.decide(repo_name, families.profile_folder([(rel, path)]))
-    return matcher.base_for(decision.base_repo, repo=repo_name)
+        return matcher.base_for(None, repo=repo_name), None
+    profile = families.profile_folder([(rel, path)])
+    decision = matcher.decide(repo_name, profile)
+    # The first tensor file uploaded into a repo with no family yet places it, as ingest does for a
+    # folder: later repos then find it by signature, and re-basing at commit works within the family.
+    verdict = (decision, profile) if profile.tensors and not placed else None
+    return matcher.base_for(decision.base_repo, repo=repo_name), verdict
 
 
 def store_file(vault: Vault, repo_name: str, path: Path, rel: str = "upload.bin") -> tuple[str, list[str]]:
     """Store one uploaded file's content (deduplicated and coded); returns its sha256 and any warnings
     (a ``*.safetensors`` file that does not parse is stored as opaque bytes, not refused)."""
     check_repo_name(repo_name)
-    writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, rel, path))
+    base_for, verdict = _base_for(vault, repo_name, rel, path)
+    writer = ContentWriter(vault, base_for=base_for)
     with writer.staging():
         sha = writer.add_path(path, rel).digest.sha256
-    retrying(vault.catalog, writer.land)
+
+    def land(session) -> None:
+        writer.land(session)
+        repo = session.scalar(select(Repo).where(Repo.name == repo_name))
+        if verdict is not None and repo is not None and repo.family_id is None:
+            families.record(session, repo, *verdict)
+
+    retrying(vault.catalog, land)
     return sha, writer.warnings
 
 
@@ -70,7 +88,7 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
     """Apply ``changes`` to the branch's tree as one new commit; returns the commit id."""
     for path in [*changes.add_stored, *changes.add_bytes, *changes.delete_files]:
         check_path(path)
-    writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, "", None))
+    writer = ContentWriter(vault, base_for=_base_for(vault, repo_name, "", None)[0])
     with writer.staging():
         small = {p: writer.add_bytes(data, p).digest.sha256 for p, data in changes.add_bytes.items()}
 
@@ -111,4 +129,17 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
                                 new_stored_bytes=writer.new_stored_bytes))
         return commit.oid
 
-    return retrying(vault.catalog, land)
+    oid = retrying(vault.catalog, land)
+    if changes.add_stored:
+        _rebase_onto(vault, repo_name)
+    return oid
+
+
+def _rebase_onto(vault: Vault, repo_name: str) -> None:
+    """Re-code earlier family members that the newly committed weights predict better, as ingest
+    does. The commit has landed: a failure leaves the members as they were (``weightvault rebase``
+    finishes the job), so it is logged, not raised to the client."""
+    try:
+        Rebaser(vault).onto(repo_name)
+    except Exception:
+        log.warning("re-basing family members on %s failed; run `weightvault rebase`", repo_name, exc_info=True)

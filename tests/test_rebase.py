@@ -245,3 +245,33 @@ def test_a_failed_rebasing_leaves_the_ingest_landed_and_says_what_to_do(vault, t
     monkeypatch.undo()
     assert [m.repo for m in Rebaser(vault).run().members] == ["org/tuned-bf16"]
     assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
+
+
+def upload(vault, root, name: str, tensors: dict[str, np.ndarray], dtype: str) -> None:
+    """The hub client's order: create the repo, upload the weights (LFS or Xet), commit the path."""
+    from weightvault.dedup.uploads import Changes, commit_changes, store_file
+
+    commit_changes(vault, name, "main", Changes(add_bytes={"README.md": b"# model\n"}), "create", create_repo=True)
+    path = root / name / "model.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model(tensors, dtype))
+    sha, _ = store_file(vault, name, path, "model.safetensors")
+    commit_changes(vault, name, "main", Changes(add_stored={"model.safetensors": sha}), "weights")
+
+
+def test_hub_uploads_join_a_family_and_rebase_on_commit(vault, tmp_path):
+    """Repos pushed through the hub API are placed in a family by their first weights file, and the
+    commit of the FP32 weights re-codes the BF16 cast pushed before them, as ingest does."""
+    base, tuned = family()
+    upload(vault, tmp_path, "org/base", base, "F32")
+    upload(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+    assert base_of(vault, "org/tuned-bf16") == "org/base"
+    before = stored(vault, "org/tuned-bf16")
+    upload(vault, tmp_path, "org/tuned", tuned, "F32")
+    assert base_of(vault, "org/tuned") == "org/base" and base_of(vault, "org/tuned-bf16") == "org/tuned"
+    assert stored(vault, "org/tuned-bf16") < 0.05 * before
+    chains(vault)
+    for name in ("org/base", "org/tuned-bf16", "org/tuned"):
+        out = tmp_path / "out" / name
+        restore(vault, name, "main", out)
+        assert (out / "model.safetensors").read_bytes() == (tmp_path / name / "model.safetensors").read_bytes()
