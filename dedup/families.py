@@ -26,9 +26,10 @@ import numpy as np
 import yaml
 from sqlalchemy import distinct, func, or_, select
 
+from weightvault.errors import FormatError
 from weightvault.store.models import Family, Object, Ref, Repo, Segment, TreeEntry
 
-from . import fingerprints
+from . import fingerprints, formats
 from .formats import safetensors
 from .choice import MAX_DEPTH, BaseCandidate
 from .reader import PREFETCH_BATCH
@@ -102,15 +103,17 @@ def config_signature(config: dict) -> str | None:
     return hashlib.sha1(json.dumps(picked, sort_keys=True).encode()).hexdigest()
 
 
-def tensor_signature(tensors: dict[str, tuple[int, ...]]) -> str | None:
+def tensor_signature(tensors: dict[str, tuple[int, ...] | None]) -> str | None:
     if not tensors:
         return None
-    listing = "\n".join(f"{n}:{list(s)}" for n, s in sorted(tensors.items()))
+    # A torch zip's storages carry no shape (it is in the pickle, which is not parsed).
+    listing = "\n".join(f"{n}:{list(s) if s is not None else '?'}" for n, s in sorted(tensors.items()))
     return hashlib.sha1(listing.encode()).hexdigest()
 
 
 def profile_folder(files: list[tuple[str, Path]]) -> Profile:
     prof = Profile()
+    others: list[tuple[str, LocalTensor]] = []
     for rel, real in files:
         if rel == "README.md":
             prof.card_bases = card_base_models(real.read_text(errors="replace"))
@@ -130,8 +133,32 @@ def profile_folder(files: list[tuple[str, Path]]) -> Profile:
                 continue  # ingest reports it with the file's name
             for t in layout.tensors:
                 prof.tensors[t.name] = LocalTensor(real, t.dtype, t.shape, t.start, t.end)
+        else:
+            others += _container_tensors(rel, real)
+    if not prof.tensors:
+        # No safetensors: the float tensors of other containers (torch .bin, GGUF, ONNX, npz),
+        # named by file, so that a fine-tune saved another way is placed in its family by
+        # fingerprint votes rather than started as a family of its own.
+        prof.tensors = dict(others)
     prof.tensor_signature = tensor_signature({n: t.shape for n, t in prof.tensors.items()})
     return prof
+
+
+def _container_tensors(rel: str, real: Path) -> list[tuple[str, LocalTensor]]:
+    """The float tensors of a non-safetensors container, keyed ``path:name``; none when it is no
+    container or does not parse (ingest then stores it opaque and says so)."""
+    if real.stat().st_size < 8:
+        return []
+    with open(real, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        parsed = formats.parse(memoryview(mm), rel)
+    except FormatError:
+        return []
+    if parsed is None:
+        return []
+    return [(f"{rel}:{t.name}", LocalTensor(real, t.dtype, t.shape, t.start, t.end))
+            for t in parsed.tensors if t.dtype in fingerprints.FLOAT_DTYPES]
 
 
 def stored_tensors(session, repo_id: int, revision: str = "main") -> dict[str, StoredTensor]:

@@ -95,6 +95,7 @@ def test_renamed_and_recontainered_finetunes_find_their_base_by_fingerprint(any_
     for folder, name in ((pt, "org/renamed-pt"), (npz, "org/renamed-npz")):
         got = ingest_folder(vault, folder, name)
         assert got.new_stored_bytes <= 1.1 * same.new_stored_bytes, name
+        assert (got.family, got.base) == ("org/base", "org/base"), got.family_reason  # placed by fingerprint votes
         why = reasons(vault, name)
         assert why and all("fingerprint match" in r for r in why.values()), why
         assert_restores(vault, name, folder, tmp_path)
