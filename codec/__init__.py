@@ -28,9 +28,8 @@ CODECS.add("xor", 3, NativeCodec(needs_base=True))
 
 from . import ckpt  # noqa: E402,F401  (registers the checkpoint coder, id 4, after the native ones)
 
-#: Codecs whose frames ``decode_frames`` decodes many at a time: coded in C, with no base.
-BATCH_CODECS = frozenset(name for name in CODECS if isinstance(CODECS.impl(name), NativeCodec)
-                         and not CODECS.impl(name).needs_base)
+#: Codecs whose frames ``decode_frames`` decodes many at a time: coded in C (xor given ``base=``).
+BATCH_CODECS = frozenset(name for name in CODECS if isinstance(CODECS.impl(name), NativeCodec))
 
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",

@@ -248,16 +248,25 @@ def decode_frame(frame, out=None, *, base=None, base_dtype: str | None = None) -
     return out_view
 
 
-def decode_frames(src, offsets: list[int], out) -> None:
-    """Decode frames of codecs coded in C (raw, planes) lying at ``offsets`` in ``src`` back to
-    back into ``out``, in one call without the GIL. Bytes between frames (a store's entry
-    headers) are skipped; frames that need a base are refused.
+def decode_frames(src, offsets: list[int], out, *, base=None) -> None:
+    """Decode frames of codecs coded in C (raw, planes, xor) lying at ``offsets`` in ``src`` back
+    to back into ``out``, in one call without the GIL. Bytes between frames (a store's entry
+    headers) are skipped.
+
+    Args:
+        base: for frames that need one, the base bytes under ALL the frames, which must then be
+            neighbouring frames of one object: ``base_range(first frame's raw offset, len(out),
+            dtype, base_dtype)`` of the base tensor. Each frame takes its slice in the base dtype
+            its header records; frames that need a base are refused without it.
 
     Raises:
         CodecError: naming the index of the first frame that does not decode.
     """
     src_view, out_view = _bytes_view(src), _bytes_view(out, writable=True)
+    base_view = _bytes_view(base) if base is not None else None
     failed = ffi.new("uint64_t *")
     rc = lib.wv_decode_many(_lib.context().ctx, ffi.from_buffer(src_view), ffi.new("uint64_t[]", offsets), len(offsets),
-                            len(src_view), ffi.from_buffer(out_view), len(out_view), 0, ffi.NULL, 0, failed)
+                            len(src_view), ffi.from_buffer(out_view), len(out_view), 0,
+                            ffi.from_buffer(base_view) if base_view is not None else ffi.NULL,
+                            len(base_view) if base_view is not None else 0, failed)
     check(rc, f"decoding frame {failed[0]} of {len(offsets)}")

@@ -155,6 +155,29 @@ def test_base_range_and_needs_base() -> None:
         codec.encode_frames(member, "BF16", codec="xor", base=base[:-1], base_dtype="F32")
 
 
+def test_decode_frames_of_a_cast_member_with_its_base() -> None:
+    """A run of xor frames of a BF16 member decodes in one call from the F32 base bytes under
+    all of them, between a store's entry headers; without the base, or with a short one, it is refused."""
+    base = (np.random.default_rng(3).standard_normal(3 * FRAME_SIZE // 2 + 100) * 0.05).astype(np.float32)
+    member = (base.view(np.uint32) >> 16).astype(np.uint16)
+    member[::7] ^= 5
+    frames = codec.encode_frames(member, "BF16", codec="xor", base=base, base_dtype="F32")
+    assert len(frames) == 4 and {codec.frame_info(f).codec for f in frames} == {"xor"}
+    src, offsets = bytearray(), []
+    for f in frames[1:]:  # from the second frame: the base given starts under it
+        src += b"entry-header"
+        offsets.append(len(src))
+        src += f
+    b_off, b_len = codec.base_range(FRAME_SIZE, member.nbytes - FRAME_SIZE, "BF16", "F32")
+    out = bytearray(member.nbytes - FRAME_SIZE)
+    codec.decode_frames(bytes(src), offsets, out, base=base.tobytes()[b_off:b_off + b_len])
+    assert bytes(out) == member.tobytes()[FRAME_SIZE:]
+    with pytest.raises(CodecError, match="frame 0 of 3"):
+        codec.decode_frames(bytes(src), offsets, out)
+    with pytest.raises(CodecError, match="frame 2 of 3"):
+        codec.decode_frames(bytes(src), offsets, out, base=base.tobytes()[b_off:b_off + b_len - 4])
+
+
 def test_threads_give_identical_frames() -> None:
     data = _bf16_weights(5 * FRAME_SIZE // 2 + 7)
     assert codec.encode_frames(data, "BF16", threads=2) == codec.encode_frames(data, "BF16")

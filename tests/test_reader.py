@@ -13,7 +13,8 @@ from weightvault.dedup import reader as reader_mod
 from weightvault.dedup.commits import resolve, tree_of
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.reader import Reader
-from weightvault.store.models import Object
+from weightvault.errors import IntegrityError
+from weightvault.store.models import Frame, Object, Pack
 
 from helpers import make_repo, safetensors_bytes
 
@@ -147,3 +148,23 @@ def test_base_frames_kept_once_for_members_of_both_dtypes(vault, tmp_path, monke
             for repo in order:
                 assert _read(vault, files[repo].id, 0, len(members[repo])) == members[repo]
         assert reader_mod._base_frames._held <= base_bytes
+
+
+def test_a_damaged_frame_in_a_run_of_delta_frames_is_named(vault, family, monkeypatch):
+    """Neighbouring delta frames of a member decode in one call; a damaged one is still named."""
+    file, member = family
+    with vault.catalog.read_session() as s:
+        rows = s.execute(select(Object.digest, Pack.name, Frame.pack_offset, Frame.size)
+                         .join(Frame, Frame.object_id == Object.id).join(Pack, Pack.id == Frame.pack_id)
+                         .where(Object.base_id.is_not(None), Frame.codec == "xor", Frame.seq == 1)).all()
+    for digest, pack, offset, size in rows:  # the second frame of every tensor: payload CRCs no longer match
+        path = vault.backend._path(pack)
+        data = bytearray(path.read_bytes())
+        data[offset + size - 5] ^= 0x40
+        path.write_bytes(bytes(data))
+    # chunks of 16 frames from the start, so that the first tensor's two frames are one run
+    monkeypatch.setattr(reader_mod, "FIRST_CHUNK_BYTES", reader_mod.CHUNK_BYTES)
+    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
+    with pytest.raises(IntegrityError, match=r"frame 1 \(pack") as exc:
+        _read(vault, file.id, 0, len(member))
+    assert any(digest[:16] in str(exc.value) for digest, *_ in rows)
