@@ -66,6 +66,17 @@ def drop_catalog(vault: Vault) -> Vault:
     return Vault.open(root)
 
 
+def lose_database(postgres_server: str, postgres_url: str) -> None:
+    """The catalog database dropped and created empty, and this process's cached frame lists gone."""
+    import psycopg
+
+    name = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    forget_frame_lists()
+
+
 def test_recover_rebuilds_every_revision(vault, tmp_path):
     trees = build_history(vault, tmp_path)
     before, commits = catalog_state(vault.catalog), commits_of(vault)
@@ -144,8 +155,6 @@ def test_version_1_packs_still_read(vault, tmp_path):
 @pytest.mark.slow
 def test_recover_on_postgres_and_s3(tmp_path, monkeypatch, postgres_server, postgres_url, s3_server, s3_bucket):
     """The scale-out backends: the PostgreSQL database is dropped and created empty again."""
-    import psycopg
-
     for k, v in {"WEIGHTVAULT_DATABASE_URL": postgres_url, "WEIGHTVAULT_S3_BUCKET": s3_bucket,
                  "WEIGHTVAULT_S3_ENDPOINT_URL": s3_server}.items():
         monkeypatch.setenv(k, v)
@@ -153,11 +162,7 @@ def test_recover_on_postgres_and_s3(tmp_path, monkeypatch, postgres_server, post
     trees = build_history(vault, tmp_path)
     before, commits = catalog_state(vault.catalog), commits_of(vault)
     vault.close()
-    name = postgres_url.rsplit("/", 1)[1]
-    with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    forget_frame_lists()
+    lose_database(postgres_server, postgres_url)
     fresh = Vault.open(tmp_path / "node2")  # another node: nothing local survives either
     report = rebuild(fresh.catalog, scan(fresh.backend))
     assert report.problems == []
@@ -364,13 +369,7 @@ def test_recover_the_six_shared_repos(backend, shared_repos, tmp_path, monkeypat
     before, commits = catalog_state(vault.catalog), commits_of(vault)
     if backend == "postgres-s3":
         vault.close()
-        name = postgres_url.rsplit("/", 1)[1]
-        import psycopg
-
-        with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {name}")
-        forget_frame_lists()
+        lose_database(postgres_server, postgres_url)
         root = tmp_path / "node2"  # another node: nothing local survives either
     else:
         drop_catalog(vault).close()
