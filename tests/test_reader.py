@@ -32,20 +32,26 @@ def _bf16(a: np.ndarray) -> np.ndarray:
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
 
 
+def _store_pair(vault, tmp_path, base: bytes, member: bytes):
+    """org/base and org/ft (its card names the base), each one model.safetensors: the member's
+    stored file and the codecs of the objects coded against a base."""
+    make_repo(tmp_path / "base", {"model.safetensors": base})
+    make_repo(tmp_path / "ft", {"model.safetensors": member, "README.md": b"---\nbase_model: org/base\n---\n"})
+    ingest_folder(vault, tmp_path / "base", "org/base")
+    ingest_folder(vault, tmp_path / "ft", "org/ft")
+    with vault.catalog.read_session() as s:
+        file = tree_of(s, resolve(s, "org/ft", "main", "model").commit)["model.safetensors"]
+        return file, s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+
+
 @pytest.fixture
 def family(vault, tmp_path):
     """A FP32 base and a BF16 fine-tune of it (card names the base): the member is xor-coded."""
     base = _weights(0)
     tuned = {k: v + (np.random.default_rng(1).standard_normal(v.shape) * 1e-4).astype(np.float32)
              for k, v in base.items()}
-    make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("F32", v) for k, v in base.items()})})
     member = safetensors_bytes({k: ("BF16", _bf16(v)) for k, v in tuned.items()})
-    make_repo(tmp_path / "ft", {"model.safetensors": member, "README.md": b"---\nbase_model: org/base\n---\n"})
-    ingest_folder(vault, tmp_path / "base", "org/base")
-    ingest_folder(vault, tmp_path / "ft", "org/ft")
-    with vault.catalog.read_session() as s:
-        file = tree_of(s, resolve(s, "org/ft", "main", "model").commit)["model.safetensors"]
-        deltas = s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+    file, deltas = _store_pair(vault, tmp_path, safetensors_bytes({k: ("F32", v) for k, v in base.items()}), member)
     assert deltas and set(deltas) == {"xor"}, "the fine-tune must be delta-coded for this test to mean anything"
     return file, member
 
@@ -110,14 +116,8 @@ def test_member_wider_than_its_base(vault, tmp_path):
     are cut, decoded whole once and shared by the two member frames over them."""
     base = {k: _bf16(v) for k, v in _weights(2).items()}
     tuned = {k: (v.astype(np.uint32) << 16).view(np.float32) + np.float32(1e-6) for k, v in base.items()}
-    make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("BF16", v) for k, v in base.items()})})
     member = safetensors_bytes({k: ("F32", v) for k, v in tuned.items()})
-    make_repo(tmp_path / "ft", {"model.safetensors": member, "README.md": b"---\nbase_model: org/base\n---\n"})
-    ingest_folder(vault, tmp_path / "base", "org/base")
-    ingest_folder(vault, tmp_path / "ft", "org/ft")
-    with vault.catalog.read_session() as s:
-        file = tree_of(s, resolve(s, "org/ft", "main", "model").commit)["model.safetensors"]
-        deltas = s.scalars(select(Object.codec).where(Object.base_id.is_not(None))).all()
+    file, deltas = _store_pair(vault, tmp_path, safetensors_bytes({k: ("BF16", v) for k, v in base.items()}), member)
     if not deltas:
         pytest.skip("the FP32 member was not delta-coded against its BF16 base")
     for start, end in ((0, len(member)), (len(member) // 3, len(member) // 3 + codec.FRAME_SIZE + 9)):
