@@ -124,17 +124,13 @@ def profile_folder(files: list[tuple[str, Path]]) -> Profile:
                     prof.config_signature = config_signature(config)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 continue  # not a config this can read: the repo is stored all the same
-        elif safetensors.looks_like_safetensors(rel) and real.stat().st_size >= 8:
-            with open(real, "rb") as f:
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                layout = safetensors.parse(mm, label=rel)
-            except safetensors.SafetensorsError:
-                continue  # ingest reports it with the file's name
-            for t in layout.tensors:
-                prof.tensors[t.name] = LocalTensor(real, t.dtype, t.shape, t.start, t.end)
-        else:
-            others += _container_tensors(rel, real)
+        elif (parsed := _parsed(rel, real)) is not None:
+            if parsed.format == "safetensors":
+                for t in parsed.tensors:
+                    prof.tensors[t.name] = LocalTensor(real, t.dtype, t.shape, t.start, t.end)
+            else:
+                others += [(f"{rel}:{t.name}", LocalTensor(real, t.dtype, t.shape, t.start, t.end))
+                           for t in parsed.tensors if t.dtype in fingerprints.FLOAT_DTYPES]
     if not prof.tensors:
         # No safetensors: the float tensors of other containers (torch .bin, GGUF, ONNX, npz),
         # named by file, so that a fine-tune saved another way is placed in its family by
@@ -144,21 +140,17 @@ def profile_folder(files: list[tuple[str, Path]]) -> Profile:
     return prof
 
 
-def _container_tensors(rel: str, real: Path) -> list[tuple[str, LocalTensor]]:
-    """The float tensors of a non-safetensors container, keyed ``path:name``; none when it is no
-    container or does not parse (ingest then stores it opaque and says so)."""
+def _parsed(rel: str, real: Path) -> formats.Parsed | None:
+    """Where a file's tensors sit, as ingest will split it; None when it is no container or does
+    not parse (ingest then stores it opaque and says so with the file's name)."""
     if real.stat().st_size < 8:
-        return []
+        return None
     with open(real, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        parsed = formats.parse(memoryview(mm), rel)
+        return formats.parse(memoryview(mm), rel)
     except FormatError:
-        return []
-    if parsed is None:
-        return []
-    return [(f"{rel}:{t.name}", LocalTensor(real, t.dtype, t.shape, t.start, t.end))
-            for t in parsed.tensors if t.dtype in fingerprints.FLOAT_DTYPES]
+        return None
 
 
 def stored_tensors(session, repo_id: int, revision: str = "main") -> dict[str, StoredTensor]:
