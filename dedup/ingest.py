@@ -16,7 +16,7 @@ from .commits import get_or_create_repo, retrying, tree_of, write_commit
 from .content import ContentWriter
 from .names import InvalidName, check_path, check_repo_name, check_revision, check_tree
 from .reader import Reader
-from .rebase import Rebaser
+from .rebase import onto_landed
 
 #: Folders a repo checkout may carry that are not part of the repo.
 SKIPPED_DIRS = {".git", ".cache", "__pycache__"}
@@ -123,11 +123,9 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
     oid, changed = retrying(vault.catalog, land)
     done = None
     if rebase and changed and previous is None and profile.tensors:
-        try:
-            done = Rebaser(vault).onto(repo, profile.tensors)
-        except Exception as exc:  # the revision has landed: say so, and how to finish, rather than fail the ingest
-            writer.warnings.append(f"{repo} is stored, but re-coding earlier family members against it failed "
-                                   f"({type(exc).__name__}: {exc}); they keep their coding: run `weightvault rebase`")
+        done, warning = onto_landed(vault, repo, profile.tensors)
+        if warning:
+            writer.warnings.append(warning)
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
                         len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings,
                         [(m.repo, m.tensors, m.bytes_before - m.bytes_after) for m in done.members] if done else [],

@@ -435,6 +435,17 @@ class _Graph:
         self.rows[object_id] = _Row(base_id, row.depth + shift, stored_size)
 
 
+def onto_landed(vault, repo: str, local: dict | None = None) -> tuple[RebaseResult | None, str | None]:
+    """``Rebaser.onto`` run once ``repo``'s revision has landed (ingest, hub commit): a failure comes
+    back as a warning naming ``weightvault rebase`` rather than raised, since the revision stands
+    and the members keep their coding."""
+    try:
+        return Rebaser(vault).onto(repo, local), None
+    except Exception as exc:
+        return None, (f"{repo} is stored, but re-coding earlier family members against it failed "
+                      f"({type(exc).__name__}: {exc}); they keep their coding: run `weightvault rebase`")
+
+
 def _ancestors(session, ids: list[int]) -> set[int]:
     """The objects ``ids`` are coded against, directly or not."""
     graph = _Graph.load(session, ids, [])

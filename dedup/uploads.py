@@ -23,7 +23,7 @@ from .commits import (
 from .content import ContentWriter
 from .names import InvalidName, check_path, check_repo_name
 from .reader import Reader
-from .rebase import Rebaser
+from .rebase import onto_landed
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +130,8 @@ def commit_changes(vault: Vault, repo_name: str, revision: str, changes: Changes
         return commit.oid
 
     oid = retrying(vault.catalog, land)
-    if changes.add_stored:
-        _rebase_onto(vault, repo_name)
+    if changes.add_stored:  # re-code earlier family members the new weights predict better, as ingest does
+        _, warning = onto_landed(vault, repo_name)
+        if warning:  # the commit stands; the client is not the one to run `weightvault rebase`
+            log.warning(warning)
     return oid
-
-
-def _rebase_onto(vault: Vault, repo_name: str) -> None:
-    """Re-code earlier family members that the newly committed weights predict better, as ingest
-    does. The commit has landed: a failure leaves the members as they were (``weightvault rebase``
-    finishes the job), so it is logged, not raised to the client."""
-    try:
-        Rebaser(vault).onto(repo_name)
-    except Exception:
-        log.warning("re-basing family members on %s failed; run `weightvault rebase`", repo_name, exc_info=True)
