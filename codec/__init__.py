@@ -3,7 +3,7 @@
 Public API (other packages code against these names only):
 
 - ``FRAME_SIZE``, ``FrameInfo``, ``encode_frames``, ``decode_frame``, ``decode_frames``,
-  ``frame_info``, ``base_range`` (codec/frames.py): one frame per 256 KiB piece.
+  ``frame_info``, ``base_range``, ``cast`` (codec/frames.py): one frame per 256 KiB piece.
 - ``encode``, ``decode``, ``iter_frames`` (codec/container.py): frames back to back.
 - ``CODECS``, ``register``, ``CodecImpl`` (codec/registry.py): codec names <-> ids, and
   the protocol a Python codec (codec/ckpt.py) implements to plug in.
@@ -17,7 +17,7 @@ from .container import decode, encode, iter_frames
 from .dtypes import DTYPES, itemsize
 from .errors import CodecError
 from .estimate import estimate_size
-from .frames import FRAME_SIZE, FrameInfo, base_range, decode_frame, decode_frames, encode_frames, frame_info
+from .frames import FRAME_SIZE, FrameInfo, base_range, cast, decode_frame, decode_frames, encode_frames, frame_info
 from .registry import CODECS, CodecImpl, NativeCodec, register
 from .zstd_codec import ZstdCodec
 
@@ -33,6 +33,6 @@ BATCH_CODECS = frozenset(name for name in CODECS if isinstance(CODECS.impl(name)
 
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",
-    "decode_frames", "frame_info", "base_range", "encode", "decode", "iter_frames", "CODECS", "CodecImpl", "register",
+    "decode_frames", "frame_info", "base_range", "cast", "encode", "decode", "iter_frames", "CODECS", "CodecImpl", "register",
     "estimate_size", "BATCH_CODECS",
 ]

@@ -79,7 +79,7 @@ def decode(data, out=None, *, base=None, base_dtype: str | None = None, threads:
             rc = lib.wv_decode_many(_lib.context().ctx, ffi.from_buffer(body), ffi.new("uint64_t[]", offsets[first:last]),
                                     n, ends[last - 1], ffi.from_buffer(out_view[start:stop]), stop - start, start,
                                     ffi.from_buffer(base_view) if base_view is not None else ffi.NULL,
-                                    len(base_view) if base_view is not None else 0, failed)
+                                    len(base_view) if base_view is not None else 0, 0, failed)
             check(rc, f"decoding frame {first + failed[0]}")
         units = range(0, len(offsets), _frames.BATCH_FRAMES)
     else:

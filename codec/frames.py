@@ -71,6 +71,21 @@ def base_range(raw_offset: int, raw_size: int, dtype: str | None,
     return raw_offset // k * bk, raw_size // k * bk
 
 
+
+def cast(base, base_dtype: str, dtype: str, out) -> None:
+    """Write into ``out`` the prediction a ``dtype`` member's decoder makes from ``base`` (its
+    elements in ``base_dtype``): the same cast, so ``out`` can be given to :func:`decode_frame`
+    and :func:`decode_frames` with ``base_dtype=dtype`` for every frame coded against ``base``."""
+    base_dtype, dtype = canonical(base_dtype), canonical(dtype)
+    src, dst = _bytes_view(base), _bytes_view(out, writable=True)
+    k, bk = itemsize(dtype), itemsize(base_dtype)
+    if len(src) % bk or len(dst) != len(src) // bk * k:
+        raise CodecMisuse(f"{len(src)} bytes of {base_dtype} do not cast into {len(dst)} bytes of {dtype}")
+    if not lib.wv_cast_supported(dtype_code(dtype), dtype_code(base_dtype)):
+        raise CodecMisuse(f"no prediction from {base_dtype} to {dtype}")
+    check(lib.wv_cast(ffi.from_buffer(dst), dtype_code(dtype), ffi.from_buffer(src), dtype_code(base_dtype),
+                      len(src) // bk), "casting")
+
 # ---- encoding ----
 
 def _native_frame(codec_id: int, piece: memoryview, dtype: str | None,
@@ -204,7 +219,10 @@ def decode_frame(frame, out=None, *, base=None, base_dtype: str | None = None) -
         out: optional writable buffer of exactly ``raw_size`` bytes to decode into.
         base: the base bytes of exactly this frame's elements (see :func:`base_range`);
             required iff ``frame_info(frame).needs_base``.
-        base_dtype: if given, must match the base dtype recorded in the frame.
+        base_dtype: the dtype ``base`` is in: the base dtype recorded in the frame (the
+            default), or, for frames of codecs coded in C, the frame's own dtype when the
+            base was already cast to it with :func:`cast` (a reader keeping a base for
+            members of another dtype casts it once instead of on every frame).
 
     Raises:
         CodecError: bad header, checksum, payload, ``out`` size or ``base``.
@@ -222,22 +240,24 @@ def decode_frame(frame, out=None, *, base=None, base_dtype: str | None = None) -
     impl = CODECS.impl(name)
     base_view = None
     dtype = dtype_name(header.dtype)
-    frame_base_dtype = None
+    frame_base_dtype = given = None
     if header.flags & _FLAG_NEEDS_BASE:
         frame_base_dtype = dtype_name(header.base_dtype)
         if base is None:
             raise CodecError(f"frame coded with {name!r} needs base=")
-        if base_dtype is not None and dtype_code(base_dtype) != header.base_dtype:
+        given = frame_base_dtype if base_dtype is None else canonical(base_dtype)
+        if given != frame_base_dtype and not (given == dtype and isinstance(impl, NativeCodec)):
             raise CodecError(f"frame was coded against a {frame_base_dtype} base, not {base_dtype}")
         base_view = _bytes_view(base)
-        expected = raw_size // itemsize(dtype) * itemsize(frame_base_dtype)
+        expected = raw_size // itemsize(dtype) * itemsize(given)
         if len(base_view) != expected:
             raise CodecError(f"base has {len(base_view)} bytes, frame needs {expected}")
     if isinstance(impl, NativeCodec):
         check(lib.wv_decode_frame(_lib.context().ctx, ffi.from_buffer(view), len(view),
                                   ffi.from_buffer(out_view), raw_size,
                                   ffi.from_buffer(base_view) if base_view is not None else ffi.NULL,
-                                  len(base_view) if base_view is not None else 0), f"decoding {name} frame")
+                                  len(base_view) if base_view is not None else 0,
+                                  dtype_code(given) if given is not None else 0), f"decoding {name} frame")
         return out_view
     payload = view[HEADER_SIZE:]
     if lib.wv_crc32c(0, ffi.from_buffer(payload), len(payload)) != header.payload_crc:
@@ -248,7 +268,7 @@ def decode_frame(frame, out=None, *, base=None, base_dtype: str | None = None) -
     return out_view
 
 
-def decode_frames(src, offsets: list[int], out, *, base=None) -> None:
+def decode_frames(src, offsets: list[int], out, *, base=None, base_dtype: str | None = None) -> None:
     """Decode frames of codecs coded in C (raw, planes, xor) lying at ``offsets`` in ``src`` back
     to back into ``out``, in one call without the GIL. Bytes between frames (a store's entry
     headers) are skipped.
@@ -256,8 +276,10 @@ def decode_frames(src, offsets: list[int], out, *, base=None) -> None:
     Args:
         base: for frames that need one, the base bytes under ALL the frames, which must then be
             neighbouring frames of one object: ``base_range(first frame's raw offset, len(out),
-            dtype, base_dtype)`` of the base tensor. Each frame takes its slice in the base dtype
-            its header records; frames that need a base are refused without it.
+            dtype, base_dtype)`` of the base tensor. Each frame takes its slice; frames that
+            need a base are refused without it.
+        base_dtype: the dtype ``base`` is in: the base dtype the frames record (the default),
+            or the frames' own dtype for a base already cast to it (see :func:`decode_frame`).
 
     Raises:
         CodecError: naming the index of the first frame that does not decode.
@@ -268,5 +290,6 @@ def decode_frames(src, offsets: list[int], out, *, base=None) -> None:
     rc = lib.wv_decode_many(_lib.context().ctx, ffi.from_buffer(src_view), ffi.new("uint64_t[]", offsets), len(offsets),
                             len(src_view), ffi.from_buffer(out_view), len(out_view), 0,
                             ffi.from_buffer(base_view) if base_view is not None else ffi.NULL,
-                            len(base_view) if base_view is not None else 0, failed)
+                            len(base_view) if base_view is not None else 0,
+                            dtype_code(base_dtype) if base_dtype is not None else 0, failed)
     check(rc, f"decoding frame {failed[0]} of {len(offsets)}")

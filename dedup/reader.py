@@ -12,9 +12,9 @@ A read is planned, then run in chunks:
   the consumer and handed over in order, so memory per stream stays bounded
   (about ``(READ_AHEAD + 1) x CHUNK_BYTES``) whatever the file's size.
 * **Bases.** A delta frame needs the same elements of its base: only the base
-  frames under it are decoded (never a whole base tensor), and they are kept in a
-  process-wide cache bounded in bytes, so the base a family shares is decoded once
-  for every member, file and request that needs it.
+  frames under it are decoded (never a whole base tensor), into a process-wide
+  cache bounded in bytes (dedup/base_cache.py), so the base a family shares is
+  decoded, and cast to a member's dtype, once for every member, file and request.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -35,6 +36,8 @@ from weightvault import codec
 from weightvault.errors import IntegrityError
 from weightvault.store import Vault
 from weightvault.store.models import File, Frame, Object, Pack, Segment
+
+from .base_cache import BaseCache
 
 #: Raw bytes per chunk: 16 frames. Per-chunk costs (a pool hand-over, one backend read
 #: per pack run, one buffer) stay near 1% of the decode time, and the chunk is small
@@ -53,9 +56,9 @@ DECODE_THREADS = max(2, min(4, os.cpu_count() or 2))
 #: read (the gap is an entry header, or a few small frames of other objects).
 COALESCE_GAP = 64 * 1024
 
-#: Decoded base frames kept per process (bytes): enough for a 7B BF16 model's hottest
-#: base frames would need far more, but a family base of the shared set (91 MB FP32)
-#: fits twice. ``WEIGHTVAULT_BASE_CACHE_MB`` overrides it.
+#: Decoded base bytes kept per process: a family base of the shared set (91 MB FP32) fits
+#: with its casts to BF16 for the cast and the fine-tunes (181 MB in all).
+#: ``WEIGHTVAULT_BASE_CACHE_MB`` overrides it.
 BASE_CACHE_BYTES = int(os.environ.get("WEIGHTVAULT_BASE_CACHE_MB", "256")) << 20
 
 #: Frame lists are shared by the readers of a process for this long, so that a
@@ -98,14 +101,13 @@ class ObjectPlan:
 
 
 class _Lru:
-    """A thread-safe LRU bounded by the sum of its entries' weights (1 each unless ``weight``
-    says otherwise), whose entries older than ``ttl`` seconds are not returned."""
+    """A thread-safe LRU of at most ``capacity`` entries, whose entries older than ``ttl``
+    seconds are not returned."""
 
-    def __init__(self, capacity: int, *, weight=lambda value: 1, ttl: float | None = None) -> None:
-        self.capacity, self.weight, self.ttl = capacity, weight, ttl
+    def __init__(self, capacity: int, *, ttl: float | None = None) -> None:
+        self.capacity, self.ttl = capacity, ttl
         self._lock = threading.Lock()
         self._entries: OrderedDict = OrderedDict()  # key -> (time stored, value)
-        self._held = 0
 
     def get(self, key):
         with self._lock:
@@ -116,46 +118,23 @@ class _Lru:
             return hit[1]
 
     def put(self, key, value) -> None:
-        if self.weight(value) > self.capacity:
-            return
         with self._lock:
-            self._drop(key)
+            self._entries.pop(key, None)
             self._entries[key] = (time.monotonic(), value)
-            self._held += self.weight(value)
-            while self._held > self.capacity:
-                self._drop(next(iter(self._entries)))
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
     def drop(self, key) -> None:
         with self._lock:
-            self._drop(key)
-
-    def _drop(self, key) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._held -= self.weight(old[1])
+            self._entries.pop(key, None)
 
 
 #: (catalog, object id) -> ObjectPlan.
 _shared_plans = _Lru(PLAN_CACHE_OBJECTS, ttl=PLAN_TTL_SECONDS)
 #: (catalog, file id, sha256) -> the ObjectPlans a read that matched the sha256 went through.
 _verified = _Lru(PLAN_CACHE_OBJECTS)
-#: (object digest, raw offset, raw size) -> decoded base bytes: a frame, or the range under a member
-#: frame. A digest fixes the raw bytes, so an entry stays right whatever happens to the catalog
-#: (re-coding, gc, compaction).
-_base_frames = _Lru(BASE_CACHE_BYTES, weight=len)
-#: A base frame's key -> the key of the cached range it lies in whole (see Reader._base_bytes).
-_base_homes = _Lru(4 * BASE_CACHE_BYTES // codec.FRAME_SIZE + 1)
-
-
-def _cached_base(digest: str, offset: int, size: int) -> memoryview | None:
-    """Decoded base bytes [offset, offset + size) of an object, if the cache holds them."""
-    raw = _base_frames.get((digest, offset, size))
-    if raw is None:
-        home = _base_homes.get((digest, offset, size))
-        whole = _base_frames.get(home) if home is not None else None
-        if whole is not None:
-            raw = whole[offset - home[1]:offset - home[1] + size]
-    return raw
+#: Bases under the delta frames read by this process (see dedup/base_cache.py).
+_bases = BaseCache(BASE_CACHE_BYTES)
 
 
 #: Codecs whose frames may need their object's base.
@@ -253,81 +232,49 @@ class Reader:
         a base it was not given is refused by the decoder all the same.
         """
         try:
-            kw = {}
             if plan.base_id is not None and ref.codec in _BASE_CODECS:
-                kw = {"base": self._base_bytes(plan, ref), "base_dtype": plan.base_dtype}
-            codec.decode_frame(payload, out, **kw)
+                with self._base(plan, ref.codec, ref.raw_offset, ref.raw_size) as (base, base_dtype):
+                    codec.decode_frame(payload, out, base=base, base_dtype=base_dtype)
+            else:
+                codec.decode_frame(payload, out)
         except codec.CodecError as exc:
             raise self._fail(plan, ref, exc) from exc
 
-    def _base_bytes(self, plan: ObjectPlan, ref: FrameRef, size: int | None = None) -> memoryview:
-        """The base elements under member frame ``ref`` (or under ``size`` member bytes from its
-        start: a run of frames), from the base's own frames only.
+    @contextmanager
+    def _base(self, plan: ObjectPlan, codec_name: str, raw_offset: int, raw_size: int):
+        """(bytes, dtype) of the base elements under member bytes [raw_offset, +raw_size) of
+        ``plan``'s object, from the base's own frames only, held until the with-block ends.
 
-        They are cached by range: a BF16 frame coded against an FP32 base needs two whole base
-        frames, decoded straight into one buffer that is kept, so later reads of any member cast
-        the same way neither decode nor join them again (joining them on every read was a quarter
-        of the CPU of serving the BF16 cast). The whole base frames inside such a range are then
-        found in it (``_base_homes``) rather than kept a second time for members of the base's
-        own dtype (which took the cache from 86 to 167 MiB for the MiniLM family). A base frame
-        the range only cuts is decoded whole and cached on its own, for the neighbouring member
-        frame that needs its other part.
+        Frames of codecs coded in C take their base already cast to the member's dtype (the
+        cast is done once, when the cache fills); others take it in the base's dtype.
         """
-        b_off, b_len = codec.base_range(ref.raw_offset, ref.raw_size if size is None else size, plan.dtype,
-                                        plan.base_dtype)
         base = self.plan(plan.base_id)
-        raw = _cached_base(base.digest, b_off, b_len)
-        if raw is not None:
-            return raw
-        frames = list(base.frames_in(b_off, b_off + b_len))
-        whole = [(base.digest, f.raw_offset, f.raw_size) for f in frames
-                 if b_off <= f.raw_offset and f.raw_offset + f.raw_size <= b_off + b_len]
-        homes = {_base_homes.get(k) for k in whole}
-        if len(homes) == 1 and None not in homes:  # the range lies inside one range already held
-            home = homes.pop()
-            held = _base_frames.get(home)
-            if held is not None and home[1] <= b_off and b_off + b_len <= home[1] + home[2]:
-                return held[b_off - home[1]:b_off - home[1] + b_len]
-        if any(_cached_base(*k) is not None for k in whole):
-            # Part of it is held (in ranges of members of another dtype, or read in other runs): the
-            # join is not kept, so that no base frame is held twice.
-            parts = [self._base_frame(base, f)[max(b_off - f.raw_offset, 0):b_off + b_len - f.raw_offset] for f in frames]
-            raw = self._run_chunk([_Piece(len(x), inline=x) for x in parts]).toreadonly()
-            if len(raw) != b_len:
-                raise self._fail(plan, ref, f"base object {base.digest[:16]} has no bytes {b_off}+{b_len}")
-            return raw
-        pieces, inside = [], []
-        for f in frames:
-            lo, hi = max(b_off - f.raw_offset, 0), min(b_off + b_len - f.raw_offset, f.raw_size)
-            if (lo, hi) == (0, f.raw_size):
-                inside.append((base.digest, f.raw_offset, f.raw_size))
-                have = _cached_base(*inside[-1])
-                pieces.append(_Piece(hi - lo, plan=base, ref=f, hi=hi) if have is None else _Piece(hi - lo, inline=have))
+        dtype = plan.dtype if codec_name in codec.BATCH_CODECS else plan.base_dtype
+        k, bk = codec.itemsize(plan.dtype), codec.itemsize(dtype)
+        if raw_offset % k or raw_size % k:
+            raise self._fail(plan, plan.frames[0], f"bytes {raw_offset}+{raw_size} are not whole {plan.dtype} elements")
+        base_size = base.frames[-1].raw_offset + base.frames[-1].raw_size if base.frames else 0
+        size = base_size // codec.itemsize(plan.base_dtype) * bk
+        lo, hi = raw_offset // k * bk, (raw_offset + raw_size) // k * bk
+        if hi > size:
+            raise self._fail(plan, plan.frames[0], f"base object {base.digest[:16]} has no elements under bytes "
+                                                   f"{raw_offset}+{raw_size}")
+
+        def fill(out: memoryview, lo: int, hi: int) -> None:
+            if dtype == plan.base_dtype:
+                self._run_chunk(list(self._object_pieces(base.id, lo, hi)), out)
             else:
-                pieces.append(_Piece(hi - lo, inline=self._base_frame(base, f)[lo:hi]))
-        raw = self._run_chunk(pieces).toreadonly()
-        if len(raw) != b_len:
-            raise self._fail(plan, ref, f"base object {base.digest[:16]} has no bytes {b_off}+{b_len}")
-        key = (base.digest, b_off, b_len)
-        _base_frames.put(key, raw)
-        if len(pieces) > 1:
-            for frame_key in inside:
-                _base_frames.drop(frame_key)
-                _base_homes.put(frame_key, key)
-        return raw
+                b_lo, b_hi = lo // bk * codec.itemsize(plan.base_dtype), hi // bk * codec.itemsize(plan.base_dtype)
+                codec.cast(self._run_chunk(list(self._object_pieces(base.id, b_lo, b_hi))), plan.base_dtype, dtype, out)
 
-    def _base_frame(self, plan: ObjectPlan, ref: FrameRef) -> memoryview:
-        """One whole decoded frame of a base object, through the process-wide cache."""
-        key = (plan.digest, ref.raw_offset, ref.raw_size)
-        raw = _cached_base(*key)
-        if raw is None:
-            raw = self._run_chunk([_Piece(ref.raw_size, plan=plan, ref=ref, hi=ref.raw_size)]).toreadonly()
-            _base_frames.put(key, raw)
-        return raw
+        with _bases.pinned((base.digest, dtype), size, lo, hi, fill) as view:
+            yield view, dtype
 
-    def _run_chunk(self, pieces: list[_Piece]) -> memoryview:
-        """Decode one chunk: neighbouring frames of a pack in one read, every frame into the output."""
-        out = memoryview(np.empty(sum(p.size for p in pieces), np.uint8))
+    def _run_chunk(self, pieces: list[_Piece], out: memoryview | None = None) -> memoryview:
+        """Decode one chunk: neighbouring frames of a pack in one read, every frame into ``out``
+        (a new buffer if None)."""
+        if out is None:
+            out = memoryview(np.empty(sum(p.size for p in pieces), np.uint8))
         at, i = 0, 0
         while i < len(pieces):
             p = pieces[i]
@@ -348,11 +295,12 @@ class Reader:
                 if k - i > 1:
                     size = sum(p.size for p in pieces[i:k])
                     try:
-                        base = None
                         if any(p.ref.codec in _BASE_CODECS for p in pieces[i:k]):
-                            base = self._base_bytes(q.plan, q.ref, size)
-                        codec.decode_frames(span, [p.ref.offset - first.offset for p in pieces[i:k]], out[at:at + size],
-                                            base=base)
+                            with self._base(q.plan, q.ref.codec, q.ref.raw_offset, size) as (base, base_dtype):
+                                codec.decode_frames(span, [p.ref.offset - first.offset for p in pieces[i:k]],
+                                                    out[at:at + size], base=base, base_dtype=base_dtype)
+                        else:
+                            codec.decode_frames(span, [p.ref.offset - first.offset for p in pieces[i:k]], out[at:at + size])
                     except (codec.CodecError, IntegrityError) as exc:  # one by one, so that the error names the frame
                         for p in pieces[i:k]:
                             self._decode_piece(p, span[p.ref.offset - first.offset:][:p.ref.size], memoryview(bytearray(p.size)))

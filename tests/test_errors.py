@@ -153,7 +153,7 @@ def test_c_codes_map_to_distinct_classes():
     n = codec.frame_info(delta).raw_size
     out = codec._lib.new_output(n)
     rc = lib.wv_decode_frame(_lib.context().ctx, _lib.ffi.from_buffer(delta), len(delta),
-                             _lib.ffi.from_buffer(out), n, _lib.ffi.NULL, 0)
+                             _lib.ffi.from_buffer(out), n, _lib.ffi.NULL, 0, 0)
     with pytest.raises(E.MissingBase, match="base"):
         _lib.check(rc, "decoding")
     codes = [getattr(lib, k) for k in dir(lib) if k.startswith("WV_ERR_")]

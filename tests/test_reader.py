@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from weightvault import codec
 from weightvault.dedup import reader as reader_mod
+from weightvault.dedup.base_cache import BaseCache
 from weightvault.dedup.commits import resolve, tree_of
 from weightvault.dedup.ingest import ingest_folder
 from weightvault.dedup.reader import Reader
@@ -75,9 +76,9 @@ def test_ranges_across_delta_frame_boundaries(vault, family):
 
 def test_whole_file_with_cold_and_warm_base_cache(vault, family, monkeypatch):
     file, member = family
-    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(codec.FRAME_SIZE, weight=len))  # room for one frame
+    monkeypatch.setattr(reader_mod, "_bases", BaseCache(codec.FRAME_SIZE))  # room for one unit
     assert b"".join(bytes(p) for p in Reader(vault).verified_file(file)) == member
-    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
+    monkeypatch.setattr(reader_mod, "_bases", BaseCache(64 << 20))
     for _ in range(2):  # cold, then every base frame from the cache
         assert b"".join(bytes(p) for p in Reader(vault).verified_file(file, once=True)) == member
 
@@ -124,9 +125,9 @@ def test_member_wider_than_its_base(vault, tmp_path):
         assert _read(vault, file.id, start, end) == member[start:end]
 
 
-def test_base_frames_kept_once_for_members_of_both_dtypes(vault, tmp_path, monkeypatch):
-    """A BF16 cast reads two FP32 base frames per frame, an FP32 fine-tune one: the base frames the
-    cast's ranges hold are not cached a second time for the fine-tune, whichever is read first."""
+def test_base_held_once_per_dtype_its_members_read_it_in(vault, tmp_path, monkeypatch):
+    """A BF16 cast and an FP32 fine-tune of one FP32 base, read in either order: the cache holds
+    the base once in FP32 and once cast to BF16, and a second read decodes no base frame."""
     base = _weights(3)
     make_repo(tmp_path / "base", {"model.safetensors": safetensors_bytes({k: ("F32", v) for k, v in base.items()})})
     ingest_folder(vault, tmp_path / "base", "org/base")
@@ -143,11 +144,14 @@ def test_base_frames_kept_once_for_members_of_both_dtypes(vault, tmp_path, monke
     assert deltas, "the members must be delta-coded for this test to mean anything"
     base_bytes = sum(v.nbytes for v in base.values())
     for order in (["org/cast", "org/f32"], ["org/f32", "org/cast"]):
-        monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
-        for _ in range(2):
-            for repo in order:
-                assert _read(vault, files[repo].id, 0, len(members[repo])) == members[repo]
-        assert reader_mod._base_frames._held <= base_bytes
+        monkeypatch.setattr(reader_mod, "_bases", BaseCache(64 << 20))
+        for repo in order:
+            assert _read(vault, files[repo].id, 0, len(members[repo])) == members[repo]
+        held = reader_mod._bases.held
+        assert held <= base_bytes + base_bytes // 2
+        for repo in order:
+            assert _read(vault, files[repo].id, 0, len(members[repo])) == members[repo]
+        assert reader_mod._bases.held == held
 
 
 def test_a_damaged_frame_in_a_run_of_delta_frames_is_named(vault, family, monkeypatch):
@@ -164,7 +168,7 @@ def test_a_damaged_frame_in_a_run_of_delta_frames_is_named(vault, family, monkey
         path.write_bytes(bytes(data))
     # chunks of 16 frames from the start, so that the first tensor's two frames are one run
     monkeypatch.setattr(reader_mod, "FIRST_CHUNK_BYTES", reader_mod.CHUNK_BYTES)
-    monkeypatch.setattr(reader_mod, "_base_frames", reader_mod._Lru(64 << 20, weight=len))
+    monkeypatch.setattr(reader_mod, "_bases", BaseCache(64 << 20))
     with pytest.raises(IntegrityError, match=r"frame 1 \(pack") as exc:
         _read(vault, file.id, 0, len(member))
     assert any(digest[:16] in str(exc.value) for digest, *_ in rows)

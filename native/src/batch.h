@@ -10,5 +10,5 @@ size_t wv_scan_frames(const uint8_t *src, size_t size, uint64_t *offsets, uint32
                       uint32_t *native_only);
 size_t wv_decode_many(wv_ctx *ctx, const uint8_t *src, const uint64_t *offsets, size_t count, size_t src_end,
                       uint8_t *dst, size_t dst_size, uint64_t raw_start, const uint8_t *base, size_t base_size,
-                      uint64_t *failed);
+                      unsigned base_dtype, uint64_t *failed);
 #endif

@@ -52,9 +52,10 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
     return WV_FRAME_HEADER_SIZE + psize;
 }
 
-/* Header, payload checksum and base checks shared by the decoders below. */
+/* Header, payload checksum and base checks shared by the decoders below; *base_dtype
+ * becomes the dtype the base bytes are in (see wv_decode_frame). */
 static size_t frame_open(const uint8_t *frame, size_t size, size_t dst_size, const uint8_t **base, size_t base_size,
-                         wv_frame_header *h)
+                         unsigned *base_dtype, wv_frame_header *h)
 {
     size_t fs = wv_frame_parse(frame, size, h);
     WV_FORWARD_IF_ERROR(fs);
@@ -66,7 +67,9 @@ static size_t frame_open(const uint8_t *frame, size_t size, size_t dst_size, con
     if (h->flags & WV_FLAG_NEEDS_BASE) {
         WV_RETURN_ERROR_IF(!*base, WV_ERR_BASE_MISSING);
         WV_RETURN_ERROR_IF(!wv_cast_supported(h->dtype, h->base_dtype), WV_ERR_UNSUPPORTED_CAST);
-        WV_RETURN_ERROR_IF(base_size != h->raw_size / k * wv_dtype_size(h->base_dtype), WV_ERR_BAD_SIZE);
+        if (*base_dtype == 0) *base_dtype = h->base_dtype;
+        WV_RETURN_ERROR_IF(*base_dtype != h->base_dtype && *base_dtype != h->dtype, WV_ERR_UNSUPPORTED_CAST);
+        WV_RETURN_ERROR_IF(base_size != h->raw_size / k * wv_dtype_size(*base_dtype), WV_ERR_BAD_SIZE);
     } else {
         *base = NULL;
     }
@@ -74,10 +77,10 @@ static size_t frame_open(const uint8_t *frame, size_t size, size_t dst_size, con
 }
 
 size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *dst, size_t dst_size,
-                       const uint8_t *base, size_t base_size)
+                       const uint8_t *base, size_t base_size, unsigned base_dtype)
 {
     wv_frame_header h;
-    WV_FORWARD_IF_ERROR(frame_open(frame, size, dst_size, &base, base_size, &h));
+    WV_FORWARD_IF_ERROR(frame_open(frame, size, dst_size, &base, base_size, &base_dtype, &h));
     const uint8_t *pay = frame + WV_FRAME_HEADER_SIZE;
     switch (h.codec) {
     case WV_CODEC_RAW:
@@ -87,7 +90,7 @@ size_t wv_decode_frame(wv_ctx *c, const uint8_t *frame, size_t size, uint8_t *ds
     case WV_CODEC_PLANES:
     case WV_CODEC_XOR:
         WV_RETURN_ERROR_IF((h.codec == WV_CODEC_XOR) != (base != NULL), WV_ERR_CORRUPT);
-        WV_FORWARD_IF_ERROR(wv_payload_decode(c, dst, h.raw_size, pay, h.payload_size, h.dtype, base, h.base_dtype,
+        WV_FORWARD_IF_ERROR(wv_payload_decode(c, dst, h.raw_size, pay, h.payload_size, h.dtype, base, base_dtype,
                                                      h.version));
         break;
     default:

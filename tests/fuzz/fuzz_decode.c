@@ -28,7 +28,7 @@ static void decode_one(const uint8_t *frame, size_t size)
 {
     wv_frame_header h;
     if (wv_isError(wv_frame_parse(frame, size, &h))) {
-        (void)wv_decode_frame(ctx, frame, size, NULL, 0, NULL, 0); /* must fail cleanly too */
+        (void)wv_decode_frame(ctx, frame, size, NULL, 0, NULL, 0, 0); /* must fail cleanly too */
         return;
     }
     uint8_t *dst = malloc(h.raw_size ? h.raw_size : 1), *base = NULL;
@@ -38,11 +38,16 @@ static void decode_one(const uint8_t *frame, size_t size)
         base = malloc(blen ? blen : 1);
         for (size_t i = 0; i < blen; i++) base[i] = (uint8_t)(i * 131 + 7);
     }
-    size_t r = wv_decode_frame(ctx, frame, size, dst, h.raw_size, base, blen);
+    size_t r = wv_decode_frame(ctx, frame, size, dst, h.raw_size, base, blen, 0);
     if (!wv_isError(r) && r != h.raw_size) abort();
+    if (base && h.dtype != h.base_dtype && wv_dtype_size(h.dtype)) { /* a base given already cast */
+        size_t clen = h.raw_size / wv_dtype_size(h.dtype) * wv_dtype_size(h.dtype);
+        size_t rc = wv_decode_frame(ctx, frame, size, dst, h.raw_size, base, clen <= blen ? clen : blen, h.dtype);
+        if (!wv_isError(rc) && rc != h.raw_size) abort();
+    }
     /* the same frame through the batch decoder */
     uint64_t off = 0, failed;
-    size_t r2 = wv_decode_many(ctx, frame, &off, 1, size, dst, h.raw_size, 0, base, blen, &failed);
+    size_t r2 = wv_decode_many(ctx, frame, &off, 1, size, dst, h.raw_size, 0, base, blen, 0, &failed);
     if (wv_isError(r) != wv_isError(r2)) abort();
     free(dst);
     free(base);
@@ -138,9 +143,17 @@ int main(int argc, char **argv)
                         size_t r = wv_encode_frame(ctx, codec, dst, cap, src, n, dt, base, blen, bdt);
                         CHECK(!wv_isError(r), "encode dt=%u n=%zu codec=%u: %s", dt, n, codec, wv_getErrorName(r));
                         if (!wv_isError(r)) {
-                            size_t d = wv_decode_frame(ctx, dst, r, back, n, base, blen);
+                            size_t d = wv_decode_frame(ctx, dst, r, back, n, base, blen, 0);
                             CHECK(d == n && !memcmp(back, src, n), "round trip dt=%u n=%zu codec=%u kind=%d k=%d: %s",
                                   dt, n, codec, kind, kernel, wv_isError(d) ? wv_getErrorName(d) : "mismatch");
+                            if (base && bdt != dt) { /* the same frame given its base already cast to dt */
+                                uint8_t *cast = malloc(n + 1);
+                                wv_cast(cast, dt, base, bdt, n / k);
+                                d = wv_decode_frame(ctx, dst, r, back, n, cast, n, dt);
+                                CHECK(d == n && !memcmp(back, src, n), "pre-cast base dt=%u n=%zu kind=%d k=%d: %s",
+                                      dt, n, kind, kernel, wv_isError(d) ? wv_getErrorName(d) : "mismatch");
+                                free(cast);
+                            }
                             if (nframes < 512 && n) {
                                 frames[nframes] = malloc(r);
                                 memcpy(frames[nframes], dst, r);
