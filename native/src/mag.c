@@ -460,7 +460,7 @@ size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, c
         WV_RETURN_ERROR_IF(ssz != 1 || body[0] > smax, WV_ERR_CORRUPT);
         if (body[0] == 0) { /* an unchanged frame: the prediction itself */
             WV_RETURN_ERROR_IF(nbytes != 0, WV_ERR_CORRUPT);
-            memcpy(dst, pred, n_el * k);
+            if (dst != pred) memcpy(dst, pred, n_el * k);
             return 0;
         }
         memset(sym, body[0], n_el);

@@ -17,7 +17,8 @@ size_t wv_mag_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *src, co
                      unsigned dtype);
 /* Estimated size of that body, without running the coder. */
 size_t wv_mag_estimate(wv_ctx *c, const uint8_t *src, const uint8_t *pred, size_t n_el, unsigned dtype);
-/* dst (n_el elements) from a body of size bytes; never reads or writes outside them. */
+/* dst (n_el elements) from a body of size bytes; never reads or writes outside them.
+ * pred may be dst itself (each element is read before it is written). */
 size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, const uint8_t *pred, size_t n_el,
                      unsigned dtype);
 /* Rebuild kernel: 0 = scalar, 1 = AVX2, -1 = the best this CPU has; returns the
