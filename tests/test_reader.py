@@ -172,3 +172,18 @@ def test_a_damaged_frame_in_a_run_of_delta_frames_is_named(vault, family, monkey
     with pytest.raises(IntegrityError, match=r"frame 1 \(pack") as exc:
         _read(vault, file.id, 0, len(member))
     assert any(digest[:16] in str(exc.value) for digest, *_ in rows)
+
+
+def test_chunk_buffers_are_reused_only_when_no_view_is_left():
+    pool = reader_mod._Buffers(1024, 2)
+    a = pool.take(1000)
+    a[:] = b"a" * 1000
+    held = a[10:20]  # a consumer keeping part of a chunk (a socket's pending bytes)
+    del a
+    b = pool.take(1024)
+    assert bytes(held) == b"a" * 10  # not handed out again while a view of it lives
+    b[:] = b"b" * 1024
+    del held, b
+    c = pool.take(512)
+    assert bytes(c[:4]) == b"aaaa"  # the first buffer again, once nothing refers to it
+    assert len(pool.take(4096)) == 4096  # larger than the pool's buffers: a new one
