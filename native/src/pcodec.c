@@ -410,15 +410,12 @@ static size_t pairs_redo(const payload_view *v, uint8_t *dst, const uint32_t *sp
                          const uint8_t **esc)
 {
     uint8_t hi[2 * WV_RANS_LANES];
-    const uint8_t *low = v->pl[1];
     for (size_t b = 0; b < count; b++) {
         size_t i = special[b], el = 2 * i;
         WV_FORWARD_IF_ERROR(wv_pairs_expand(hi, sizeof hi, v->pairs[0] + i, v->dict[0], v->nd[0], esc, v->esc_end[0], 1));
-        for (size_t m = 0; m < sizeof hi; m++) {
-            uint16_t x = (uint16_t)(hi[m] << 8 | low[el + m]);
-            if (v->flags & WV_PF_ROT) x = (uint16_t)((x >> 1) | (x << 15));
-            wv_wr16(dst + 2 * (el + m), x);
-        }
+        const uint8_t *pl[8] = {hi};
+        for (unsigned p = 1; p < v->k; p++) pl[p] = v->pl[p] + el;
+        wv_merge(dst + v->k * el, sizeof hi, v->k, v->flags & WV_PF_ROT, pl);
     }
     return 0;
 }
@@ -464,7 +461,7 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
     WV_FORWARD_IF_ERROR(payload_parse(c, &v, n, src, size, dtype, base, base_dtype, frame_version));
     /* rANS planes of one frame decode two at a time (xor: both planes; F32: 3 planes) */
     wv_rans_dec d[2];
-    unsigned pending = 0, slots = 0;
+    unsigned pending = 0, slots = 0, last = 0; /* last: the plane of a pending stream */
     for (unsigned p = 0; p < v.k; p++) {
         unsigned used;
         WV_FORWARD_IF_ERROR(plane_begin(c, &v, p, slots, &d[pending], &used));
@@ -475,19 +472,22 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
         } else {
             pending = 1;
             slots = used;
+            last = p;
         }
     }
     size_t done = 0; /* elements already in dst */
     const uint8_t *esc0 = v.esc[0];
     if (pending) {
-        /* plain BF16/F16: the exponent plane decodes straight into dst (AVX-512 only) */
-        int fuse = v.k == 2 && !v.pred && v.mode[1] == WV_PLANE_RAW;
-        if (fuse && v.mode[0] == WV_PLANE_RANS) done = wv_rans_dec_merge2(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT);
+        /* plain BF16/F16/F32 whose only coded plane is plane 0 (the others raw or constant,
+         * so in place already): it decodes straight into dst (AVX-512 only) */
+        int fuse = last == 0 && !v.pred;
+        int rot = v.flags & WV_PF_ROT;
+        if (fuse && v.mode[0] == WV_PLANE_RANS) done = wv_rans_dec_merge(&d[0], dst, v.k, v.pl + 1, rot);
         if (fuse && v.mode[0] == WV_PLANE_PAIRS) {
             size_t nspecial;
             uint32_t *special = (uint32_t *)(void *)c->cx; /* unused without a base */
-            size_t pairs = wv_rans_dec_merge2_pairs(&d[0], dst, v.pl[1], v.flags & WV_PF_ROT, v.dict[0], v.nd[0],
-                                                    special, &nspecial);
+            size_t pairs = wv_rans_dec_merge_pairs(&d[0], dst, v.k, v.pl + 1, rot, v.dict[0], v.nd[0], special,
+                                                   &nspecial);
             WV_FORWARD_IF_ERROR(pairs_redo(&v, dst, special, nspecial, &esc0));
             done = 2 * pairs;
         }

@@ -67,12 +67,13 @@ size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *s
                         const uint8_t *cx, const uint32_t *tab);
 size_t wv_rans_dec_finish(wv_rans_dec *d);
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b); /* finishes both */
-/* Decodes what it can of a plane-0 stream of 2-byte elements directly into out, merged
- * with the raw low plane (merge order of planes.c); returns elements done (d->i). */
-size_t wv_rans_dec_merge2(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot);
+/* Decodes what it can of a plane-0 stream of k-byte elements (k = 2 or 4) directly into out,
+ * merged with the other planes low[0..k-2] (plane 1 first; merge order of planes.c);
+ * returns elements done (d->i; 0 for another k or without the kernel). */
+size_t wv_rans_dec_merge(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t *const *low, int rot);
 /* Same for a PAIRS plane 0 (symbols i -> elements 2i, 2i+1; d->n = ceil(n_el / 2)): returns
  * symbols done; blocks of 32 symbols starting at special[0..*nspecial) hold an escape or an
  * invalid code, their symbols are in d->dst and their elements must be redone. */
-size_t wv_rans_dec_merge2_pairs(wv_rans_dec *d, uint8_t *out, const uint8_t *low, int rot, const uint8_t *dict,
-                                unsigned nd, uint32_t *special, size_t *nspecial);
+size_t wv_rans_dec_merge_pairs(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t *const *low, int rot,
+                               const uint8_t *dict, unsigned nd, uint32_t *special, size_t *nspecial);
 #endif
