@@ -428,6 +428,146 @@ AVX2 static unsigned rebuild_avx2(uint8_t *dst, const uint8_t *sym, const uint8_
                   : rebuild32_avx2(dst, sym, pred, n, bits, nbytes, pos);
 }
 
+/* AVX-512 (F, BW, VBMI): no gathers.  A step's raw fields all lie in the 64 bytes from its
+ * first field's byte on (16 BF16/F16 fields of <= 15 bits, or 8 F32 fields of <= 31 bits,
+ * start at most 7 + 15 * 31 bits in), loaded once with a masked load (zeros past the
+ * stream's end, as load_bits; a masked load never faults), and one byte permute hands each
+ * lane the bytes under its field.  Fields are cut to 31 bits as in rebuild_one, so hostile
+ * symbols stay inside the window too.  xor v3 decode MB per CPU-second over the AVX2
+ * rebuild (same frames, both builds, best of 15): BF16 fine-tune 1433 -> 1553, frozen BF16
+ * fine-tune 3855 -> 4241, FP32 fine-tune 2089 -> 2257. */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+static inline __attribute__((always_inline)) AVX512 __m512i window(const uint8_t *bits, size_t nbytes, size_t b)
+{
+    if (b >= nbytes) return _mm512_setzero_si512();
+    size_t rem = nbytes - b;
+    return _mm512_maskz_loadu_epi8(rem >= 64 ? ~0ull : (1ull << rem) - 1, bits + b);
+}
+
+/* u of 16 two-byte elements (symbols in dword lanes) whose raw fields start at bit *pos. */
+static inline __attribute__((always_inline)) AVX512 __m512i raw16(__m512i s, const uint8_t *bits, size_t nbytes,
+                                                                  size_t *pos)
+{
+    const __m512i one = _mm512_set1_epi32(1), z = _mm512_setzero_si512();
+    const __m512i spread = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0x00000000);
+    __mmask16 big = _mm512_cmpgt_epu32_mask(s, _mm512_set1_epi32(WV_MAG_DIRECT - 1));
+    __m512i len = _mm512_maskz_and_epi32(big, _mm512_sub_epi32(s, _mm512_set1_epi32(WV_MAG_DIRECT - 4)),
+                                         _mm512_set1_epi32(31));
+    __m512i inc = _mm512_add_epi32(len, _mm512_alignr_epi32(len, z, 15));
+    inc = _mm512_add_epi32(inc, _mm512_alignr_epi32(inc, z, 14));
+    inc = _mm512_add_epi32(inc, _mm512_alignr_epi32(inc, z, 12));
+    inc = _mm512_add_epi32(inc, _mm512_alignr_epi32(inc, z, 8));
+    __m512i at = _mm512_add_epi32(_mm512_sub_epi32(inc, len), _mm512_set1_epi32((int)(*pos & 7)));
+    __m512i idx = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_srli_epi32(at, 3), spread), _mm512_set1_epi32(0x03020100));
+    __m512i v = _mm512_permutexvar_epi8(idx, window(bits, nbytes, *pos >> 3));
+    v = _mm512_srlv_epi32(v, _mm512_and_si512(at, _mm512_set1_epi32(7)));
+    __m512i lead = _mm512_sllv_epi32(one, len);
+    *pos += (uint32_t)_mm_extract_epi32(_mm512_extracti32x4_epi32(inc, 3), 3);
+    return _mm512_mask_or_epi32(s, big, lead, _mm512_and_si512(v, _mm512_sub_epi32(lead, one)));
+}
+
+/* u of 8 F32 elements (symbols in dword lanes of s) in qword lanes, narrowed back to dwords. */
+static inline __attribute__((always_inline)) AVX512 __m256i raw8(__m256i s32, const uint8_t *bits, size_t nbytes,
+                                                                 size_t *pos)
+{
+    const __m512i one = _mm512_set1_epi64(1), z = _mm512_setzero_si512();
+    const __m512i spread = _mm512_set4_epi32(0x08080808, 0x08080808, 0x00000000, 0x00000000);
+    __m512i s = _mm512_cvtepu32_epi64(s32);
+    __mmask8 big = _mm512_cmpgt_epu64_mask(s, _mm512_set1_epi64(WV_MAG_DIRECT - 1));
+    __m512i len = _mm512_maskz_and_epi64(big, _mm512_sub_epi64(s, _mm512_set1_epi64(WV_MAG_DIRECT - 4)),
+                                         _mm512_set1_epi64(31));
+    __m512i inc = _mm512_add_epi64(len, _mm512_alignr_epi64(len, z, 7));
+    inc = _mm512_add_epi64(inc, _mm512_alignr_epi64(inc, z, 6));
+    inc = _mm512_add_epi64(inc, _mm512_alignr_epi64(inc, z, 4));
+    __m512i at = _mm512_add_epi64(_mm512_sub_epi64(inc, len), _mm512_set1_epi64((long long)(*pos & 7)));
+    __m512i idx = _mm512_add_epi8(_mm512_shuffle_epi8(_mm512_srli_epi64(at, 3), spread),
+                                  _mm512_set1_epi64(0x0706050403020100ll));
+    __m512i v = _mm512_permutexvar_epi8(idx, window(bits, nbytes, *pos >> 3));
+    v = _mm512_srlv_epi64(v, _mm512_and_si512(at, _mm512_set1_epi64(7)));
+    __m512i lead = _mm512_sllv_epi64(one, len);
+    *pos += (uint64_t)_mm_extract_epi64(_mm512_extracti32x4_epi32(inc, 3), 1);
+    return _mm512_cvtepi64_epi32(_mm512_mask_or_epi64(s, big, lead, _mm512_and_si512(v, _mm512_sub_epi64(lead, one))));
+}
+
+static inline __attribute__((always_inline)) AVX512 unsigned hmax_epu8(__m128i v)
+{
+    uint8_t lanes[16];
+    unsigned t = 0;
+    _mm_storeu_si128((__m128i *)lanes, v);
+    for (int l = 0; l < 16; l++) t = lanes[l] > t ? lanes[l] : t;
+    return t;
+}
+
+/* F32: 16 elements per step. */
+AVX512 static unsigned rebuild32_avx512(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n,
+                                        const uint8_t *bits, size_t nbytes, uint64_t *ppos)
+{
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512(), c15 = _mm512_set1_epi32(WV_MAG_DIRECT - 1);
+    size_t pos = (size_t)*ppos, i = 0;
+    __m128i vtop = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i sb = _mm_loadu_si128((const __m128i *)(sym + i));
+        vtop = _mm_max_epu8(vtop, sb);
+        __m512i u = _mm512_cvtepu8_epi32(sb);
+        __mmask16 big = _mm512_cmpgt_epu32_mask(u, c15);
+        if (big) {
+            __m256i lo = _mm512_castsi512_si256(u), hi = _mm512_extracti64x4_epi64(u, 1);
+            if (big & 0xff) lo = raw8(lo, bits, nbytes, &pos);
+            if (big >> 8) hi = raw8(hi, bits, nbytes, &pos);
+            u = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        __m512i d = _mm512_xor_si512(_mm512_srli_epi32(u, 1), _mm512_sub_epi32(zero, _mm512_and_si512(u, one)));
+        __m512i p = _mm512_loadu_si512((const void *)(pred + 4 * i));
+        p = _mm512_xor_si512(p, _mm512_srli_epi32(_mm512_srai_epi32(p, 31), 1));
+        __m512i x = _mm512_add_epi32(p, d);
+        _mm512_storeu_si512((void *)(dst + 4 * i), _mm512_xor_si512(x, _mm512_srli_epi32(_mm512_srai_epi32(x, 31), 1)));
+    }
+    *ppos = pos;
+    unsigned t = rebuild_scalar_body(dst, sym, pred, i, n, 4, bits, nbytes, ppos), v = hmax_epu8(vtop);
+    return t > v ? t : v;
+}
+
+/* BF16/F16: 32 elements per step in 16-bit lanes; a step with raw fields takes them 16 at a time. */
+AVX512 static unsigned rebuild16_avx512(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n,
+                                        const uint8_t *bits, size_t nbytes, uint64_t *ppos)
+{
+    const __m512i one = _mm512_set1_epi16(1), zero = _mm512_setzero_si512(), c15 = _mm512_set1_epi16(WV_MAG_DIRECT - 1);
+    const __m512i m15 = _mm512_set1_epi16(0x7fff);
+    size_t pos = (size_t)*ppos, i = 0;
+    __m256i vtop = _mm256_setzero_si256();
+    for (; i + 32 <= n; i += 32) {
+        __m256i sb = _mm256_loadu_si256((const __m256i *)(sym + i));
+        vtop = _mm256_max_epu8(vtop, sb);
+        __m512i u = _mm512_cvtepu8_epi16(sb);
+        __mmask32 big = _mm512_cmpgt_epu16_mask(u, c15);
+        if (big) {
+            __m256i lo = _mm512_castsi512_si256(u), hi = _mm512_extracti64x4_epi64(u, 1);
+            if (big & 0xffff)
+                lo = _mm512_cvtepi32_epi16(raw16(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(sb)), bits, nbytes, &pos));
+            if (big >> 16)
+                hi = _mm512_cvtepi32_epi16(raw16(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(sb, 1)), bits, nbytes, &pos));
+            u = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        __m512i d = _mm512_xor_si512(_mm512_srli_epi16(u, 1), _mm512_sub_epi16(zero, _mm512_and_si512(u, one)));
+        __m512i p = _mm512_loadu_si512((const void *)(pred + 2 * i));
+        p = _mm512_xor_si512(p, _mm512_and_si512(_mm512_srai_epi16(p, 15), m15));
+        __m512i x = _mm512_add_epi16(p, d);
+        _mm512_storeu_si512((void *)(dst + 2 * i), _mm512_xor_si512(x, _mm512_and_si512(_mm512_srai_epi16(x, 15), m15)));
+    }
+    *ppos = pos;
+    unsigned t = rebuild_scalar_body(dst, sym, pred, i, n, 2, bits, nbytes, ppos);
+    unsigned v = hmax_epu8(_mm_max_epu8(_mm256_castsi256_si128(vtop), _mm256_extracti128_si256(vtop, 1)));
+    return t > v ? t : v;
+}
+
+AVX512 static unsigned rebuild_avx512(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n, unsigned k,
+                                      const uint8_t *bits, size_t nbytes, uint64_t *pos)
+{
+    return k == 2 ? rebuild16_avx512(dst, sym, pred, n, bits, nbytes, pos)
+                  : rebuild32_avx512(dst, sym, pred, n, bits, nbytes, pos);
+}
+
 typedef unsigned (*rebuild_fn)(uint8_t *, const uint8_t *, const uint8_t *, size_t, unsigned, const uint8_t *,
                                size_t, uint64_t *);
 static rebuild_fn rebuild = rebuild_scalar;
@@ -436,10 +576,12 @@ int wv_mag_select_kernel(int kernel)
 {
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") != 0;
-    if (kernel < 0) kernel = avx2;
-    if (kernel > 1 || (kernel == 1 && !avx2)) return -1;
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vbmi");
+    if (kernel < 0) kernel = avx512 ? 2 : avx2;
+    if (kernel > 2 || (kernel == 1 && !avx2) || (kernel == 2 && !avx512)) return -1;
     simd = kernel;
-    rebuild = kernel ? rebuild_avx2 : rebuild_scalar;
+    rebuild = kernel == 2 ? rebuild_avx512 : kernel ? rebuild_avx2 : rebuild_scalar;
     return kernel;
 }
 

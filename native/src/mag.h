@@ -21,7 +21,7 @@ size_t wv_mag_estimate(wv_ctx *c, const uint8_t *src, const uint8_t *pred, size_
  * pred may be dst itself (each element is read before it is written). */
 size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, const uint8_t *pred, size_t n_el,
                      unsigned dtype);
-/* Rebuild kernel: 0 = scalar, 1 = AVX2, -1 = the best this CPU has; returns the
+/* Rebuild kernel: 0 = scalar, 1 = AVX2, 2 = AVX-512, -1 = the best this CPU has; returns the
  * kernel in use or -1 if the one asked for is not supported here. */
 int wv_mag_select_kernel(int kernel);
 #endif

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     size_t *fsizes = calloc(512, sizeof *fsizes), nframes = 0;
     for (int kernel = 0; kernel <= 2; kernel++) {
         if (wv_rans_select_kernel(kernel) < 0) continue;
-        wv_mag_select_kernel(kernel ? 1 : 0); /* distance rebuild: scalar with the scalar rANS */
+        if (wv_mag_select_kernel(kernel) < 0) wv_mag_select_kernel(kernel ? 1 : 0); /* scalar with scalar rANS */
         for (size_t di = 0; di < sizeof dtypes / sizeof *dtypes; di++)
             for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
                 for (int kind = 0; kind < 3; kind++)
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
     for (long it = 0; it < iters && nframes; it++) {
         size_t f = rnd() % nframes, size = fsizes[f];
         if (wv_rans_select_kernel((int)(it % 3)) < 0) wv_rans_select_kernel(0);
-        if (wv_mag_select_kernel((int)(it & 1)) < 0) wv_mag_select_kernel(0);
+        if (wv_mag_select_kernel((int)(it / 3 % 3)) < 0) wv_mag_select_kernel(0);
         int payload_mode = rnd() & 1;
         buf[0] = payload_mode ? (uint8_t)(1 | (rnd() & 2)) : 0;
         size_t o = 1;
