@@ -80,3 +80,4 @@ def test_views_of_one_base_in_two_dtypes_are_apart():
             cache.pinned(("b", "BF16"), UNIT, 0, UNIT, lambda out, lo, hi: out.__setitem__(slice(None), bytes(hi - lo))):
         assert bytes(f32) == _pattern(0, 2 * UNIT)
     assert cache.held == 3 * UNIT
+
