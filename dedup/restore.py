@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,31 +49,41 @@ def restore(vault: Vault, repo: str, revision: str, out: Path | None, *, kind: s
     reader = Reader(vault)
     mode = _file_mode()
     done = Restored()
-    for path, file in sorted(tree.items()):
-        on_file(path)
-        try:
-            check_path(path)
-            if out is None:
-                for piece in reader.verified_file(file):
-                    progress(len(piece))
-            else:
-                _write(reader, file, Path(out) / path, mode, progress)
-        except (StorageError, InvalidName, OSError) as exc:
-            done.failed[path] = f"{type(exc).__name__}: {exc}"
-            continue
-        done.written[path] = file.sha256
+    with ThreadPoolExecutor(1, thread_name_prefix="wv-write") as writer:
+        for path, file in sorted(tree.items()):
+            on_file(path)
+            try:
+                check_path(path)
+                if out is None:
+                    for piece in reader.verified_file(file):
+                        progress(len(piece))
+                else:
+                    _write(reader, writer, file, Path(out) / path, mode, progress)
+            except (StorageError, InvalidName, OSError) as exc:
+                done.failed[path] = f"{type(exc).__name__}: {exc}"
+                continue
+            done.written[path] = file.sha256
     return done
 
 
-def _write(reader: Reader, file, target: Path, mode: int, progress) -> None:
+def _write(reader: Reader, writer: ThreadPoolExecutor, file, target: Path, mode: int, progress) -> None:
+    """Write ``file`` to ``target``: each chunk is written on ``writer`` while this thread hashes the
+    next (sha256 and the write took turns on one thread: 58 and 25 ms of the FP32 base's 110 ms)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".wv-")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            for piece in reader.verified_file(file):
-                f.write(piece)
-                progress(len(piece))
+            pending: Future | None = None
+            try:
+                for piece in reader.verified_file(file):
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(f.write, piece)
+                    progress(len(piece))
+            finally:
+                if pending is not None:
+                    pending.result()
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
