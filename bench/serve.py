@@ -15,10 +15,10 @@ in (weightvault / nginx, and each delta-coded file / weightvault's own base) and
 weightvault's resident memory after each file (all, and anonymous: without mapped
 file pages), to show it flat with file size.
 
-Clients run on the same machine and share its cores with the servers. A delta
-frame's base frames are kept decoded in a bounded process-wide cache
-(WEIGHTVAULT_BASE_CACHE_MB), so the first download of a member after the server
-starts (cold) decodes its base too and later ones (best) do not.
+Clients run on the same machine and share its cores with the servers. The bases
+of delta frames are kept decoded (in their members' dtype) in a bounded
+process-wide cache (WEIGHTVAULT_BASE_CACHE_MB), so the first download of a member
+after the server starts (cold) decodes its base too and later ones (best) do not.
 """
 from __future__ import annotations
 
