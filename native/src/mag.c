@@ -621,16 +621,27 @@ size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, c
         size_t s0 = wv_rd32(body + o);
         o += 4;
         WV_RETURN_ERROR_IF(s0 > ssz - o, WV_ERR_CORRUPT);
-        const uint8_t *cx = NULL;
-        if (tables > 1) {
-            contexts(c->cx, pred, n_el, dtype, tables);
-            cx = c->cx;
-        }
+        const uint8_t *cx = tables > 1 ? c->cx : NULL;
         size_t h = n_el / 2;
         wv_rans_dec d[2];
         WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[0], sym, h, body + o, s0, cx, &c->dtab[0][0]));
         WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[1], sym + h, n_el - h, body + o + s0, ssz - o - s0,
                                              cx ? cx + h : NULL, &c->dtab[0][0]));
+        if (cx) {
+            /* the bulk with contexts computed in the rANS loop (AVX-512), the rest from bytes */
+            wv_rans_pctx pc = {k, 0, 0, 0, {0}};
+            int bias = 0;
+            wv_exp_layout(dtype, &pc.shift, &pc.mask, &bias);
+            pc.bias = (unsigned)bias;
+            for (unsigned o8 = 0; o8 < 16; o8++) {
+                unsigned v = o8 < NCTX_MAX ? o8 : NCTX_MAX - 1;
+                pc.lut[o8] = (uint8_t)(tables == NCTX_MAX ? v : (v * 11) >> 5);
+            }
+            wv_rans_dec_pair_pred(&d[0], &d[1], &pc, pred, pred + k * h);
+            size_t a = d[0].i, b = h + d[1].i;
+            contexts(c->cx + a, pred + k * a, h - a, dtype, tables);
+            contexts(c->cx + b, pred + k * b, n_el - b, dtype, tables);
+        }
         WV_FORWARD_IF_ERROR(wv_rans_dec_pair(&d[0], &d[1]));
     }
     uint64_t pos = 0;

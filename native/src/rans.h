@@ -67,6 +67,17 @@ size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *s
                         const uint8_t *cx, const uint32_t *tab);
 size_t wv_rans_dec_finish(wv_rans_dec *d);
 size_t wv_rans_dec_pair(wv_rans_dec *a, wv_rans_dec *b); /* finishes both */
+/* Contexts from a prediction of k-byte elements (k = 2 or 4) instead of cx bytes: element
+ * i's table is lut[min(max(bias - ((pred[i] >> shift) & mask), 0), 15)] (mag.c). */
+typedef struct {
+    unsigned k, shift, mask, bias;
+    uint8_t lut[16];
+} wv_rans_pctx;
+/* Advances a and b as far as the AVX-512 kernel goes (nothing without it), the contexts of
+ * their symbols from pred_a, pred_b; the cx bytes of the symbols from a->i and b->i on must
+ * be in place before wv_rans_dec_pair finishes the streams. */
+void wv_rans_dec_pair_pred(wv_rans_dec *a, wv_rans_dec *b, const wv_rans_pctx *c, const uint8_t *pred_a,
+                           const uint8_t *pred_b);
 /* Decodes what it can of a plane-0 stream of k-byte elements (k = 2 or 4) directly into out,
  * merged with the other planes low[0..k-2] (plane 1 first; merge order of planes.c);
  * returns elements done (d->i; 0 for another k or without the kernel). */
