@@ -89,10 +89,16 @@ class BaseCache:
             view = self._views.get(key)
             if view is None:  # a digest fixes the bytes, so a view's size never changes
                 view = self._views[key] = _View(size)
+            ready = True
             for u in units:
                 view.pins[u] += 1
+                if view.state[u] == _READY:
+                    self._ready.move_to_end((key, u))
+                else:
+                    ready = False
         try:
-            self._make_ready(key, view, units, fill)
+            if not ready:
+                self._make_ready(key, view, units, fill)
             yield view.bytes[lo:hi].toreadonly()
         finally:
             with self._cond:
