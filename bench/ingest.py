@@ -3,7 +3,9 @@
     python bench/ingest.py [--repos DIR] [--json bench/results/ingest.json]
 
 For each repo, in the order a hub would receive them: ingest MB/s, restore MB/s
-(every file written and sha256-checked), and the bytes the store added against
+(every file written and sha256-checked, in a fresh process as ``weightvault get``
+runs, so no base is already decoded; the interpreter's start, imports and opening
+the store are not timed), and the bytes the store added against
 the repo's raw size, beside what a user would otherwise run on the same files in
 the same run: ``zstd -T2 -3`` of every file (compress, then decompress to files)
 and ``cp -r`` of the folder. Each figure is the best of ``--repeat`` runs (the
@@ -36,7 +38,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from weightvault.dedup.ingest import ingest_folder
-    from weightvault.dedup.restore import restore
     from weightvault.store import Vault
 
     repos = materialized(args.repos)
@@ -55,11 +56,10 @@ def main() -> None:
                 t0, c0 = time.perf_counter(), time.process_time()
                 result = ingest_folder(vault, src, name)
                 t1, c1 = time.perf_counter(), time.process_time()
-                restore(vault, name, "main", work / "out")
-                t2 = time.perf_counter()
                 vault.close()
+                restore_s = min(restore_s, fresh_restore(work / "try", name, work / "out"))
                 shutil.rmtree(work / "out")
-                ingest_s, restore_s = min(ingest_s, t1 - t0), min(restore_s, t2 - t1)
+                ingest_s = min(ingest_s, t1 - t0)
                 ingest_cpu = min(ingest_cpu, c1 - c0)
             shutil.rmtree(work / "store")
             (work / "try").rename(work / "store")
@@ -96,6 +96,26 @@ def main() -> None:
     args.json.write_text(json.dumps({"repos": rows, "raw_bytes": total_raw, "stored_bytes": total_stored,
                                      "stored_over_raw": total_stored / total_raw}, indent=2))
     print(f"wrote {args.json}")
+
+
+#: Restores one repo and prints the seconds it took, from opening the store's catalog on.
+RESTORE = """
+import sys, time
+from pathlib import Path
+from weightvault.dedup.restore import restore
+from weightvault.store import Vault
+vault = Vault.open(Path(sys.argv[1]))
+t = time.perf_counter()
+restore(vault, sys.argv[2], "main", Path(sys.argv[3]))
+print(time.perf_counter() - t)
+"""
+
+
+def fresh_restore(store: Path, repo: str, out: Path) -> float:
+    """Seconds to restore ``repo`` into ``out`` in a new process."""
+    done = subprocess.run([sys.executable, "-c", RESTORE, str(store), repo, str(out)], check=True,
+                          capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
 
 
 def peers(src: Path, work: Path, raw: int, repeat: int) -> dict[str, float]:

@@ -46,7 +46,7 @@ def restore(vault: Vault, repo: str, revision: str, out: Path | None, *, kind: s
     with vault.catalog.read_session() as s:
         r = resolve(s, repo, revision, kind)
         tree = tree_of(s, r.commit)
-    reader = Reader(vault)
+    reader = Reader(vault, keep_bases=False)
     mode = _file_mode()
     done = Restored()
     with ThreadPoolExecutor(1, thread_name_prefix="wv-write") as writer:

@@ -187,3 +187,14 @@ def test_chunk_buffers_are_reused_only_when_no_view_is_left():
     c = pool.take(512)
     assert bytes(c[:4]) == b"aaaa"  # the first buffer again, once nothing refers to it
     assert len(pool.take(4096)) == 4096  # larger than the pool's buffers: a new one
+
+
+def test_a_read_that_keeps_no_base(vault, family, monkeypatch):
+    """``keep_bases=False`` (restore): the same bytes, any range, and nothing left in the cache."""
+    file, member = family
+    monkeypatch.setattr(reader_mod, "_bases", BaseCache(64 << 20))
+    reader = Reader(vault, keep_bases=False)
+    assert b"".join(bytes(p) for p in reader.verified_file(file)) == member
+    for start, end in ((5, 70000), (len(member) // 2, len(member))):
+        assert b"".join(bytes(p) for p in reader.iter_file(file.id, start, end)) == member[start:end]
+    assert reader_mod._bases.held == 0
