@@ -34,6 +34,8 @@ import os
 import struct
 import tempfile
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -92,12 +94,31 @@ class Entry:
     payload: bytes
 
 
+#: Payload bytes ``PackWriter.add`` lets wait for its writer thread before it waits too: the
+#: thread's CRC, sha256 and write run at ~500 MB/s, the coder hands frames on at up to ~1 GB/s.
+WRITE_AHEAD_BYTES = 32 << 20
+
+
+@dataclass
+class _Spool:
+    """A pack being filled: its spool key, temp file and running content hash (writer thread only)."""
+
+    key: str
+    path: Path
+    file: object
+    hash: object
+    size: int
+
+
 class PackWriter:
     """Appends entries to a spool file and ships it as a pack when it is full.
 
-    ``add`` is cheap; ``flush`` makes everything added so far durable in the
-    backend. Pack ids are returned by ``flush`` for the caller's final
-    transaction to claim (``claim_packs``).
+    ``add`` is cheap: it places the entry and hands it to the writer's own thread, which
+    computes the entry's CRCs and the pack's sha256, writes the spool file and ships full
+    packs. An ingest did all of that on its main thread, 0.16 of its 0.68 cpu-s for the
+    91 MB FP32 base, while its coder thread waited for frames to be taken. ``flush`` makes
+    everything added so far durable in the backend (and raises what the thread hit). Pack
+    ids are returned by ``flush`` for the caller's final transaction to claim (``claim_packs``).
     """
 
     def __init__(self, catalog: Catalog, backend: ObjectBackend, spool_dir: Path, target_bytes: int) -> None:
@@ -107,61 +128,109 @@ class PackWriter:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.target_bytes = target_bytes
         self.shipped: dict[str, int] = {}  # pack name -> catalog id
-        self._file = None
-        self._spool: Path | None = None
-        self._name = ""
-        self._size = 0
+        self._spool: _Spool | None = None  # the one ``add`` places entries in
+        self._open_spools: list[_Spool] = []  # not shipped yet (written or being written)
+        self._io: ThreadPoolExecutor | None = None
+        self._queued: deque[tuple[Future, int]] = deque()
+        self._queued_bytes = 0
+        self._failed: BaseException | None = None
+        self._aborted = False
 
     def add(self, payload: bytes | memoryview, key: bytes, index: int, kind: int = FRAME) -> Location:
-        """Append ``payload`` with what it is: for a frame, the sha256 (32 bytes) of the object it
-        codes and its frame number."""
-        if self._file is None:
+        """Append ``payload`` (not changed afterwards: it is written later) with what it is: for a
+        frame, the sha256 (32 bytes) of the object it codes and its frame number."""
+        if self._failed is not None:
+            raise self._failed
+        if self._spool is None:
             self._open()
-        header = entry_header(payload, kind, key, index)
-        self._file.write(header)
-        self._file.write(payload)
-        self._hash.update(header)
-        self._hash.update(payload)
-        loc = Location(self._name, self._size + ENTRY.size, len(payload))
-        self._size += ENTRY.size + len(payload)
-        if self._size >= self.target_bytes:
-            self._ship()
+        spool = self._spool
+        loc = Location(spool.key, spool.size + ENTRY.size, len(payload))
+        spool.size += ENTRY.size + len(payload)
+        self._submit(len(payload), self._append, spool, payload, kind, key, index)
+        if spool.size >= self.target_bytes:
+            self._spool = None
+            self._submit(0, self._ship, spool)
         return loc
 
     def flush(self) -> dict[str, int]:
-        if self._file is not None:
-            self._ship()
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            self._submit(0, self._ship, spool)
+        self._drain(0)
+        if self._io is not None:
+            self._io.shutdown()
+            self._io = None
+        if self._failed is not None:
+            raise self._failed
         return dict(self.shipped)
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._spool.unlink(missing_ok=True)
-            self._file = None
+        """Drop what is not shipped yet (shipped packs stay unreferenced, for gc)."""
+        self._aborted = True
+        for future, _ in self._queued:
+            future.cancel()
+        self._drain(0)
+        if self._io is not None:
+            self._io.shutdown()
+            self._io = None
+        for spool in self._open_spools:
+            spool.file.close()
+            spool.path.unlink(missing_ok=True)
+        self._open_spools.clear()
+        self._spool = None
+        self._aborted = False
+        self._failed = None
 
     def _open(self) -> None:
-        self._name = f"spool:{os.getpid()}:{next(_spool_ids)}"
         fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix=leftovers.prefix("spool"))
-        self._file = os.fdopen(fd, "w+b")
-        self._spool = Path(path)
-        self._file.write(MAGIC)
-        self._hash = hashlib.sha256(MAGIC)
-        self._size = len(MAGIC)
+        f = os.fdopen(fd, "w+b")
+        f.write(MAGIC)
+        self._spool = _Spool(f"spool:{os.getpid()}:{next(_spool_ids)}", Path(path), f, hashlib.sha256(MAGIC),
+                             len(MAGIC))
+        self._open_spools.append(self._spool)
 
-    def _ship(self) -> None:
-        f, key, size = self._file, self._name, self._size
-        name = pack_name(self._hash.hexdigest())
-        self._file = None
-        f.flush()
-        path = self._spool
+    def _submit(self, nbytes: int, job, *args) -> None:
+        if self._io is None:
+            self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-pack")
+        self._queued.append((self._io.submit(self._guarded, job, *args), nbytes))
+        self._queued_bytes += nbytes
+        self._drain(WRITE_AHEAD_BYTES)
+
+    def _drain(self, limit: int) -> None:
+        """Wait for queued jobs until at most ``limit`` bytes wait (0: all done)."""
+        while self._queued and (self._queued_bytes > limit or limit == 0 or self._queued[0][0].done()):
+            future, nbytes = self._queued.popleft()
+            self._queued_bytes -= nbytes
+            if not future.cancelled():
+                future.result()  # _guarded keeps the error for add and flush to raise
+
+    def _guarded(self, job, *args) -> None:
+        if self._failed is not None or self._aborted:
+            return  # a spool after a failed write holds a gap: nothing after it is written or shipped
         try:
-            pack_id = self._register(name, size)
-            self.backend.put_file(name, path)
-        finally:
-            f.close()
-            path.unlink(missing_ok=True)
-        self.shipped[key] = pack_id
+            job(*args)
+        except BaseException as exc:
+            self._failed = exc
 
+    @staticmethod
+    def _append(spool: _Spool, payload, kind: int, key: bytes, index: int) -> None:
+        header = entry_header(payload, kind, key, index)
+        spool.file.write(header)
+        spool.file.write(payload)
+        spool.hash.update(header)
+        spool.hash.update(payload)
+
+    def _ship(self, spool: _Spool) -> None:
+        name = pack_name(spool.hash.hexdigest())
+        spool.file.flush()
+        try:
+            pack_id = self._register(name, spool.size)
+            self.backend.put_file(name, spool.path)
+        finally:
+            spool.file.close()
+            spool.path.unlink(missing_ok=True)
+            self._open_spools.remove(spool)
+        self.shipped[spool.key] = pack_id
 
     def _register(self, name: str, size: int) -> int:
         """The catalog id of pack ``name``, registered unreferenced. Names are content hashes, so

@@ -14,11 +14,13 @@ import sys
 import zlib
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from weightvault.store.backends import LocalBackend
 from weightvault.store.journal import read_record
-from weightvault.store.packs import FRAME, MAGIC, MAGIC_V1, RECORD, entry_header, iter_entries, pack_name
+from weightvault.store.packs import (FRAME, MAGIC, MAGIC_V1, RECORD, PackWriter, entry_header, iter_entries,
+                                     pack_name)
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "packs"
 PAYLOADS = [b"first frame payload", b"", bytes(range(256)) * 3]
@@ -65,6 +67,42 @@ def test_names_derive_from_content():
     h = hashlib.sha256(body).hexdigest()
     assert pack_name(h) == f"packs/{h[:2]}/{h[:40]}"
     assert pack_name(h, "meta").startswith("meta/")
+
+
+def test_writer_thread_writes_the_golden_bytes(vault):
+    """PackWriter writes and ships on its own thread: the pack is still v2.pack byte for byte, and a
+    full pack ships before the next entry's (target below one pack)."""
+    writer = vault.pack_writer()
+    locs = [writer.add(p, KEY, i) for i, p in enumerate(PAYLOADS)]
+    shipped = writer.flush()
+    (pack_id,) = shipped.values()
+    body = v2_pack()
+    name = pack_name(hashlib.sha256(body).hexdigest())
+    assert vault.backend.size(name) == len(body) and vault.backend.read(name, 0, len(body)) == body
+    assert [body[loc.offset:loc.offset + loc.size] for loc in locs] == PAYLOADS
+    small = PackWriter(vault.catalog, vault.backend, vault.settings.data_dir / "spool", target_bytes=100)
+    locs = [small.add(p, KEY, i) for i, p in enumerate(PAYLOADS)]
+    assert len(small.flush()) == 2 and locs[0].pack == locs[1].pack != locs[2].pack
+    assert list((vault.settings.data_dir / "spool").iterdir()) == []
+
+
+def test_writer_thread_failure_reaches_the_caller(vault, monkeypatch):
+    """A write or ship that fails on the writer's thread is raised by flush (and by add after it),
+    and leaves no spool file; abort drops the packs not shipped."""
+    spool = vault.settings.data_dir / "spool"
+    writer = vault.pack_writer()
+    monkeypatch.setattr(vault.backend, "put_file", lambda name, path: (_ for _ in ()).throw(OSError("disk full")))
+    writer.add(PAYLOADS[0], KEY, 0)
+    with pytest.raises(OSError, match="disk full"):
+        writer.flush()
+    with pytest.raises(OSError, match="disk full"):
+        writer.add(PAYLOADS[1], KEY, 1)
+    writer.abort()
+    assert list(spool.iterdir()) == []
+    monkeypatch.undo()
+    writer.add(PAYLOADS[0], KEY, 0)
+    writer.abort()
+    assert list(spool.iterdir()) == [] and writer.flush() == {}
 
 
 if __name__ == "__main__":

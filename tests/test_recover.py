@@ -190,16 +190,17 @@ class _PreviousReleaseWriter:
         class OldWriter(packs.PackWriter):
             def _open(self):
                 super()._open()
-                self._file.seek(0)
-                self._file.write(packs.MAGIC_V1)
-                self._hash = type("H", (), {"hexdigest": staticmethod(lambda h=uuid.uuid4().hex: h)})()
+                self._spool.file.seek(0)
+                self._spool.file.write(packs.MAGIC_V1)
+                self._spool.hash = type("H", (), {"hexdigest": staticmethod(lambda h=uuid.uuid4().hex: h)})()
 
-            def add(self, payload, key, index, kind=packs.FRAME):
-                if self._file is None:
+            def add(self, payload, key, index, kind=packs.FRAME):  # written here; flush ships on the thread
+                if self._spool is None:
                     self._open()
-                self._file.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + bytes(payload))
-                loc = packs.Location(self._name, self._size + 8, len(payload))
-                self._size += 8 + len(payload)
+                spool = self._spool
+                spool.file.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + bytes(payload))
+                loc = packs.Location(spool.key, spool.size + 8, len(payload))
+                spool.size += 8 + len(payload)
                 return loc
 
         monkeypatch.setattr(Vault, "pack_writer", lambda self: OldWriter(
