@@ -28,6 +28,7 @@ members use xor only.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -36,6 +37,11 @@ from weightvault import codec
 #: Bytes coded per call: a multiple of the frame size, small enough that a
 #: slice's frames fit comfortably in memory, large enough to use both cores.
 SLICE_BYTES = 64 * codec.FRAME_SIZE
+
+#: The threads that code tensors for ingest and re-basing, one per core of the 2-core machine:
+#: jobs of at most a slice each with one coding thread, so that tensors under a slice (most of
+#: a model's) are coded two at a time, not one after the other on one core.
+encode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wv-encode")
 
 #: Delta chains longer than this are not built: a member whose best base is
 #: itself at this depth is plane-coded instead, so a restore follows at most
@@ -61,36 +67,51 @@ class BaseCandidate:
 
 @dataclass
 class CodingChoice:
+    """How a tensor is coded, decided on its first slice (whose frames it holds); ``encode_slice``
+    codes any later slice the same way, on whichever thread calls it."""
+
     codec: str
     reason: str
     base_digest: str | None
     depth: int
     mechanism: str
-    _slices: Iterator[tuple[list[bytes], int]]
+    data: memoryview
+    dtype: str | None
+    first: list[bytes]  # the frames of the first slice
+    _codec_name: str = "auto"  # what encode_frames is asked for: "auto", or the base's delta codec
+    _base: BaseCandidate | None = None
 
-    def frame_slices(self) -> Iterator[tuple[list[bytes], int]]:
-        """(frames, raw offset of the first) per slice, coded lazily."""
-        return self._slices
+    def slice_offsets(self) -> range:
+        """Raw offsets of the slices after the first."""
+        return range(SLICE_BYTES, len(self.data), SLICE_BYTES)
 
-
-def _encode_slices(data: memoryview, dtype: str | None, codec_name: str, base: BaseCandidate | None,
-                   threads: int, first: list[bytes] | None) -> Iterator[tuple[list[bytes], int]]:
-    for offset in range(0, len(data), SLICE_BYTES):
-        if offset == 0 and first is not None:
-            yield first, 0
-            continue
-        piece = data[offset:offset + SLICE_BYTES]
+    def encode_slice(self, offset: int, threads: int = 1) -> list[bytes]:
+        piece = self.data[offset:offset + SLICE_BYTES]
         kw = {}
-        if base is not None:
-            b_off, b_len = codec.base_range(offset, len(piece), dtype, base.dtype)
-            kw = {"base": base.data[b_off:b_off + b_len], "base_dtype": base.dtype}
-        yield codec.encode_frames(piece, dtype, codec=codec_name, threads=threads, **kw), offset
+        if self._base is not None:
+            b_off, b_len = codec.base_range(offset, len(piece), self.dtype, self._base.dtype)
+            kw = {"base": self._base.data[b_off:b_off + b_len], "base_dtype": self._base.dtype}
+        return codec.encode_frames(piece, self.dtype, codec=self._codec_name, threads=threads, **kw)
+
+    def frame_slices(self, threads: int = 2) -> Iterator[tuple[list[bytes], int]]:
+        """(frames, raw offset of the first) per slice, coded lazily."""
+        if self.first:
+            yield self.first, 0
+        for offset in self.slice_offsets():
+            yield self.encode_slice(offset, threads), offset
+        self.release()
+
+    def release(self) -> None:
+        """Drop the tensor's and its base's bytes and the first frames, once every slice is coded:
+        an ingest keeps its choices until it lands (a member's decoded bases with them, else)."""
+        self.data, self.first, self._base = memoryview(b""), [], None
 
 
 def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate | None, *,
                       threads: int = 2) -> CodingChoice:
+    """The choice for ``data``, made by coding its first slice (with ``threads``)."""
     if len(data) == 0:
-        return CodingChoice("raw", "empty", None, 0, "plane_coding", iter(()))
+        return CodingChoice("raw", "empty", None, 0, "plane_coding", data, dtype, [])
     first_len = min(len(data), SLICE_BYTES)
     if base is not None and base.depth < MAX_DEPTH and base.codec == "xor":
         return _choose_xor(data, dtype, base, first_len, threads)
@@ -107,12 +128,12 @@ def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate |
         if delta_size < plain_size:
             reason = (f"{name} delta against {base.why or 'base'}: "
                       f"{delta_size / first_len:.3f} of raw vs {plain_size / first_len:.3f} plain")
-            return CodingChoice(name, reason, base.digest, base.depth + 1, base.mechanism,
-                                _encode_slices(data, dtype, name, base, threads, delta))
+            return CodingChoice(name, reason, base.digest, base.depth + 1, base.mechanism, data, dtype, delta,
+                                name, base)
         why = f"plain {plain_codec} {plain_size / first_len:.3f} beat {name} delta {delta_size / first_len:.3f}"
     else:
         why = f"{plain_codec}: {plain_size / first_len:.3f} of raw" + (" (delta chain at its depth limit)" if base else "")
-    return CodingChoice(plain_codec, why, None, 0, "plane_coding", _encode_slices(data, dtype, "auto", None, threads, plain))
+    return CodingChoice(plain_codec, why, None, 0, "plane_coding", data, dtype, plain)
 
 
 def _choose_xor(data: memoryview, dtype: str | None, base: BaseCandidate, first_len: int,
@@ -130,11 +151,11 @@ def _choose_xor(data: memoryview, dtype: str | None, base: BaseCandidate, first_
     if predicted:
         reason = (f"xor delta against {base.why or 'base'}: {size:.3f} of raw "
                   f"({predicted} of {len(first)} frames predicted, the rest plain)")
-        return CodingChoice("xor", reason, base.digest, base.depth + 1, base.mechanism,
-                            _encode_slices(data, dtype, "xor", base, threads, first))
+        return CodingChoice("xor", reason, base.digest, base.depth + 1, base.mechanism, data, dtype, first,
+                            "xor", base)
     plain_codec = _dominant_codec(first)
     why = f"plain {plain_codec} {size:.3f} of raw: no frame gained from the xor delta"
-    return CodingChoice(plain_codec, why, None, 0, "plane_coding", _encode_slices(data, dtype, "auto", None, threads, first))
+    return CodingChoice(plain_codec, why, None, 0, "plane_coding", data, dtype, first)
 
 
 def _dominant_codec(frames: list[bytes]) -> str:

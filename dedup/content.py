@@ -11,7 +11,7 @@ import itertools
 import json
 import mmap
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,8 +26,8 @@ from weightvault.store.models import Chunk, File, Frame, Object, Segment
 from weightvault.store.packs import Location, claim_packs
 
 from . import fingerprints, formats, opaque
-from .choice import SLICE_BYTES, BaseCandidate, CodingChoice, choose_and_encode
-from .hashing import FileDigest, digest_bytes, object_digest, object_digests
+from .choice import SLICE_BYTES, BaseCandidate, CodingChoice, choose_and_encode, encode_pool
+from .hashing import FileDigest, digest_bytes, in_lanes, object_digest, object_digests
 from .reader import Reader
 
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
@@ -48,12 +48,12 @@ CHUNK_LOOKUP_BATCH = 500
 #: shared repos' small files and biases came out 4 to 32 bytes larger coded than raw).
 SMALL_FILE = 1024
 
-#: Tensors up to one coding slice are coded on the encode thread while this thread hashes, looks
-#: up, indexes and writes the ones around them; at most this many wait, coded or not, to be
-#: written (each holds its frames, at most a slice). This thread did ~80% of an ingest's CPU,
-#: coding included, so the coder's own second thread mostly idled (FP32 base: 0.85 of 1.0 cpu-s).
-ENCODE_AHEAD = 4
-_encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wv-encode")
+#: Objects are coded a slice per job on the two encode threads (choice.encode_pool) while this
+#: thread hashes, looks up, indexes and writes the objects around them; at most this many slices
+#: wait, coded or not, to be written (each holds its frames, at most a slice's). With one encode
+#: thread, which coded a tensor under a slice on one core and left this thread waiting on each
+#: larger one, the FP32 base's ingest used 1.05 cores (0.65 cpu-s in 0.62 s).
+ENCODE_AHEAD = 6
 
 Progress = Callable[[int], None]
 
@@ -114,8 +114,11 @@ class ContentWriter:
         self.staged_bytes: dict[str, memoryview] = {}
         self.reader = Reader(vault)
         self.new_chunks: list[tuple[str, int, int, str]] = []  # object digest, raw offset, length, hash
-        #: Objects being coded on the encode thread, in the order their frames go into packs.
-        self._pending: deque[tuple[StagedObject, Future, Progress]] = deque()
+        #: Slices of objects being coded on the encode threads (object, job, raw offset), in the
+        #: order their frames go into packs.
+        self._pending: deque[tuple[StagedObject, Future, int, Progress]] = deque()
+        #: Chunk hash -> where the catalog held it when asked (None: nowhere); each is asked once.
+        self._stored_chunks: dict[str, opaque.Held | None] = {}
 
     # -- staging -----------------------------------------------------------------
 
@@ -162,7 +165,8 @@ class ContentWriter:
         """Tensors coded as tensors (small ones inline); typed opaque data (quantized blocks) and the
         bytes around tensors go through _stage_run, i.e. content-defined chunks."""
         segments = [_inline(view, 0, parsed.header_end, "__header__", progress)] if parsed.header_end else []
-        digests = self._hash_tensors(view, [t for t in parsed.tensors if t.dtype is not None and t.end - t.start > SMALL_FILE])
+        digests, cuts = self._prepare_tensors(view, [t for t in parsed.tensors
+                                                     if t.dtype is not None and t.end - t.start > SMALL_FILE])
         pos = parsed.header_end
         for t in parsed.tensors:
             if t.start > pos:
@@ -174,7 +178,7 @@ class ContentWriter:
             elif t.end - t.start <= SMALL_FILE:
                 segments.append(_inline(view, t.start, t.end, t.name, progress))
             else:
-                segments += self._stage_tensor(rel, view, t, digests[t.start], progress)
+                segments += self._stage_tensor(rel, view, t, digests[t.start], cuts.get(t.start), progress)
             pos = t.end
         if pos < len(view):
             segments += self._stage_run(view, pos, len(view), progress)
@@ -194,17 +198,17 @@ class ContentWriter:
         return self._stage_pieces(run, start, pieces, progress)
 
     def _stage_tensor(self, rel: str, view: memoryview, t: formats.Tensor, digest: str,
-                      progress: Progress) -> list[StagedSegment]:
+                      cuts: list[tuple[int, int, str]] | None, progress: Progress) -> list[StagedSegment]:
         """A tensor as one object, delta-coded against its base if it has one. A new tensor with no
         base whose bytes stored objects mostly hold already (an embedding grown by added vocabulary
         rows, a tensor cut out of a stored one) becomes references to those bytes plus the rest."""
         data = view[t.start:t.end]
         shape = list(t.shape) if t.shape is not None else None
-        base, cuts = None, None
+        base = None
         if not self._held(digest):
             base = self.base_for(rel, t.name, t.dtype, shape, data) if self.base_for else None
             if base is None:
-                pieces, cuts = opaque.match_run(data, self._find_chunks, self._object_bytes)
+                pieces, cuts = opaque.match_run(data, self._find_chunks, self._object_bytes, cuts=cuts)
                 if sum(p.length for p in pieces if p.digest) >= SHARED_TENSOR * len(data):
                     return self._stage_pieces(data, t.start, pieces, progress)
         if base is not None and shape and (shared := _shared_rows(data, t.dtype, shape, base)) < shape[0]:
@@ -227,6 +231,18 @@ class ContentWriter:
                                   progress)
         return [StagedSegment(t.start, cut, t.name, object_digest=head),
                 StagedSegment(t.start + cut, len(data) - cut, None, object_digest=tail)]
+
+    def _prepare_tensors(self, view: memoryview, tensors: list[formats.Tensor]
+                         ) -> tuple[dict[int, str], dict[int, list[tuple[int, int, str]]]]:
+        """Digests of a file's tensors and the chunks of those the catalog does not hold (by start),
+        each on both cores, with the catalog asked about all of them a batch at a time. Chunked and
+        looked up per tensor on this thread, they cost the FP32 base 0.18 of 0.44 main-thread cpu-s
+        (107 queries)."""
+        digests = self._hash_tensors(view, tensors)
+        new = [t for t in tensors if not self._held(digests[t.start])]
+        cuts = in_lanes(chunking.chunks, [view[t.start:t.end] for t in new])
+        self._find_chunks([h for tensor_cuts in cuts for _, _, h in tensor_cuts])
+        return digests, {t.start: c for t, c in zip(new, cuts)}
 
     def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor]) -> dict[int, str]:
         """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
@@ -270,16 +286,24 @@ class ContentWriter:
         return segments
 
     def _find_chunks(self, hashes: list[str]) -> dict[str, opaque.Held]:
-        """hash -> where a stored or staged object holds that chunk."""
+        """hash -> where a staged or stored object holds that chunk (the catalog is asked about a
+        hash once per ingest)."""
         found = {h: self.chunk_index[h] for h in hashes if h in self.chunk_index}
-        wanted = sorted(set(hashes) - found.keys())
-        with self.vault.catalog.read_session() as s:
-            for i in range(0, len(wanted), CHUNK_LOOKUP_BATCH):
-                for h, digest, offset, length, size in s.execute(
-                        select(Chunk.hash, Object.digest, Chunk.raw_offset, Chunk.length, Object.raw_size)
-                        .join(Object, Object.id == Chunk.object_id)
-                        .where(Chunk.hash.in_(wanted[i:i + CHUNK_LOOKUP_BATCH]))):
-                    found.setdefault(h, (digest, offset, length, size))
+        wanted = sorted(set(hashes) - found.keys() - self._stored_chunks.keys())
+        if wanted:
+            with self.vault.catalog.read_session() as s:
+                for i in range(0, len(wanted), CHUNK_LOOKUP_BATCH):
+                    for h, digest, offset, length, size in s.execute(
+                            select(Chunk.hash, Object.digest, Chunk.raw_offset, Chunk.length, Object.raw_size)
+                            .join(Object, Object.id == Chunk.object_id)
+                            .where(Chunk.hash.in_(wanted[i:i + CHUNK_LOOKUP_BATCH]))):
+                        if self._stored_chunks.get(h) is None:
+                            self._stored_chunks[h] = (digest, offset, length, size)
+            for h in wanted:
+                self._stored_chunks.setdefault(h, None)
+        for h in hashes:
+            if h not in found and (held := self._stored_chunks[h]) is not None:
+                found[h] = held
         return found
 
     def _followers(self, digest: str) -> list[tuple[str | None, int, bytes | None]]:
@@ -314,39 +338,44 @@ class ContentWriter:
         staged = StagedObject(digest, kind, dtype, shape, len(data), None,
                               fingerprint=fingerprints.columns(data, dtype) if kind == "tensor" else {})
         self.objects[digest] = staged
-        if len(data) <= SLICE_BYTES:
-            self._pending.append((staged, _encode_pool.submit(_encode_whole, data, dtype, base, self.threads),
-                                  progress))
-        else:  # coded slice by slice as it is written, so its frames never all sit in memory
-            self._write_pending()
-            staged.choice = choose_and_encode(data, dtype, base, threads=self.threads)
-            self._write(staged, staged.choice.frame_slices(), progress)
+        # The first slice's job chooses the coding (a tensor of one slice is coded by it whole); the
+        # later slices' jobs, queued behind it, code theirs the same way. A larger tensor's first
+        # slice is coded on both cores: the other encode thread would wait for it.
+        choice = encode_pool.submit(choose_and_encode, data, dtype, base,
+                                     threads=1 if len(data) <= SLICE_BYTES else self.threads)
+        self._pending.append((staged, choice, 0, progress))
+        for offset in range(SLICE_BYTES, len(data), SLICE_BYTES):
+            self._write_ahead(ENCODE_AHEAD)  # so memory holds a few slices' frames of a large tensor
+            self._pending.append((staged, encode_pool.submit(_later_slice, choice, offset), offset, progress))
         self._index_chunks(digest, data, cuts)
-        while len(self._pending) > ENCODE_AHEAD:
-            self._write_next()
+        self._write_ahead(ENCODE_AHEAD)
         return digest
 
-    def _write_next(self) -> None:
-        staged, future, progress = self._pending.popleft()
-        staged.choice, slices = future.result()
-        self._write(staged, slices, progress)
+    def _write_ahead(self, limit: int) -> None:
+        """Write the oldest coded slices until at most ``limit`` wait."""
+        while len(self._pending) > limit:
+            staged, future, offset, progress = self._pending.popleft()
+            result = future.result()
+            if offset == 0:
+                staged.choice, frames = result, result.first
+            else:
+                frames = result
+            self._write(staged, frames, offset, progress)
+            if offset + SLICE_BYTES >= staged.raw_size:
+                staged.choice.release()
+                if staged.frames and sum(f[1] for f in staged.frames) != staged.raw_size:
+                    raise IntegrityError(f"codec produced frames for {sum(f[1] for f in staged.frames)} "
+                                         f"of {staged.raw_size} bytes")
 
-    def _write_pending(self) -> None:
-        while self._pending:
-            self._write_next()
-
-    def _write(self, staged: StagedObject, slices, progress: Progress) -> None:
-        for frames, offset in slices:
-            for frame in frames:
-                info = codec.frame_info(frame)
-                loc = self.packs.add(frame, bytes.fromhex(staged.digest), len(staged.frames))
-                staged.frames.append((offset, info.raw_size, info.codec, loc))
-                staged.stored_size += len(frame)
-                offset += info.raw_size
-                progress(info.raw_size)
-        if staged.frames and sum(f[1] for f in staged.frames) != staged.raw_size:
-            raise IntegrityError(f"codec produced frames for {sum(f[1] for f in staged.frames)} "
-                                 f"of {staged.raw_size} bytes")
+    def _write(self, staged: StagedObject, frames: list[bytes], offset: int, progress: Progress) -> None:
+        key = bytes.fromhex(staged.digest)
+        for frame in frames:
+            info = codec.frame_info(frame)
+            loc = self.packs.add(frame, key, len(staged.frames))
+            staged.frames.append((offset, info.raw_size, info.codec, loc))
+            staged.stored_size += len(frame)
+            offset += info.raw_size
+            progress(info.raw_size)
 
     # -- landing ------------------------------------------------------------------
 
@@ -356,9 +385,9 @@ class ContentWriter:
         transaction), or, if the block failed, the unfinished pack is dropped."""
         try:
             yield self
-            self._write_pending()
+            self._write_ahead(0)
         except BaseException:
-            for _, future, _ in self._pending:
+            for _, future, _, _ in self._pending:
                 future.cancel()
             self._pending.clear()
             self.packs.abort()
@@ -457,11 +486,10 @@ class ContentWriter:
         return sum(o.stored_size for o in self.objects.values())
 
 
-def _encode_whole(data: memoryview, dtype: str | None, base: BaseCandidate | None,
-                  threads: int) -> tuple[CodingChoice, list[tuple[list[bytes], int]]]:
-    """On the encode thread: the codec choice and every frame of an object of at most a slice."""
-    choice = choose_and_encode(data, dtype, base, threads=threads)
-    return choice, list(choice.frame_slices())
+def _later_slice(choice: Future, offset: int) -> list[bytes]:
+    """On an encode thread: the frames of the slice at ``offset``, coded as the first slice's job
+    chose (submitted before this job, so already taken by the other thread or done)."""
+    return choice.result().encode_slice(offset)
 
 
 def _shared_rows(data: memoryview, dtype: str | None, shape: list[int], base: BaseCandidate) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,21 +50,27 @@ def object_digest(data) -> str:
 
 
 def object_digests(views: list[memoryview]) -> list[str]:
-    """``object_digest`` of each view: about half the bytes on the hash thread, the rest on this one."""
+    """``object_digest`` of each view, on two threads (``in_lanes``)."""
+    return in_lanes(object_digest, views)
+
+
+def in_lanes(fn: Callable[[memoryview], T], views: list[memoryview]) -> list[T]:
+    """``fn`` of each view: about half the bytes on the hash thread, the rest on this one (``fn``
+    must release the GIL on large inputs, as hashlib, blake3 and the native calls do)."""
     lanes: tuple[list[int], list[int]] = ([], [])
     loads = [0, 0]
     for i in sorted(range(len(views)), key=lambda i: -len(views[i])):
         lane = loads.index(min(loads))
         lanes[lane].append(i)
         loads[lane] += len(views[i])
-    out = [""] * len(views)
+    out: list = [None] * len(views)
     if loads[1] < PARALLEL_HASH_BYTES // 2:  # not worth a hand-over
         lanes = (lanes[0] + lanes[1], [])
-    other = _hash_pool.submit(lambda: [object_digest(views[i]) for i in lanes[1]])
+    other = _hash_pool.submit(lambda: [fn(views[i]) for i in lanes[1]]) if lanes[1] else None
     for i in lanes[0]:
-        out[i] = object_digest(views[i])
-    for i, digest in zip(lanes[1], other.result()):
-        out[i] = digest
+        out[i] = fn(views[i])
+    for i, result in zip(lanes[1], other.result() if other else ()):
+        out[i] = result
     return out
 
 

@@ -42,9 +42,10 @@ class Piece:
 
 def match_run(run: memoryview, find: Callable[[list[str]], dict[str, Held]],
               object_bytes: Callable[[str, int, int], bytes],
-              follow: Follow | None = None) -> tuple[list[Piece], list[tuple[int, int, str]]]:
-    """Pieces covering ``run`` in order, and its chunks (start, end, hash)."""
-    cuts = chunking.chunks(run)
+              follow: Follow | None = None,
+              cuts: list[tuple[int, int, str]] | None = None) -> tuple[list[Piece], list[tuple[int, int, str]]]:
+    """Pieces covering ``run`` in order, and its chunks (start, end, hash; ``cuts`` if the caller cut them)."""
+    cuts = chunking.chunks(run) if cuts is None else cuts
     held = find([h for _, _, h in cuts])
     refs: list[Piece] = []
     sizes: dict[str, int] = {}
