@@ -28,9 +28,10 @@ members use xor only.
 """
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from weightvault import codec
 
@@ -51,18 +52,27 @@ MAX_DEPTH = 4
 
 @dataclass(frozen=True)
 class BaseCandidate:
-    """A base tensor to predict from: its digest, dtype, depth and its raw bytes."""
+    """A base tensor to predict from: its digest, dtype, depth and its raw bytes, or what reads
+    them (``loaded``): ingest then decodes a stored base on the encode thread that codes against it."""
 
     digest: str
     dtype: str | None
     depth: int
-    data: memoryview
+    data: memoryview | Callable[[], memoryview]
     #: The delta codec: "xor" for a family member (see the module docstring for the measurement),
     #: "ckpt" for a checkpoint against the previous one: a checkpoint is read once per resume, so
     #: there the coder built for optimizer moments (sign flips, dedup/series.py) keeps its place.
     codec: str = "xor"
     why: str = ""
     mechanism: str = "family_delta"  # or checkpoint_delta, for the report
+    size: int | None = None  # its raw bytes, given when ``data`` is a reader
+
+    @property
+    def raw_size(self) -> int:
+        return len(self.data) if self.size is None else self.size
+
+    def loaded(self) -> "BaseCandidate":
+        return dataclasses.replace(self, data=memoryview(self.data())) if callable(self.data) else self
 
 
 @dataclass
@@ -112,6 +122,8 @@ def choose_and_encode(data: memoryview, dtype: str | None, base: BaseCandidate |
     """The choice for ``data``, made by coding its first slice (with ``threads``)."""
     if len(data) == 0:
         return CodingChoice("raw", "empty", None, 0, "plane_coding", data, dtype, [])
+    if base is not None and base.depth < MAX_DEPTH:
+        base = base.loaded()
     first_len = min(len(data), SLICE_BYTES)
     if base is not None and base.depth < MAX_DEPTH and base.codec == "xor":
         return _choose_xor(data, dtype, base, first_len, threads)

@@ -494,7 +494,7 @@ def _later_slice(choice: Future, offset: int) -> list[bytes]:
 
 def _shared_rows(data: memoryview, dtype: str | None, shape: list[int], base: BaseCandidate) -> int:
     """How many of the tensor's leading rows ``base`` holds (all of them unless it grew)."""
-    base_elements = fingerprints.elements(len(base.data), base.dtype)
+    base_elements = fingerprints.elements(base.raw_size, base.dtype)
     elements = fingerprints.elements(len(data), dtype)
     row = elements // shape[0] if shape[0] else 0
     return base_elements // row if row and base_elements < elements else shape[0]

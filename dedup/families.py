@@ -20,6 +20,7 @@ import json
 import math
 import mmap
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -386,8 +387,10 @@ class FamilyMatcher:
             if best is None:
                 return None
             t, why = best
-            raw = self.reader.object_range(t.object_id, 0, t.raw_size)
-            return BaseCandidate(t.digest, t.dtype, t.depth, memoryview(raw), codec, why, mechanism)
+            # Decoded by the encode thread that codes against it: read here, it was this thread's
+            # wait for each tensor of a family member.
+            read = partial(self.reader.object_range, t.object_id, 0, t.raw_size)
+            return BaseCandidate(t.digest, t.dtype, t.depth, read, codec, why, mechanism, size=t.raw_size)
 
         return lookup
 
