@@ -22,6 +22,8 @@ with it (their bytes, hence their coding, do not change).
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,7 +37,7 @@ from weightvault.store.models import Commit, Family, Frame, IngestEvent, Object,
 from weightvault.store.packs import Location, claim_packs
 
 from .formats import safetensors
-from .choice import MAX_DEPTH, BaseCandidate, choose_and_encode
+from .choice import MAX_DEPTH, BaseCandidate, choose_and_encode, encode_pool
 from .commits import retrying
 from .families import LocalTensor, StoredTensor, cast_bits, similarity, stored_tensors
 from .hashing import object_digest
@@ -55,6 +57,9 @@ SAMPLE_ELEMENTS = 16384
 #: brought.  Screening a member reads 8 sampled ranges (~ms); re-coding costs about what coding
 #: the newcomer did, so the budget bounds what re-basing adds to an ingest.
 MAX_SCREENED = 16
+#: Tensors re-coded ahead of the one being written to a pack, on the encode threads (each
+#: holds its member's and base's bytes and its frames until written).
+RECODE_AHEAD = 4
 ONTO_BUDGET = 1.0
 FLOAT_DTYPES = ("F32", "BF16", "F16")
 
@@ -107,12 +112,11 @@ def _predicts(member_dtype: str | None, base_dtype: str | None) -> bool:
 
 
 class Rebaser:
-    def __init__(self, vault: Vault, *, dry_run: bool = False, threads: int = 2,
+    def __init__(self, vault: Vault, *, dry_run: bool = False,
                  progress: Callable[[int], None] = lambda n: None) -> None:
         self.vault = vault
         self.reader = Reader(vault)
         self.dry_run = dry_run
-        self.threads = threads
         self.progress = progress
         #: Object id -> where the newcomer's folder holds that tensor (``onto``).
         self.local: dict[int, LocalTensor] = {}
@@ -198,23 +202,33 @@ class Rebaser:
                                 [t.object_id for t in own.values()])
         recoded: dict[int, tuple[str, _Recoded]] = {}
         writer = None if self.dry_run else self.vault.pack_writer()
-        try:
-            for tname, mine in own.items():
-                best = None
-                for sid, sname in picked:
-                    cand = theirs[sid].get(tname)
-                    attempt = self._try(mine, cand, f"{sname}:{tname}", graph) if cand else None
-                    if attempt is not None and (best is None or attempt.stored_size < best[1].stored_size):
-                        best = (sname, attempt)
-                if best is not None:  # into a pack now: memory holds one tensor's frames at a time
+        jobs: deque[tuple[StoredTensor, Future | None]] = deque()
+
+        def take(limit: int) -> None:
+            """Into a pack now, in order: memory holds the frames of a few tensors at a time."""
+            while len(jobs) > limit:
+                mine, job = jobs.popleft()
+                best = job.result() if job is not None else None
+                if best is not None:
                     rec = best[1]
                     key = bytes.fromhex(mine.digest)
                     rec.locations = [writer.add(p, key, i) for i, p in enumerate(rec.payloads)] if writer else []
                     rec.payloads = []
                     recoded[mine.object_id] = best
                 self.progress(mine.raw_size)
+        try:
+            for tname, mine in own.items():
+                cands = [(sname, cand) for sid, sname in picked
+                         if (cand := theirs[sid].get(tname)) is not None and self._allowed(mine, cand, graph)]
+                jobs.append((mine, encode_pool.submit(self._recode, mine, tname, cands, graph.rows[mine.object_id])
+                             if cands else None))
+                take(RECODE_AHEAD)
+            take(0)
             shipped = writer.flush() if writer else {}
         except BaseException:
+            for _, job in jobs:
+                if job is not None:
+                    job.cancel()
             if writer:
                 writer.abort()
             raise
@@ -258,31 +272,37 @@ class Rebaser:
     def _elements(self, t: StoredTensor) -> int:
         return t.raw_size // self._itemsize(t)
 
-    def _try(self, mine: StoredTensor, cand: StoredTensor, why: str, graph: "_Graph") -> _Recoded | None:
-        """The tensor coded against ``cand``, if that is allowed and saves enough."""
-        if cand.object_id == mine.object_id or not _predicts(mine.dtype, cand.dtype) \
-                or self._elements(cand) != self._elements(mine) or cand.depth >= MAX_DEPTH:
-            return None
-        if graph.refusal(mine.object_id, cand.object_id):
-            return None
-        row = graph.rows[mine.object_id]
-        data = self.reader.object_range(mine.object_id, 0, mine.raw_size)
-        base = self._raw(cand)
-        choice = choose_and_encode(memoryview(data), mine.dtype,
-                                   BaseCandidate(cand.digest, cand.dtype, cand.depth, memoryview(base), why=why),
-                                   threads=self.threads)
-        if choice.base_digest != cand.digest:
-            return None  # plain coding beat the delta
-        frames, payloads = [], []
-        for slice_frames, offset in choice.frame_slices():
-            for f in slice_frames:
-                info = codec.frame_info(f)
-                frames.append((offset, info.raw_size, info.codec, len(f)))
-                payloads.append(f)
-                offset += info.raw_size
-        rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, cand.object_id,
-                       choice.codec, choice.mechanism, choice.reason, frames, payloads)
-        return rec if rec.stored_size <= (1 - MIN_SAVING) * row.stored_size else None
+    def _allowed(self, mine: StoredTensor, cand: StoredTensor, graph: "_Graph") -> bool:
+        """Whether ``mine`` may be coded against ``cand`` (dtypes, sizes, chain rules)."""
+        return cand.object_id != mine.object_id and _predicts(mine.dtype, cand.dtype) \
+            and self._elements(cand) == self._elements(mine) and cand.depth < MAX_DEPTH \
+            and graph.refusal(mine.object_id, cand.object_id) is None
+
+    def _recode(self, mine: StoredTensor, tname: str, cands: list[tuple[str, StoredTensor]],
+                row: "_Row") -> tuple[str, _Recoded] | None:
+        """On an encode thread: the tensor coded against the candidate that codes it smallest, if
+        that saves enough (sibling name, coding); the tensor is decoded once for all of them."""
+        data = memoryview(self.reader.object_range(mine.object_id, 0, mine.raw_size))
+        best = None
+        for sname, cand in cands:
+            choice = choose_and_encode(data, mine.dtype, BaseCandidate(cand.digest, cand.dtype, cand.depth,
+                                                                       self._raw(cand), why=f"{sname}:{tname}"),
+                                       threads=1)
+            if choice.base_digest != cand.digest:
+                continue  # plain coding beat the delta
+            frames, payloads = [], []
+            for slice_frames, offset in choice.frame_slices(threads=1):
+                for f in slice_frames:
+                    info = codec.frame_info(f)
+                    frames.append((offset, info.raw_size, info.codec, len(f)))
+                    payloads.append(f)
+                    offset += info.raw_size
+            rec = _Recoded(mine.object_id, mine.raw_size, row.stored_size, row.base_id, cand.object_id,
+                           choice.codec, choice.mechanism, choice.reason, frames, payloads)
+            if rec.stored_size <= (1 - MIN_SAVING) * row.stored_size \
+                    and (best is None or rec.stored_size < best[1].stored_size):
+                best = (sname, rec)
+        return best
 
     def _raw(self, t: StoredTensor):
         """A tensor's bytes: from the folder just ingested when it still holds them (sha256 checked:
