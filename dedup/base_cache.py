@@ -54,6 +54,8 @@ class _View:
         units = -(-size // UNIT)
         self.state = bytearray(units)
         self.pins = [0] * units
+        self.live = 0  # units not empty (filling or filled)
+        self.pinned = 0  # sum of pins
 
     def unit_bytes(self, u: int) -> int:
         return min(UNIT, self.size - u * UNIT)
@@ -90,6 +92,7 @@ class BaseCache:
             if view is None:  # a digest fixes the bytes, so a view's size never changes
                 view = self._views[key] = _View(size)
             ready = True
+            view.pinned += len(units)
             for u in units:
                 view.pins[u] += 1
                 if view.state[u] == _READY:
@@ -104,6 +107,7 @@ class BaseCache:
             with self._cond:
                 for u in units:
                     view.pins[u] -= 1
+                view.pinned -= len(units)
                 self._evict()
 
     def _make_ready(self, key: tuple, view: _View, units: range, fill: Fill) -> None:
@@ -112,6 +116,7 @@ class BaseCache:
                 mine = [u for u in units if view.state[u] == _EMPTY]
                 for u in mine:
                     view.state[u] = _FILLING
+                view.live += len(mine)
             for first, last in _runs(mine):
                 lo, hi = first * UNIT, min((last + 1) * UNIT, view.size)
                 try:
@@ -122,6 +127,7 @@ class BaseCache:
                         for u in mine:
                             if view.state[u] == _FILLING:
                                 view.state[u] = _EMPTY
+                                view.live -= 1
                         self._cond.notify_all()
                     raise
                 with self._cond:
@@ -150,9 +156,10 @@ class BaseCache:
                 continue
             del self._ready[(key, u)]
             view.state[u] = _EMPTY
+            view.live -= 1
             self.held -= view.unit_bytes(u)
             view.map.madvise(mmap.MADV_DONTNEED, u * UNIT, view.unit_bytes(u))
-            if not any(view.state) and not any(view.pins):
+            if not view.live and not view.pinned:
                 del self._views[key]
 
 

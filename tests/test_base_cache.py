@@ -81,3 +81,12 @@ def test_views_of_one_base_in_two_dtypes_are_apart():
         assert bytes(f32) == _pattern(0, 2 * UNIT)
     assert cache.held == 3 * UNIT
 
+
+
+def test_a_view_given_back_whole_is_dropped():
+    cache = BaseCache(UNIT)
+    with cache.pinned(("a", "F32"), SIZE, 0, SIZE, Filler()):
+        pass
+    with cache.pinned(("b", "F32"), UNIT, 0, UNIT, Filler()):
+        pass
+    assert list(cache._views) == [("b", "F32")] and cache.held == UNIT
