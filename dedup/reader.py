@@ -295,11 +295,11 @@ class Reader:
         """
         base = self.plan(plan.base_id)
         dtype = plan.dtype if codec_name in codec.BATCH_CODECS else plan.base_dtype
-        k, bk = codec.itemsize(plan.dtype), codec.itemsize(dtype)
+        k, bk, base_k = codec.itemsize(plan.dtype), codec.itemsize(dtype), codec.itemsize(plan.base_dtype)
         if raw_offset % k or raw_size % k:
             raise self._fail(plan, plan.frames[0], f"bytes {raw_offset}+{raw_size} are not whole {plan.dtype} elements")
         base_size = base.frames[-1].raw_offset + base.frames[-1].raw_size if base.frames else 0
-        size = base_size // codec.itemsize(plan.base_dtype) * bk
+        size = base_size // base_k * bk
         lo, hi = raw_offset // k * bk, (raw_offset + raw_size) // k * bk
         if hi > size:
             raise self._fail(plan, plan.frames[0], f"base object {base.digest[:16]} has no elements under bytes "
@@ -319,7 +319,6 @@ class Reader:
                 part = self._run_chunk(list(self._object_pieces(base.id, at // bk * base_k, end // bk * base_k)))
                 codec.cast(part, plan.base_dtype, dtype, out[at - lo:end - lo])
 
-        base_k = codec.itemsize(plan.base_dtype)
         fill = decode if dtype == plan.base_dtype else cast
         if not self.keep_bases:
             out = _buffers.take(hi - lo)
