@@ -404,22 +404,6 @@ static size_t plane_begin(wv_ctx *c, payload_view *v, unsigned p, unsigned tb, w
     }
 }
 
-/* Blocks of 32 PAIRS symbols that the fused path flagged (escapes or invalid codes):
- * their 64 elements again, in scalar code, taking escapes in element order. */
-static size_t pairs_redo(const payload_view *v, uint8_t *dst, const uint32_t *special, size_t count,
-                         const uint8_t **esc)
-{
-    uint8_t hi[2 * WV_RANS_LANES];
-    for (size_t b = 0; b < count; b++) {
-        size_t i = special[b], el = 2 * i;
-        WV_FORWARD_IF_ERROR(wv_pairs_expand(hi, sizeof hi, v->pairs[0] + i, v->dict[0], v->nd[0], esc, v->esc_end[0], 1));
-        const uint8_t *pl[8] = {hi};
-        for (unsigned p = 1; p < v->k; p++) pl[p] = v->pl[p] + el;
-        wv_merge(dst + v->k * el, sizeof hi, v->k, v->flags & WV_PF_ROT, pl);
-    }
-    return 0;
-}
-
 /* Merge (and xor) elements from..n_el; earlier ones were written by the fused path. */
 static void payload_finish(const payload_view *v, uint8_t *dst, size_t from)
 {
@@ -484,11 +468,9 @@ size_t wv_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, 
         int rot = v.flags & WV_PF_ROT;
         if (fuse && v.mode[0] == WV_PLANE_RANS) done = wv_rans_dec_merge(&d[0], dst, v.k, v.pl + 1, rot);
         if (fuse && v.mode[0] == WV_PLANE_PAIRS) {
-            size_t nspecial;
-            uint32_t *special = (uint32_t *)(void *)c->cx; /* unused without a base */
-            size_t pairs = wv_rans_dec_merge_pairs(&d[0], dst, v.k, v.pl + 1, rot, v.dict[0], v.nd[0], special,
-                                                   &nspecial);
-            WV_FORWARD_IF_ERROR(pairs_redo(&v, dst, special, nspecial, &esc0));
+            size_t pairs = wv_rans_dec_merge_pairs(&d[0], dst, v.k, v.pl + 1, rot, v.dict[0], v.nd[0], &esc0,
+                                                   v.esc_end[0]);
+            WV_FORWARD_IF_ERROR(pairs);
             done = 2 * pairs;
         }
         WV_FORWARD_IF_ERROR(wv_rans_dec_finish(&d[0]));

@@ -82,9 +82,9 @@ void wv_rans_dec_pair_pred(wv_rans_dec *a, wv_rans_dec *b, const wv_rans_pctx *c
  * merged with the other planes low[0..k-2] (plane 1 first; merge order of planes.c);
  * returns elements done (d->i; 0 for another k or without the kernel). */
 size_t wv_rans_dec_merge(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t *const *low, int rot);
-/* Same for a PAIRS plane 0 (symbols i -> elements 2i, 2i+1; d->n = ceil(n_el / 2)): returns
- * symbols done; blocks of 32 symbols starting at special[0..*nspecial) hold an escape or an
- * invalid code, their symbols are in d->dst and their elements must be redone. */
+/* Same for a PAIRS plane 0 (symbols i -> elements 2i, 2i+1; d->n = ceil(n_el / 2); codes
+ * >= nd other than 15 are corrupt, 15 takes the next byte of *esc..esc_end, planes.h):
+ * returns symbols done, or an error for a corrupt code or too few escape bytes. */
 size_t wv_rans_dec_merge_pairs(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t *const *low, int rot,
-                               const uint8_t *dict, unsigned nd, uint32_t *special, size_t *nspecial);
+                               const uint8_t *dict, unsigned nd, const uint8_t **esc, const uint8_t *esc_end);
 #endif

@@ -1,6 +1,7 @@
 /* rANS decoder: scalar reference and AVX2 kernels, kernel selection, and the paired
  * decoder for two planes of one frame (rans.h). */
 #include "rans.h"
+#include "planes.h"
 #include <immintrin.h>
 
 /* Final states, as written by rans_enc.c (write_states). */
@@ -483,29 +484,49 @@ size_t wv_rans_dec_merge(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t
 }
 
 /* The same for a PAIRS plane 0: each 16-lane step yields 16 symbols = 32 elements.  Codes
- * go through the dictionary with two byte shuffles; a block (32 symbols) holding an
- * escape or an invalid code still writes its elements but also stores its symbols to
- * d->dst and its first symbol index to special[], for the caller to redo in scalar code.
- * One hot MiniLM BF16 frame (whole decode, CRCs included): 4.06 GB/s, 3.67 through scratch,
- * expand and merge. */
-static inline __attribute__((always_inline)) MERGE2 __mmask16 pairs_out(uint8_t *out, const uint8_t *low, __m512i e,
-                                                                        __m512i lut, __m512i idx, __m512i top,
-                                                                        int rot)
+ * go through the dictionary with byte shuffles.  A step holding an escape code takes the
+ * next escape bytes in element order with one expanding load (VBMI2); an invalid code
+ * (>= nd, not an escape) or too few escape bytes make the frame corrupt.  Before, such a
+ * step was redone in scalar code after the loop: 1.8% of a BF16 plane decode (MiniLM has
+ * ~30 escapes per frame).  One hot MiniLM BF16 frame (whole decode, CRCs included): 4.06
+ * GB/s, 3.67 through scratch, expand and merge.
+ * esc_fix: x with the escape bytes put at the lanes (bytes) of `lanes` whose code is 15;
+ * returns 0, or 1 for a corrupt step. */
+static inline __attribute__((always_inline)) MERGE2 int esc_fix(__m512i *x, __m512i codes, __mmask64 lanes,
+                                                               unsigned nd, const uint8_t **esc,
+                                                               const uint8_t *esc_end)
+{
+    __mmask64 e = _mm512_mask_cmpeq_epi8_mask(lanes, codes, _mm512_set1_epi8(WV_PAIR_ESC));
+    __mmask64 bad = _mm512_mask_cmpgt_epu8_mask(lanes & ~e, codes, _mm512_set1_epi8((char)(nd - 1)));
+    size_t cnt = (size_t)__builtin_popcountll(e);
+    if (bad || cnt > (size_t)(esc_end - *esc)) return 1;
+    *x = _mm512_mask_expandloadu_epi8(*x, e, *esc);
+    *esc += cnt;
+    return 0;
+}
+
+/* 32 BF16/F16 elements from 16 PAIRS symbols; returns 1 for a corrupt step. */
+static inline __attribute__((always_inline)) MERGE2 int pairs_out(uint8_t *out, const uint8_t *low, __m512i e,
+                                                                  __m512i lut, __m512i idx, __m512i top, unsigned nd,
+                                                                  const uint8_t **esc, const uint8_t *esc_end, int rot)
 {
     const __m512i m4 = _mm512_set1_epi32(15);
+    const __mmask64 odd = 0xaaaaaaaaaaaaaaaaull;
     __m512i hi = _mm512_and_si512(_mm512_srli_epi32(e, 4), m4), lo = _mm512_and_si512(e, m4);
     __mmask16 bad = _mm512_cmpgt_epu32_mask(_mm512_max_epu32(hi, lo), top);
     __m512i h = _mm512_shuffle_epi8(lut, hi), l = _mm512_shuffle_epi8(lut, lo);
-    __m512i w = _mm512_or_si512(_mm512_maskz_permutex2var_epi8(0xaaaaaaaaaaaaaaaaull, h, idx, l),
-                                _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)low)));
+    __m512i x = _mm512_maskz_permutex2var_epi8(odd, h, idx, l);
+    if (bad && esc_fix(&x, _mm512_maskz_permutex2var_epi8(odd, hi, idx, lo), odd, nd, esc, esc_end)) return 1;
+    __m512i w = _mm512_or_si512(x, _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)low)));
     if (rot) w = _mm512_shrdi_epi16(w, w, 1);
     _mm512_storeu_si512((void *)out, w);
-    return bad;
+    return 0;
 }
 
-static inline __attribute__((always_inline)) MERGE2 void pairs_one(wv_rans_dec *d, uint8_t *out, const uint8_t *low,
-                                                                   const uint8_t *dict, unsigned nd, uint32_t *special,
-                                                                   size_t *nspecial, int rot)
+static inline __attribute__((always_inline)) MERGE2 size_t pairs_one(wv_rans_dec *d, uint8_t *out, const uint8_t *low,
+                                                                     const uint8_t *dict, unsigned nd,
+                                                                     const uint8_t **esc, const uint8_t *esc_end,
+                                                                     int rot)
 {
     uint8_t d16[16] = {0};
     memcpy(d16, dict, nd);
@@ -515,36 +536,31 @@ static inline __attribute__((always_inline)) MERGE2 void pairs_one(wv_rans_dec *
     for (unsigned m = 0; m < 32; m++) ix[2 * m + 1] = (uint8_t)((m & 1 ? 64 : 0) + 4 * (m >> 1));
     const __m512i idx = _mm512_loadu_si512((const void *)ix);
     merge2_run r = merge2_load(d, out, low);
-    size_t ns = 0;
-    for (; merge2_fits(&r); r.i += WV_RANS_LANES) {
+    const uint8_t *e = *esc;
+    int corrupt = 0;
+    for (; !corrupt && merge2_fits(&r); r.i += WV_RANS_LANES) {
         __m512i e0 = merge2_step(&r.x[0], &r.p, r.tab), e1 = merge2_step(&r.x[1], &r.p, r.tab);
-        __mmask16 bad = pairs_out(r.out + 4 * r.i, r.low + 2 * r.i, e0, lut, idx, top, rot) |
-                        pairs_out(r.out + 4 * r.i + 64, r.low + 2 * r.i + 32, e1, lut, idx, top, rot);
-        if (bad) {
-            _mm_storeu_si128((__m128i *)(d->dst + r.i), _mm512_cvtepi32_epi8(e0));
-            _mm_storeu_si128((__m128i *)(d->dst + r.i + 16), _mm512_cvtepi32_epi8(e1));
-            special[ns++] = (uint32_t)r.i;
-        }
+        corrupt = pairs_out(r.out + 4 * r.i, r.low + 2 * r.i, e0, lut, idx, top, nd, &e, esc_end, rot) ||
+                  pairs_out(r.out + 4 * r.i + 64, r.low + 2 * r.i + 32, e1, lut, idx, top, nd, &e, esc_end, rot);
     }
     merge2_store(d, &r);
-    *nspecial = ns;
+    *esc = e;
+    return corrupt ? WV_ERROR(WV_ERR_CORRUPT) : d->i;
 }
 
 MERGE2 static size_t pairs_avx512(wv_rans_dec *d, uint8_t *out, const uint8_t *low, const uint8_t *dict, unsigned nd,
-                                  uint32_t *special, size_t *nspecial, int rot)
+                                  const uint8_t **esc, const uint8_t *esc_end, int rot)
 {
-    if (rot) pairs_one(d, out, low, dict, nd, special, nspecial, 1);
-    else pairs_one(d, out, low, dict, nd, special, nspecial, 0);
-    return d->i;
+    return rot ? pairs_one(d, out, low, dict, nd, esc, esc_end, 1) : pairs_one(d, out, low, dict, nd, esc, esc_end, 0);
 }
 
 /* F32 PAIRS: each 16-lane step's codes go through the dictionary with one byte shuffle
  * (element 2m's code in byte 0 of dword m, element 2m+1's in byte 1), then two out4 calls
  * write its 32 elements. */
-static inline __attribute__((always_inline)) MERGE2 void pairs4_one(wv_rans_dec *d, uint8_t *out,
-                                                                    const uint8_t *const *low, const uint8_t *dict,
-                                                                    unsigned nd, uint32_t *special, size_t *nspecial,
-                                                                    int rot)
+static inline __attribute__((always_inline)) MERGE2 size_t pairs4_one(wv_rans_dec *d, uint8_t *out,
+                                                                      const uint8_t *const *low, const uint8_t *dict,
+                                                                      unsigned nd, const uint8_t **esc,
+                                                                      const uint8_t *esc_end, int rot)
 {
     uint8_t d16[16] = {0};
     memcpy(d16, dict, nd);
@@ -552,48 +568,43 @@ static inline __attribute__((always_inline)) MERGE2 void pairs4_one(wv_rans_dec 
     const __m512i top = _mm512_set1_epi8((char)(nd - 1)), m4 = _mm512_set1_epi32(15);
     const __m512i idx0 = _mm512_load_si512((const void *)idx4_pairs[0]);
     const __m512i idx1 = _mm512_load_si512((const void *)idx4_pairs[1]);
-    const uint8_t *l1 = low[0], *l2 = low[1], *l3 = low[2];
+    const uint8_t *l1 = low[0], *l2 = low[1], *l3 = low[2], *e = *esc;
     merge2_run r = merge2_load(d, out, NULL);
-    size_t ns = 0;
-    for (; merge2_fits(&r); r.i += WV_RANS_LANES) {
-        __m512i e[2];
-        e[0] = merge2_step(&r.x[0], &r.p, r.tab);
-        e[1] = merge2_step(&r.x[1], &r.p, r.tab);
-        __mmask64 bad = 0;
+    int corrupt = 0;
+    for (; !corrupt && merge2_fits(&r); r.i += WV_RANS_LANES) {
+        __m512i s[2];
+        s[0] = merge2_step(&r.x[0], &r.p, r.tab);
+        s[1] = merge2_step(&r.x[1], &r.p, r.tab);
         for (int g = 0; g < 2; g++) {
             size_t el = 2 * r.i + 32 * g;
-            __m512i codes = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(e[g], 4), m4),
-                                            _mm512_slli_epi32(_mm512_and_si512(e[g], m4), 8));
-            bad |= _mm512_cmpgt_epu8_mask(codes, top);
+            __m512i codes = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(s[g], 4), m4),
+                                            _mm512_slli_epi32(_mm512_and_si512(s[g], m4), 8));
             __m512i x = _mm512_shuffle_epi8(lut, codes);
+            if (_mm512_cmpgt_epu8_mask(codes, top) && esc_fix(&x, codes, 0x3333333333333333ull, nd, &e, esc_end)) {
+                corrupt = 1;
+                break;
+            }
             out4(r.out + 4 * el, l1 + el, l2 + el, l3 + el, x, idx0, rot);
             out4(r.out + 4 * el + 64, l1 + el + 16, l2 + el + 16, l3 + el + 16, x, idx1, rot);
         }
-        if (bad) {
-            _mm_storeu_si128((__m128i *)(d->dst + r.i), _mm512_cvtepi32_epi8(e[0]));
-            _mm_storeu_si128((__m128i *)(d->dst + r.i + 16), _mm512_cvtepi32_epi8(e[1]));
-            special[ns++] = (uint32_t)r.i;
-        }
     }
     merge2_store(d, &r);
-    *nspecial = ns;
+    *esc = e;
+    return corrupt ? WV_ERROR(WV_ERR_CORRUPT) : d->i;
 }
 
 MERGE2 static size_t pairs4_avx512(wv_rans_dec *d, uint8_t *out, const uint8_t *const *low, const uint8_t *dict,
-                                   unsigned nd, uint32_t *special, size_t *nspecial, int rot)
+                                   unsigned nd, const uint8_t **esc, const uint8_t *esc_end, int rot)
 {
-    if (rot) pairs4_one(d, out, low, dict, nd, special, nspecial, 1);
-    else pairs4_one(d, out, low, dict, nd, special, nspecial, 0);
-    return d->i;
+    return rot ? pairs4_one(d, out, low, dict, nd, esc, esc_end, 1) : pairs4_one(d, out, low, dict, nd, esc, esc_end, 0);
 }
 
 size_t wv_rans_dec_merge_pairs(wv_rans_dec *d, uint8_t *out, unsigned k, const uint8_t *const *low, int rot,
-                               const uint8_t *dict, unsigned nd, uint32_t *special, size_t *nspecial)
+                               const uint8_t *dict, unsigned nd, const uint8_t **esc, const uint8_t *esc_end)
 {
-    *nspecial = 0;
     if (!merge2_on || d->cx) return d->i;
-    if (k == 2) return pairs_avx512(d, out, low[0], dict, nd, special, nspecial, rot);
-    return k == 4 ? pairs4_avx512(d, out, low, dict, nd, special, nspecial, rot) : d->i;
+    if (k == 2) return pairs_avx512(d, out, low[0], dict, nd, esc, esc_end, rot);
+    return k == 4 ? pairs4_avx512(d, out, low, dict, nd, esc, esc_end, rot) : d->i;
 }
 
 size_t wv_rans_dec_init(wv_rans_dec *d, uint8_t *dst, size_t n, const uint8_t *src, size_t size,
