@@ -9,10 +9,12 @@ Public API (other packages code against these names only):
   the protocol a Python codec (codec/ckpt.py) implements to plug in.
 - ``DTYPES``, ``itemsize`` (codec/dtypes.py), ``CodecError`` and its subclasses (codec/errors.py, from weightvault/errors).
 - ``estimate_size`` (codec/estimate.py): cheap size estimate of planes / xor coding.
+- ``crc32c`` (codec/checksum.py): the frames' checksum, of any buffer.
 
 Threads: every C call releases the GIL; each thread uses its own scratch context.
 Do not mutate a buffer while a call that reads it is running.
 """
+from .checksum import crc32c
 from .container import decode, encode, iter_frames
 from .dtypes import DTYPES, itemsize
 from .errors import CodecError
@@ -34,5 +36,5 @@ BATCH_CODECS = frozenset(name for name in CODECS if isinstance(CODECS.impl(name)
 __all__ = [
     "FRAME_SIZE", "CodecError", "DTYPES", "itemsize", "FrameInfo", "encode_frames", "decode_frame",
     "decode_frames", "frame_info", "base_range", "cast", "encode", "decode", "iter_frames", "CODECS", "CodecImpl", "register",
-    "estimate_size", "BATCH_CODECS",
+    "estimate_size", "BATCH_CODECS", "crc32c",
 ]

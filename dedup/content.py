@@ -27,7 +27,7 @@ from weightvault.store.packs import Location, claim_packs
 
 from . import fingerprints, formats, opaque
 from .choice import SLICE_BYTES, BaseCandidate, CodingChoice, choose_and_encode, encode_pool
-from .hashing import FileDigest, digest_bytes, in_lanes, object_digest, object_digests
+from .hashing import FileDigest, digest_bytes, in_lanes, object_digest
 from .reader import Reader
 
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
@@ -117,6 +117,9 @@ class ContentWriter:
         #: Slices of objects being coded on the encode threads (object, job, raw offset), in the
         #: order their frames go into packs.
         self._pending: deque[tuple[StagedObject, Future, int, Progress]] = deque()
+        #: Tensor digest -> CRC32C of the bytes hashed into it: re-basing reads the folder's tensors
+        #: again after landing, and checks them against these (``Rebaser.onto``).
+        self.tensor_crcs: dict[str, int] = {}
         #: Chunk hash -> where the catalog held it when asked (None: nowhere); each is asked once.
         self._stored_chunks: dict[str, opaque.Held | None] = {}
 
@@ -248,7 +251,9 @@ class ContentWriter:
         """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
         query per batch: asking per tensor (twice: before choosing a base and before coding)
         was ~650 queries and 13% of the ingest's main-thread CPU over the six shared repos."""
-        digests = object_digests([view[t.start:t.end] for t in tensors])
+        pairs = in_lanes(_digest_and_crc, [view[t.start:t.end] for t in tensors])
+        digests = [d for d, _ in pairs]
+        self.tensor_crcs.update(pairs)
         unknown = sorted({d for d in digests if d not in self.objects and d not in self.known_objects})
         with self.vault.catalog.read_session() as s:
             for i in range(0, len(unknown), CHUNK_LOOKUP_BATCH):
@@ -484,6 +489,10 @@ class ContentWriter:
     @property
     def new_stored_bytes(self) -> int:
         return sum(o.stored_size for o in self.objects.values())
+
+
+def _digest_and_crc(view: memoryview) -> tuple[str, int]:
+    return object_digest(view), codec.crc32c(view)
 
 
 def _later_slice(choice: Future, offset: int) -> list[bytes]:

@@ -241,7 +241,7 @@ class FamilyMatcher:
                        key=lambda t: t.start - t.end)[:SAMPLE_TENSORS]
         found: dict[int, set[int]] = {}  # sampled tensor -> ids of the objects it matches
         for i, t in enumerate(local):
-            ours = fingerprints.of(_mapped(t), t.dtype)
+            ours = fingerprints.of(mapped(t), t.dtype)
             if ours is None:
                 continue
             hits = {h.object_id for h in fingerprints.lookup(session, ours) if h.fingerprint is not None
@@ -322,7 +322,7 @@ class FamilyMatcher:
         looked_up: dict[bytes, list[fingerprints.Hit]] = {}
         with self.vault.catalog.read_session() as s:
             for t in prof.tensors.values() if prof else ():
-                fp = fingerprints.of(_mapped(t), t.dtype)
+                fp = fingerprints.of(mapped(t), t.dtype)
                 if fp is not None and fp not in looked_up:
                     looked_up[fp] = fingerprints.lookup(s, fp)
             named = []
@@ -429,7 +429,7 @@ def _read(t: LocalTensor, limit: int) -> bytes:
         return f.read(min(limit, t.end - t.start))
 
 
-def _mapped(t: LocalTensor) -> memoryview:
+def mapped(t: LocalTensor) -> memoryview:
     """A tensor's bytes, mapped (a fingerprint touches 32 of its elements, not all of them)."""
     with open(t.path, "rb") as f:
         return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))[t.start:t.end]

@@ -49,11 +49,6 @@ def object_digest(data) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def object_digests(views: list[memoryview]) -> list[str]:
-    """``object_digest`` of each view, on two threads (``in_lanes``)."""
-    return in_lanes(object_digest, views)
-
-
 def in_lanes(fn: Callable[[memoryview], T], views: list[memoryview]) -> list[T]:
     """``fn`` of each view: about half the bytes on the hash thread, the rest on this one (``fn``
     must release the GIL on large inputs, as hashlib, blake3 and the native calls do)."""

@@ -123,7 +123,7 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
     oid, changed = retrying(vault.catalog, land)
     done = None
     if rebase and changed and previous is None and profile.tensors:
-        done, warning = onto_landed(vault, repo, profile.tensors)
+        done, warning = onto_landed(vault, repo, profile.tensors, writer.tensor_crcs)
         if warning:
             writer.warnings.append(warning)
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,

@@ -164,6 +164,32 @@ def test_ingest_rebases_an_earlier_cast_on_the_fine_tune_it_was_cast_from(any_va
     assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16", "org/tuned"])
 
 
+def test_ingest_rebasing_reads_the_store_for_a_tensor_changed_after_hashing(vault, tmp_path, monkeypatch):
+    """Re-basing takes the newcomer's tensors from its folder only while they hold the bytes the ingest
+    hashed (CRC32C): a tensor rewritten in between is decoded from the store, so the member re-coded
+    against it still restores bit for bit."""
+    from weightvault.dedup import ingest as ingest_module
+
+    base, tuned = family()
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+    real = ingest_module.onto_landed
+
+    def rewrite_then_rebase(vault, repo, local=None, local_crcs=None):
+        with open(tmp_path / "org/tuned" / "model.safetensors", "r+b") as f:
+            f.seek(-4096, 2)  # inside the last tensor
+            f.write(bytes(4096))
+        return real(vault, repo, local, local_crcs)
+
+    monkeypatch.setattr(ingest_module, "onto_landed", rewrite_then_rebase)
+    result = ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    assert [repo for repo, _, _ in result.rebased] == ["org/tuned-bf16"]
+    assert base_of(vault, "org/tuned-bf16") == "org/tuned"
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16"])
+    restore(vault, "org/tuned", "main", tmp_path / "out" / "tuned")
+    assert (tmp_path / "out" / "tuned" / "model.safetensors").read_bytes() == model(tuned, "F32")
+
+
 def test_ingest_rebasing_never_builds_a_cycle(vault, tmp_path):
     """org/two is coded against org/one at its ingest; org/one, far better predicted by org/two,
     stays on the base rather than close a loop."""
