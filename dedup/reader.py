@@ -456,13 +456,16 @@ class Reader:
     # -- files ------------------------------------------------------------------
 
     def _segments(self, file_id: int) -> tuple[int, list]:
+        """(size, segments) of a file, in one query: a restore asks it of every file it writes."""
         with self.vault.catalog.read_session() as s:
-            size = s.scalar(select(File.size).where(File.id == file_id))
-            segments = s.execute(
-                select(Segment.offset, Segment.length, Segment.inline, Segment.object_id, Segment.object_offset)
-                .where(Segment.file_id == file_id).order_by(Segment.seq)
+            rows = s.execute(
+                select(File.size, Segment.offset, Segment.length, Segment.inline, Segment.object_id,
+                       Segment.object_offset)
+                .outerjoin(Segment, Segment.file_id == File.id).where(File.id == file_id).order_by(Segment.seq)
             ).all()
-        return size, segments
+        if not rows:
+            raise IntegrityError(f"file {file_id} is not in the catalog")
+        return rows[0][0], [r[1:] for r in rows if r[1] is not None]
 
     def iter_file(self, file_id: int, start: int = 0, end: int | None = None, *,
                   _layout: tuple[int, list] | None = None) -> Iterator[memoryview]:
