@@ -214,6 +214,7 @@ class Reader:
         self.vault = vault
         self.keep_bases = keep_bases
         self._plans: dict[int, ObjectPlan] = {}
+        self._layouts: dict[int, tuple[int, list]] = {}  # file id -> (size, segments), see preload
 
     # -- plans ------------------------------------------------------------------
 
@@ -455,8 +456,28 @@ class Reader:
 
     # -- files ------------------------------------------------------------------
 
+    def preload(self, files) -> None:
+        """Load the segments of many files, and the frame lists of their objects, in a few queries
+        (one per PREFETCH_BATCH files, then ``prefetch``'s), for reading them one after another:
+        restoring the FP32 fine-tune asked 29 queries of the catalog one file at a time, 40 of
+        the 180 ms of its restore in a fresh process."""
+        files = {f.id: f.size for f in files}
+        ids = list(files)
+        layouts: dict[int, list] = {i: [] for i in ids}
+        with self.vault.catalog.read_session() as s:
+            for at in range(0, len(ids), PREFETCH_BATCH):
+                for row in s.execute(
+                        select(Segment.file_id, Segment.offset, Segment.length, Segment.inline, Segment.object_id,
+                               Segment.object_offset)
+                        .where(Segment.file_id.in_(ids[at:at + PREFETCH_BATCH])).order_by(Segment.file_id, Segment.seq)):
+                    layouts[row[0]].append(row[1:])
+        self._layouts.update((i, (files[i], segs)) for i, segs in layouts.items())
+        self.prefetch(seg[3] for segs in layouts.values() for seg in segs if seg[3] is not None)
+
     def _segments(self, file_id: int) -> tuple[int, list]:
         """(size, segments) of a file, in one query: a restore asks it of every file it writes."""
+        if file_id in self._layouts:
+            return self._layouts.pop(file_id)
         with self.vault.catalog.read_session() as s:
             rows = s.execute(
                 select(File.size, Segment.offset, Segment.length, Segment.inline, Segment.object_id,

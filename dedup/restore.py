@@ -47,6 +47,7 @@ def restore(vault: Vault, repo: str, revision: str, out: Path | None, *, kind: s
         r = resolve(s, repo, revision, kind)
         tree = tree_of(s, r.commit)
     reader = Reader(vault, keep_bases=False)
+    reader.preload(tree.values())
     mode = _file_mode()
     done = Restored()
     with ThreadPoolExecutor(1, thread_name_prefix="wv-write") as writer:
