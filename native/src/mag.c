@@ -632,6 +632,11 @@ size_t wv_mag_decode(wv_ctx *c, uint8_t *dst, const uint8_t *src, size_t size, c
         WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[0], sym, h, body + o, s0, cx, &c->dtab[0][0]));
         WV_FORWARD_IF_ERROR(wv_rans_dec_init(&d[1], sym + h, n_el - h, body + o + s0, ssz - o - s0,
                                              cx ? cx + h : NULL, &c->dtab[0][0]));
+        wv_rans_dom dom;
+        if (!cx) { /* one table: near-identical members, whose steps mostly decode its top symbol */
+            wv_rans_dominant(c->freq[0], &dom);
+            d[0].dom = d[1].dom = &dom;
+        }
         if (cx) {
             /* the bulk with contexts computed in the rANS loop (AVX-512), the rest from bytes */
             wv_rans_pctx pc = {k, 0, 0, 0, {0}};

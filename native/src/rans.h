@@ -47,6 +47,12 @@ size_t wv_rans_write_table(uint8_t *dst, const uint16_t freq[256]);  /* dst >= W
 size_t wv_rans_read_table(const uint8_t *src, size_t size, uint16_t freq[256]);
 void wv_rans_build_etab(const uint16_t freq[256], wv_rans_esym etab[256]);
 void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M]);
+/* A table's most frequent symbol: its slots are [cum, cum + freq), their entries
+ * entry + ((slot - cum) << 20) (entry = sym | freq << 8; freq 0 for a table of zeros). */
+typedef struct {
+    uint32_t cum, freq, entry;
+} wv_rans_dom;
+void wv_rans_dominant(const uint16_t freq[256], wv_rans_dom *dom);
 
 /* cx == NULL: every symbol uses table 0.  scratch must hold cap bytes. */
 size_t wv_rans_encode(uint8_t *dst, size_t cap, const uint8_t *src, size_t n, const uint8_t *cx,
@@ -59,6 +65,8 @@ typedef struct {
     uint32_t st[WV_RANS_LANES];
     const uint8_t *p, *end, *cx;
     const uint32_t *tab;
+    const wv_rans_dom *dom; /* set by the caller (NULL from init) for a stream without cx: its
+                               table's dominant symbol, decoded without the gather (rans_dec.c) */
     uint8_t *dst;
     size_t n, coded, i;
 } wv_rans_dec;

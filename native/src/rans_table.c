@@ -251,3 +251,13 @@ __attribute__((constructor)) static void dtab_init(void)
 }
 
 void wv_rans_build_dtab(const uint16_t freq[256], uint32_t dtab[WV_RANS_M]) { build_dtab(freq, dtab); }
+
+void wv_rans_dominant(const uint16_t freq[256], wv_rans_dom *dom)
+{
+    uint32_t cum = 0;
+    *dom = (wv_rans_dom){0, 0, 0};
+    for (uint32_t s = 0; s < 256; s++) {
+        if (freq[s] > dom->freq) *dom = (wv_rans_dom){cum, freq[s], s | (uint32_t)freq[s] << 8};
+        cum += freq[s];
+    }
+}
