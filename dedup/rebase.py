@@ -121,6 +121,7 @@ class Rebaser:
         #: the bytes the ingest hashed into it (``onto``).
         self.local: dict[int, LocalTensor] = {}
         self.local_crcs: dict[str, int] = {}
+        self.mapped_used: list[tuple[str, memoryview]] = []  # (digest, bytes) mapped from the folder, see _raw
         #: Objects the newcomer's tensors are coded against, directly or not (``onto``): coding
         #: them against it would close a loop, so they are not even screened (a family base).
         self.ancestors: set[int] = set()
@@ -237,7 +238,7 @@ class Rebaser:
             if writer:
                 writer.abort()
             raise
-        if not recoded:
+        if not recoded or not self._folder_unchanged():  # shipped packs no row names: gc takes them
             return None
         by_base: dict[str, int] = {}
         for sname, rec in recoded.values():
@@ -317,8 +318,16 @@ class Rebaser:
         if place is not None and place.end - place.start == t.raw_size:
             data = mapped(place)
             if codec.crc32c(data) == self.local_crcs[t.digest]:
+                self.mapped_used.append((t.digest, data))
                 return data
         return self.reader.object_range(t.object_id, 0, t.raw_size)
+
+    def _folder_unchanged(self) -> bool:
+        """Whether the folder's tensors coded against still hold what the ingest hashed, checked again
+        once the coding is done: a file rewritten while it was coded against would leave a member
+        coded against bytes the store does not hold."""
+        used, self.mapped_used = self.mapped_used, []
+        return all(codec.crc32c(data) == self.local_crcs[digest] for digest, data in used)
 
     def _commit(self, repo_id: int, name: str, base_repo_id: int, why: str, recoded: list[_Recoded],
                 shipped: dict[str, int]) -> list[_Recoded]:

@@ -190,6 +190,32 @@ def test_ingest_rebasing_reads_the_store_for_a_tensor_changed_after_hashing(vaul
     assert (tmp_path / "out" / "tuned" / "model.safetensors").read_bytes() == model(tuned, "F32")
 
 
+def test_ingest_rebasing_drops_its_coding_when_the_folder_changes_under_it(vault, tmp_path, monkeypatch):
+    """A newcomer's tensor rewritten in its folder after its CRC32C was checked, while a member is
+    coded against it: the coding is dropped, the member keeps its base and restores bit for bit."""
+    from weightvault.dedup.rebase import Rebaser
+
+    base, tuned = family()
+    ingest(vault, tmp_path, "org/base", base, "F32")
+    ingest(vault, tmp_path, "org/tuned-bf16", tuned, "BF16")
+    real = Rebaser._raw
+
+    def raw_then_rewrite(self, t):
+        data = real(self, t)
+        place = self.local.get(t.object_id)
+        if self.mapped_used and place is not None:
+            with open(place.path, "r+b") as f:
+                f.seek(place.start)
+                f.write(bytes(4096))
+        return data
+
+    monkeypatch.setattr(Rebaser, "_raw", raw_then_rewrite)
+    result = ingest(vault, tmp_path, "org/tuned", tuned, "F32")
+    assert result.rebased == []
+    assert base_of(vault, "org/tuned-bf16") == "org/base"
+    assert_restores(vault, tmp_path, ["org/base", "org/tuned-bf16"])
+
+
 def test_ingest_rebasing_never_builds_a_cycle(vault, tmp_path):
     """org/two is coded against org/one at its ingest; org/one, far better predicted by org/two,
     stays on the base rather than close a loop."""
