@@ -3,23 +3,22 @@
 Public API (other packages code against these names only):
 
 - ``FRAME_SIZE``, ``FrameInfo``, ``encode_frames``, ``decode_frame``, ``decode_frames``,
-  ``frame_info``, ``base_range``, ``cast`` (codec/frames.py): one frame per 256 KiB piece.
+  ``frame_info``, ``base_range``, ``cast``, ``crc32c`` (codec/frames.py): one frame per 256 KiB
+  piece, and the checksum frames carry, of any buffer.
 - ``encode``, ``decode``, ``iter_frames`` (codec/container.py): frames back to back.
 - ``CODECS``, ``register``, ``CodecImpl`` (codec/registry.py): codec names <-> ids, and
   the protocol a Python codec (codec/ckpt.py) implements to plug in.
 - ``DTYPES``, ``itemsize`` (codec/dtypes.py), ``CodecError`` and its subclasses (codec/errors.py, from weightvault/errors).
 - ``estimate_size`` (codec/estimate.py): cheap size estimate of planes / xor coding.
-- ``crc32c`` (codec/checksum.py): the frames' checksum, of any buffer.
 
 Threads: every C call releases the GIL; each thread uses its own scratch context.
 Do not mutate a buffer while a call that reads it is running.
 """
-from .checksum import crc32c
 from .container import decode, encode, iter_frames
 from .dtypes import DTYPES, itemsize
 from .errors import CodecError
 from .estimate import estimate_size
-from .frames import FRAME_SIZE, FrameInfo, base_range, cast, decode_frame, decode_frames, encode_frames, frame_info
+from .frames import FRAME_SIZE, FrameInfo, base_range, cast, crc32c, decode_frame, decode_frames, encode_frames, frame_info
 from .registry import CODECS, CodecImpl, NativeCodec, register
 from .zstd_codec import ZstdCodec
 
