@@ -1,7 +1,8 @@
 """Golden frames (tests/fuzz/golden/, also fuzz seeds): frames written by every format
 version must keep decoding to the same bytes.  ``NAME.wvf`` were written by version 1 and
-``NAME_v2.wvf`` by version 2 are frozen (no encoder writes them any more); ``NAME_v3.wvf``
-by version 3, the current one.  Regenerate the current version's files only for a deliberate format change:
+``NAME_v2.wvf`` and ``NAME_v3.wvf`` by versions 2 and 3 are frozen (no encoder writes them any
+more); ``NAME_v4.wvf`` by version 4, the current one.  Regenerate the current version's files only
+for a deliberate format change:
 
     .venv/bin/python tests/test_codec_golden.py
 """
@@ -17,9 +18,10 @@ from weightvault.codec import CodecError
 from weightvault.codec._native import lib
 
 GOLDEN = Path(__file__).resolve().parent / "fuzz" / "golden"
-CURRENT = 3
+CURRENT = 4
 PLANE_FLAGS_MAG = 4  # docs/FORMAT.md, "Distance payload"
 PLANE_PAIRS = 3  # plane mode, docs/FORMAT.md
+SYM_SPARSE = 3  # Sym_Mode of a distance payload, docs/FORMAT.md
 
 
 def _cases() -> dict[str, tuple[bytes, str, dict]]:
@@ -71,9 +73,37 @@ def _cases_v3() -> dict[str, tuple[bytes, str, dict]]:
     return cases
 
 
+def _near_identical(dtype: str, n: int, seed: int) -> tuple[bytes, str, dict]:
+    """A member that is its F32 base's cast but for one element in 60: most moved by one unit in
+    the last place, some far, one through zero, one to NaN, one in the last element."""
+    rng = np.random.default_rng(seed)
+    base = (rng.standard_normal(n) * 0.04).astype(np.float32)
+    base[:4] = [np.nan, np.inf, -0.0, 1e-40]
+    width = np.uint32 if dtype == "F32" else np.uint16
+    pred = base.view(np.uint32).copy() if dtype == "F32" else np.empty(n, width)
+    if dtype != "F32":
+        codec.cast(base, "F32", dtype, pred)
+    moved = np.arange(7, n, 60)
+    pred[moved] += np.where(moved % 7 == 0, 1000, 1).astype(width)
+    pred[11] ^= width(1 << (8 * pred.itemsize - 1))
+    pred[13] = width(0x7FC00000 if dtype == "F32" else 0x7E00 if dtype == "F16" else 0x7FC0)
+    pred[-1] ^= width(1)
+    return pred.tobytes(), dtype, {"codec": "xor", "base": base, "base_dtype": "F32"}
+
+
+def _cases_v4() -> dict[str, tuple[bytes, str, dict]]:
+    """Version 4 lists the moved elements of near-identical members (Sym_Mode SPARSE): a BF16, an
+    F16 and an F32 one, odd element counts."""
+    cases = {name[:-3] + "_v4": case for name, case in _cases_v3().items()}
+    cases["sparse_bf16_f32_v4"] = _near_identical("BF16", 6001, 20261205)
+    cases["sparse_f16_f32_v4"] = _near_identical("F16", 4003, 20261206)
+    cases["sparse_f32_v4"] = _near_identical("F32", 3001, 20261207)
+    return cases
+
+
 def _golden() -> list[tuple[str, int, tuple]]:
     return ([(n, 1, c) for n, c in _cases().items()] + [(n, 2, c) for n, c in _cases_v2().items()]
-            + [(n, CURRENT, c) for n, c in _cases_v3().items()])
+            + [(n, 3, c) for n, c in _cases_v3().items()] + [(n, CURRENT, c) for n, c in _cases_v4().items()])
 
 
 @pytest.mark.parametrize("name,version,case", _golden(), ids=[g[0] for g in _golden()])
@@ -94,10 +124,25 @@ def test_golden_frame_uses_pairs() -> None:
 
 
 @pytest.mark.parametrize("name", ["xor_bf16_f32_v3", "distance_f32_v3", "distance_f16_f32_v3",
-                                  "distance_same_f32_v3"])
-def test_v3_golden_member_frames_are_distance_payloads(name: str) -> None:
+                                  "distance_same_f32_v3", "xor_bf16_f32_v4", "distance_f32_v4",
+                                  "distance_f16_f32_v4", "distance_same_f32_v4"])
+def test_golden_member_frames_are_distance_payloads(name: str) -> None:
     frame = (GOLDEN / f"{name}.wvf").read_bytes()
     assert codec.frame_info(frame).codec == "xor" and frame[32 + 1] == PLANE_FLAGS_MAG
+
+
+@pytest.mark.parametrize("name", ["sparse_bf16_f32_v4", "sparse_f16_f32_v4", "sparse_f32_v4"])
+def test_v4_golden_near_identical_members_are_sparse(name: str) -> None:
+    frame = (GOLDEN / f"{name}.wvf").read_bytes()
+    assert frame[32 + 1] == PLANE_FLAGS_MAG and frame[32 + 2] == SYM_SPARSE
+
+
+def test_sparse_distance_payload_in_a_version_3_frame_is_rejected() -> None:
+    frame = bytearray((GOLDEN / "sparse_bf16_f32_v4.wvf").read_bytes())
+    frame[3] = 3
+    frame[28:32] = lib.wv_crc32c(0, bytes(frame[:28]), 28).to_bytes(4, "little")
+    with pytest.raises(CodecError, match="corrupt"):
+        codec.decode_frame(bytes(frame), base=_cases_v4()["sparse_bf16_f32_v4"][2]["base"])
 
 
 def test_distance_payload_in_a_version_2_frame_is_rejected() -> None:
@@ -119,7 +164,7 @@ def test_pairs_plane_in_a_version_1_frame_is_rejected() -> None:
 
 if __name__ == "__main__":
     GOLDEN.mkdir(exist_ok=True)
-    for name, (data, dtype, kw) in _cases_v3().items():
+    for name, (data, dtype, kw) in _cases_v4().items():
         (frame,) = codec.encode_frames(data, dtype, **kw)
         assert frame[3] == CURRENT
         (GOLDEN / f"{name}.wvf").write_bytes(frame)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from weightvault import codec
+from weightvault.codec import _lib
 from weightvault.codec._native import ffi, lib
 
 SIZES = [0, 1, 2, 7, 31, 32, 33, 63, 64, 65, 255, 1000, 4097, 65537]
@@ -163,9 +164,10 @@ def test_distance_payload_codes_unchanged_frames_as_one_symbol() -> None:
 
 @pytest.mark.parametrize("moved", [0.004, 0.99], ids=["near-identical", "mostly-moved"])
 def test_one_table_distance_kernels_identical(kernels, moved) -> None:
-    """A member whose distance payloads have one rANS table (a near-identical BF16 member): the
-    AVX-512 steps that skip the gather when all 16 lanes decode the table's top symbol (symbol 0,
-    or another one when most elements moved) decode what the scalar reference does."""
+    """A member whose distance payloads have one rANS table (a near-identical BF16 member, coded
+    in mode RANS: mode SPARSE off): the AVX-512 steps that skip the gather when all 16 lanes
+    decode the table's top symbol (symbol 0, or another one when most elements moved) decode what
+    the scalar reference does."""
     rng = np.random.default_rng(5)
     n = 200003
     base = (rng.standard_normal(n) * 0.02).astype(np.float32)
@@ -173,8 +175,14 @@ def test_one_table_distance_kernels_identical(kernels, moved) -> None:
     codec.cast(base, "F32", "BF16", pred)
     up = np.where(pred >> 15, np.uint16(0xFFFF), np.uint16(1))  # one step up in value, either sign
     member = np.where(rng.random(n) < moved, pred + up, pred).astype(np.uint16)
-    blob = codec.encode(member, "BF16", codec="xor", base=base, base_dtype="F32")
+    ctx = _lib.context().ctx
+    lib.wv_ctx_set_sparse(ctx, 0)
+    try:
+        blob = codec.encode(member, "BF16", codec="xor", base=base, base_dtype="F32")
+    finally:
+        lib.wv_ctx_set_sparse(ctx, 1)
     frames = list(codec.iter_frames(blob))
+    assert {f[32 + 2] for f in frames} == {2}, "mode RANS"
     assert {f[32 + 2 + 9] for f in frames} == {1}, "one table per frame"
     for k in kernels:
         lib.wv_rans_select_kernel(k)

@@ -5,7 +5,7 @@
 wv_ctx *wv_ctx_create(void)
 {
     wv_ctx *c = calloc(1, sizeof *c);
-    if (c) c->use_contexts = c->use_mag = 1;
+    if (c) c->use_contexts = c->use_mag = c->use_sparse = 1;
     if (c && wv_isError(wv_ctx_reserve(c, 1u << 18))) { wv_ctx_free(c); return NULL; }
     return c;
 }
@@ -34,3 +34,4 @@ size_t wv_ctx_reserve(wv_ctx *c, size_t raw)
 
 void wv_ctx_set_contexts(wv_ctx *c, int on) { c->use_contexts = on != 0; }
 void wv_ctx_set_mag(wv_ctx *c, int on) { c->use_mag = on != 0; }
+void wv_ctx_set_sparse(wv_ctx *c, int mode) { c->use_sparse = mode < 0 ? 0 : mode > 2 ? 2 : mode; }

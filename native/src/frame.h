@@ -7,9 +7,10 @@
 /* magic "WVF"(3) + version(1) + codec(1) + dtype(1) + flags(1) + base_dtype(1)
  * + raw_size(4) + payload_size(4) + raw_crc(4) + payload_crc(4) + reserved(4) + header_crc(4) */
 #define WV_FRAME_HEADER_SIZE 32
-/* Version 2 adds plane mode PAIRS to codecs 2 and 3, version 3 (written) distance
- * payloads (Plane_Flags MAG) to codec 3; versions 1 and 2 are still read. */
-#define WV_FRAME_VERSION 3
+/* Version 2 adds plane mode PAIRS to codecs 2 and 3, version 3 distance payloads
+ * (Plane_Flags MAG) to codec 3, version 4 (written) their Sym_Mode SPARSE; versions 1 to 3
+ * are still read. */
+#define WV_FRAME_VERSION 4
 #define WV_FRAME_VERSION_MIN 1
 #define WV_FLAG_NEEDS_BASE 0x01u
 #define WV_FLAGS_KNOWN 0x01u

@@ -432,7 +432,7 @@ static size_t mag_payload_decode(wv_ctx *c, uint8_t *dst, size_t n, const uint8_
         WV_FORWARD_IF_ERROR(wv_cast(dst, dtype, base, base_dtype, n / k));
         pred = dst;
     }
-    WV_FORWARD_IF_ERROR(wv_mag_decode(c, dst, src + 2, size - 2, pred, n / k, dtype));
+    WV_FORWARD_IF_ERROR(wv_mag_decode(c, dst, src + 2, size - 2, pred, n / k, dtype, version));
     return n;
 }
 

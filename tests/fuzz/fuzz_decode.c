@@ -9,14 +9,15 @@
  *         count, rest = a payload; a header with a correct payload CRC is put in
  *         front, so mutated payloads reach the plane and rANS decoders instead of
  *         stopping at the checksum.  Bit 1 of byte 0 set: a version 1 header (no PAIRS
- *         planes), else the current version.
+ *         planes, no distance payloads), else the current version.
  *
  * libFuzzer:   clang -O1 -g -fsanitize=fuzzer,address,undefined -Inative/src \
  *                native/src/*.c tests/fuzz/fuzz_decode.c -lm -o fuzz_decode
  * Standalone (what tests/test_native_sanitizers.py builds with gcc):
  *              gcc -DWV_STANDALONE -fsanitize=address,undefined ... -o driver && ./driver ITER
- *   round-trips generated tensors through every codec, dtype and rANS kernel, then
- *   feeds ITER mutations of the valid frames through the target.
+ *   round-trips generated tensors through every codec, dtype and rANS kernel (distance
+ *   payloads: by the encoder's rule with the scalar kernels, all in mode SPARSE with the
+ *   others), then feeds ITER mutations of the valid frames through the target.
  */
 #include "wv.h"
 #include <stdio.h>
@@ -98,12 +99,14 @@ static uint32_t weight_bits(void)
     }
 }
 
+/* kind 0: random bytes, 1: a constant, 2: weights, 3: weights (and, as a member, its base's
+ * cast with one element in 40 moved, one in 2 with the SIMD kernels: main()) */
 static void fill(uint8_t *p, size_t n, unsigned dtype, int kind)
 {
     unsigned k = wv_dtype_size(dtype);
     for (size_t i = 0; i + k <= n; i += k) {
         uint32_t w = kind == 0 ? rnd() : kind == 1 ? 0x3c003c00u : weight_bits();
-        if (k == 2 && kind == 2) w >>= 16;
+        if (k == 2 && kind >= 2) w >>= 16;
         for (unsigned b = 0; b < k; b++) p[i + b] = (uint8_t)(b < 4 ? w >> (8 * b) : rnd());
     }
 }
@@ -117,14 +120,16 @@ int main(int argc, char **argv)
     ctx = wv_ctx_create();
     static const unsigned dtypes[] = {WV_DT_OPAQUE, WV_DT_F32, WV_DT_F16, WV_DT_BF16, WV_DT_F8_E4M3, WV_DT_I64};
     static const size_t sizes[] = {0, 1, 8, 96, 1000, 4096, 8194, 70000, 262144}; /* 8194: odd BF16 count */
-    uint8_t **frames = calloc(512, sizeof *frames);
-    size_t *fsizes = calloc(512, sizeof *fsizes), nframes = 0;
+    size_t sparse = 0; /* frames in mode SPARSE: docs/FORMAT.md, "Distance payload" */
+    uint8_t **frames = calloc(1024, sizeof *frames);
+    size_t *fsizes = calloc(1024, sizeof *fsizes), nframes = 0;
     for (int kernel = 0; kernel <= 2; kernel++) {
         if (wv_rans_select_kernel(kernel) < 0) continue;
         if (wv_mag_select_kernel(kernel) < 0) wv_mag_select_kernel(kernel ? 1 : 0); /* scalar with scalar rANS */
+        wv_ctx_set_sparse(ctx, kernel ? 2 : 1); /* after the scalar pass: mode SPARSE for every distance payload */
         for (size_t di = 0; di < sizeof dtypes / sizeof *dtypes; di++)
             for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-                for (int kind = 0; kind < 3; kind++)
+                for (int kind = 0; kind < 4; kind++)
                     for (unsigned codec = 0; codec <= 3; codec++) {
                         unsigned dt = dtypes[di], k = wv_dtype_size(dt);
                         if (codec == 1) continue; /* zstd is coded in Python */
@@ -137,6 +142,9 @@ int main(int argc, char **argv)
                             base = malloc(blen + 1);
                             fill(base, blen, bdt, kind);
                             for (size_t i = 0; i < n && kind; i += 7) base[i / k * wv_dtype_size(bdt)] ^= 1;
+                            if (kind == 3 && bdt != dt) wv_cast(src, dt, base, bdt, n / k);
+                            if (kind == 3 && bdt == dt) memcpy(src, base, n);
+                            for (size_t i = 0; i < n && kind == 3; i += (kernel ? 2 : 40) * k) src[i] ^= (uint8_t)(1 + rnd() % 255);
                         }
                         size_t cap = wv_frame_bound(n);
                         uint8_t *dst = malloc(cap), *back = malloc(n + 1);
@@ -154,7 +162,9 @@ int main(int argc, char **argv)
                                       dt, n, kind, kernel, wv_isError(d) ? wv_getErrorName(d) : "mismatch");
                                 free(cast);
                             }
-                            if (nframes < 512 && n) {
+                            const uint8_t *pay = dst + WV_FRAME_HEADER_SIZE;
+                            sparse += dst[4] == 3 && r > WV_FRAME_HEADER_SIZE + 2 && pay[1] == 4 && pay[2] == 3;
+                            if (nframes < 1024 && n) {
                                 frames[nframes] = malloc(r);
                                 memcpy(frames[nframes], dst, r);
                                 fsizes[nframes++] = r;
@@ -163,6 +173,7 @@ int main(int argc, char **argv)
                         free(src); free(base); free(dst); free(back);
                     }
     }
+    CHECK(sparse > 0, "no frame in mode SPARSE");
     /* mutations: bit flips, byte sets, truncations, in both modes */
     uint8_t *buf = malloc(300000 + 8);
     for (long it = 0; it < iters && nframes; it++) {
@@ -201,7 +212,8 @@ int main(int argc, char **argv)
     for (size_t f = 0; f < nframes; f++) free(frames[f]);
     free(frames); free(fsizes);
     wv_ctx_free(ctx);
-    printf("%s: %zu valid frames, %ld mutations\n", failures ? "FAIL" : "ok", nframes, iters);
+    printf("%s: %zu valid frames (%zu in mode SPARSE), %ld mutations\n", failures ? "FAIL" : "ok", nframes, sparse,
+           iters);
     return failures ? 1 : 0;
 }
 #endif
