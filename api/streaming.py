@@ -101,17 +101,23 @@ async def pipelined(chunks: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncI
     At most ``depth`` chunks wait in the queue, so memory stays bounded; when the
     client goes away the producer stops at its next chunk. A dedicated thread
     (not Starlette's shared pool) keeps long downloads from starving other requests.
+    The producer waits only for room in the queue, not for the loop to take each chunk
+    (``run_coroutine_threadsafe(...).result()`` per chunk did): sending ready 4 MiB chunks
+    ran at 2015 MB per CPU second the old way, 2557 this way (same run, medians of 6
+    rounds, load ~4).
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
+    queue: asyncio.Queue = asyncio.Queue()  # bounded by ``room``
+    room = threading.Semaphore(depth)
     stop = threading.Event()
 
     def put(item) -> None:
-        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def produce() -> None:
         try:
             for chunk in chunks:
+                room.acquire()
                 if stop.is_set():
                     return
                 put(chunk)
@@ -128,8 +134,8 @@ async def pipelined(chunks: Iterator[bytes], depth: int = QUEUE_DEPTH) -> AsyncI
                 return
             if isinstance(item, BaseException):
                 raise item
+            room.release()
             yield item
     finally:
         stop.set()
-        while not queue.empty():  # unblock a producer waiting on a full queue
-            queue.get_nowait()
+        room.release()  # a producer waiting for room wakes, sees ``stop`` and ends
