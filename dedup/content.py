@@ -23,11 +23,11 @@ from weightvault.errors import IntegrityError, StaleReference
 from weightvault.store import Vault, journal
 from weightvault.codec import chunking
 from weightvault.store.models import Chunk, File, Frame, Object, Segment
-from weightvault.store.packs import Location, claim_packs
+from weightvault.store.packs import Location, claim_packs, payload_crc
 
 from . import fingerprints, formats, opaque
 from .choice import SLICE_BYTES, BaseCandidate, CodingChoice, choose_and_encode, encode_pool
-from .hashing import FileDigest, digest_bytes, in_lanes, object_digest
+from .hashing import LFS_MIN_SIZE, FileDigest, digest_beside, digest_bytes, in_lanes, object_digest
 from .reader import Reader
 
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
@@ -137,7 +137,15 @@ class ContentWriter:
 
     def add_bytes(self, data, rel: str, progress: Progress = lambda n: None) -> StagedFile:
         view = memoryview(data)
-        digest = digest_bytes(view)
+        surveyed = None
+        if len(view) >= LFS_MIN_SIZE:
+            # The file parsed and its tensors hashed on this thread while the hash thread takes the
+            # file's sha256: one after the other, that sha256 was the first 65 ms of the FP32 base's
+            # 0.55 s ingest with the other core idle. A file the catalog already holds (a mirror's)
+            # has its tensors hashed for nothing, on the core that would have been idle.
+            digest, surveyed = digest_beside(view, lambda: _survey(view, rel))
+        else:
+            digest = digest_bytes(view)
         self.raw_bytes += digest.size
         if digest.sha256 in self.files:
             progress(digest.size)
@@ -147,29 +155,24 @@ class ContentWriter:
         if exists:
             staged = StagedFile(digest, "", None)
             progress(digest.size)
-        elif (parsed := self._parse(view, rel)) is not None:
-            staged = StagedFile(digest, parsed.format, self._stage_parsed(rel, view, parsed, progress))
         else:
-            staged = StagedFile(digest, "blob", self._stage_run(view, 0, len(view), progress))
+            parsed, pairs = surveyed if surveyed is not None else (_parse(view, rel), None)
+            if isinstance(parsed, formats.Parsed):
+                staged = StagedFile(digest, parsed.format, self._stage_parsed(rel, view, parsed, progress, pairs))
+            else:
+                if parsed is not None:  # it looked like a container and did not parse
+                    self.warnings.append(f"{parsed}; stored as opaque bytes (bit-exact, not split into tensors)")
+                staged = StagedFile(digest, "blob", self._stage_run(view, 0, len(view), progress))
         self.files[digest.sha256] = staged
         return staged
 
-    def _parse(self, view: memoryview, rel: str) -> formats.Parsed | None:
-        """Where the file's tensors sit; None (and a warning if it looked like a container) otherwise:
-        it is then stored opaque."""
-        try:
-            return formats.parse(view, rel)
-        except formats.FormatError as exc:
-            self.warnings.append(f"{exc}; stored as opaque bytes (bit-exact, not split into tensors)")
-            return None
-
-    def _stage_parsed(self, rel: str, view: memoryview, parsed: formats.Parsed,
-                      progress: Progress) -> list[StagedSegment]:
+    def _stage_parsed(self, rel: str, view: memoryview, parsed: formats.Parsed, progress: Progress,
+                      pairs: list[tuple[str, int]] | None = None) -> list[StagedSegment]:
         """Tensors coded as tensors (small ones inline); typed opaque data (quantized blocks) and the
-        bytes around tensors go through _stage_run, i.e. content-defined chunks."""
+        bytes around tensors go through _stage_run, i.e. content-defined chunks. ``pairs``: the coded
+        tensors' digests and CRCs (``_survey``), if already taken."""
         segments = [_inline(view, 0, parsed.header_end, "__header__", progress)] if parsed.header_end else []
-        digests, cuts = self._prepare_tensors(view, [t for t in parsed.tensors
-                                                     if t.dtype is not None and t.end - t.start > SMALL_FILE])
+        digests, cuts = self._prepare_tensors(view, _coded_tensors(parsed), pairs)
         pos = parsed.header_end
         for t in parsed.tensors:
             if t.start > pos:
@@ -235,23 +238,25 @@ class ContentWriter:
         return [StagedSegment(t.start, cut, t.name, object_digest=head),
                 StagedSegment(t.start + cut, len(data) - cut, None, object_digest=tail)]
 
-    def _prepare_tensors(self, view: memoryview, tensors: list[formats.Tensor]
+    def _prepare_tensors(self, view: memoryview, tensors: list[formats.Tensor], pairs: list[tuple[str, int]] | None
                          ) -> tuple[dict[int, str], dict[int, list[tuple[int, int, str]]]]:
         """Digests of a file's tensors and the chunks of those the catalog does not hold (by start),
         each on both cores, with the catalog asked about all of them a batch at a time. Chunked and
         looked up per tensor on this thread, they cost the FP32 base 0.18 of 0.44 main-thread cpu-s
         (107 queries)."""
-        digests = self._hash_tensors(view, tensors)
+        digests = self._hash_tensors(view, tensors, pairs)
         new = [t for t in tensors if not self._held(digests[t.start])]
         cuts = in_lanes(chunking.chunks, [view[t.start:t.end] for t in new])
         self._find_chunks([h for tensor_cuts in cuts for _, _, h in tensor_cuts])
         return digests, {t.start: c for t, c in zip(new, cuts)}
 
-    def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor]) -> dict[int, str]:
+    def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor],
+                      pairs: list[tuple[str, int]] | None) -> dict[int, str]:
         """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
         query per batch: asking per tensor (twice: before choosing a base and before coding)
         was ~650 queries and 13% of the ingest's main-thread CPU over the six shared repos."""
-        pairs = in_lanes(_digest_and_crc, [view[t.start:t.end] for t in tensors])
+        if pairs is None:
+            pairs = in_lanes(_digest_and_crc, [view[t.start:t.end] for t in tensors])
         digests = [d for d, _ in pairs]
         self.tensor_crcs.update(pairs)
         unknown = sorted({d for d in digests if d not in self.objects and d not in self.known_objects})
@@ -346,8 +351,8 @@ class ContentWriter:
         # The first slice's job chooses the coding (a tensor of one slice is coded by it whole); the
         # later slices' jobs, queued behind it, code theirs the same way. A larger tensor's first
         # slice is coded on both cores: the other encode thread would wait for it.
-        choice = encode_pool.submit(choose_and_encode, data, dtype, base,
-                                     threads=1 if len(data) <= SLICE_BYTES else self.threads)
+        choice = encode_pool.submit(_first_slice, data, dtype, base,
+                                    threads=1 if len(data) <= SLICE_BYTES else self.threads)
         self._pending.append((staged, choice, 0, progress))
         for offset in range(SLICE_BYTES, len(data), SLICE_BYTES):
             self._write_ahead(ENCODE_AHEAD)  # so memory holds a few slices' frames of a large tensor
@@ -362,7 +367,7 @@ class ContentWriter:
             staged, future, offset, progress = self._pending.popleft()
             result = future.result()
             if offset == 0:
-                staged.choice, frames = result, result.first
+                staged.choice, frames = result
             else:
                 frames = result
             self._write(staged, frames, offset, progress)
@@ -372,11 +377,10 @@ class ContentWriter:
                     raise IntegrityError(f"codec produced frames for {sum(f[1] for f in staged.frames)} "
                                          f"of {staged.raw_size} bytes")
 
-    def _write(self, staged: StagedObject, frames: list[bytes], offset: int, progress: Progress) -> None:
+    def _write(self, staged: StagedObject, frames: "Coded", offset: int, progress: Progress) -> None:
         key = bytes.fromhex(staged.digest)
-        for frame in frames:
-            info = codec.frame_info(frame)
-            loc = self.packs.add(frame, key, len(staged.frames))
+        for frame, info, crc in frames:
+            loc = self.packs.add(frame, key, len(staged.frames), crc=crc)
             staged.frames.append((offset, info.raw_size, info.codec, loc))
             staged.stored_size += len(frame)
             offset += info.raw_size
@@ -495,10 +499,51 @@ def _digest_and_crc(view: memoryview) -> tuple[str, int]:
     return object_digest(view), codec.crc32c(view)
 
 
-def _later_slice(choice: Future, offset: int) -> list[bytes]:
+def _parse(view: memoryview, rel: str) -> formats.Parsed | formats.FormatError | None:
+    """Where the file's tensors sit; None, or the error if it looked like a container and did not
+    parse: it is then stored opaque."""
+    try:
+        return formats.parse(view, rel)
+    except formats.FormatError as exc:
+        return exc
+
+
+def _coded_tensors(parsed: formats.Parsed) -> list[formats.Tensor]:
+    """The tensors coded as objects of their own (typed, larger than SMALL_FILE)."""
+    return [t for t in parsed.tensors if t.dtype is not None and t.end - t.start > SMALL_FILE]
+
+
+def _survey(view: memoryview, rel: str) -> tuple[formats.Parsed | formats.FormatError | None,
+                                                 list[tuple[str, int]] | None]:
+    """The file parsed, and its coded tensors' (digest, CRC32C) if it parsed."""
+    parsed = _parse(view, rel)
+    if not isinstance(parsed, formats.Parsed):
+        return parsed, None
+    return parsed, [_digest_and_crc(view[t.start:t.end]) for t in _coded_tensors(parsed)]
+
+
+#: A slice's frames as the encode thread hands them over: (frame, its header, its pack entry CRC).
+Coded = list[tuple[bytes, codec.FrameInfo, int]]
+
+
+def _coded(frames: list[bytes]) -> Coded:
+    """Each frame with its header parsed and its pack entry CRC, taken on the encode thread: on the
+    thread writing frames, each header parse (a C call) waited for the GIL, and the CRC added to the
+    work of the pack writer's thread, which every byte of an ingest goes through."""
+    return [(f, codec.frame_info(f), payload_crc(f)) for f in frames]
+
+
+def _first_slice(data: memoryview, dtype: str | None, base: BaseCandidate | None,
+                 threads: int) -> tuple[CodingChoice, Coded]:
+    """On an encode thread: the tensor's coding, chosen on its first slice, and that slice's frames."""
+    choice = choose_and_encode(data, dtype, base, threads=threads)
+    return choice, _coded(choice.first)
+
+
+def _later_slice(first: Future, offset: int) -> Coded:
     """On an encode thread: the frames of the slice at ``offset``, coded as the first slice's job
     chose (submitted before this job, so already taken by the other thread or done)."""
-    return choice.result().encode_slice(offset)
+    return _coded(first.result()[0].encode_slice(offset))
 
 
 def _shared_rows(data: memoryview, dtype: str | None, shape: list[int], base: BaseCandidate) -> int:

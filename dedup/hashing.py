@@ -44,6 +44,20 @@ def digest_bytes(data) -> FileDigest:
     return FileDigest(hashlib.sha256(view).hexdigest(), git.result(), len(view))
 
 
+def digest_beside(data, work: Callable[[], T]) -> tuple[FileDigest, T]:
+    """``digest_bytes(data)`` of a file of LFS_MIN_SIZE bytes or more (one sha256: nothing of it goes
+    to the hash thread itself) on the hash thread, while ``work()`` runs on this one."""
+    view = memoryview(data)
+    if len(view) < LFS_MIN_SIZE:
+        raise ValueError("digest_beside is for LFS-size files")
+    digest = _hash_pool.submit(digest_bytes, view)
+    try:
+        done = work()
+    finally:
+        found = digest.result()
+    return found, done
+
+
 def object_digest(data) -> str:
     """Identity of a tensor or blob: sha256 of its raw bytes (collision resistant, SHA-NI fast)."""
     return hashlib.sha256(data).hexdigest()

@@ -194,7 +194,7 @@ class _PreviousReleaseWriter:
                 self._spool.file.write(packs.MAGIC_V1)
                 self._spool.hash = type("H", (), {"hexdigest": staticmethod(lambda h=uuid.uuid4().hex: h)})()
 
-            def add(self, payload, key, index, kind=packs.FRAME):  # written here; flush ships on the thread
+            def add(self, payload, key, index, kind=packs.FRAME, crc=None):  # written here; flush ships on the thread
                 if self._spool is None:
                     self._open()
                 spool = self._spool

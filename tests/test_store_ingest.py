@@ -125,6 +125,35 @@ def test_overlapping_tensors_and_bad_dtype_stored_opaque(vault, tmp_path, header
     _stored_opaque(vault, tmp_path, struct.pack("<Q", len(h)) + h + bytes(16), "tensor")
 
 
+def _lfs_size_model(seed: int = 0) -> bytes:
+    """A safetensors file of LFS size (>= hashing.LFS_MIN_SIZE): ingest parses it and hashes its tensors
+    while its sha256 is taken on the hash thread."""
+    from weightvault.dedup.hashing import LFS_MIN_SIZE
+
+    rows = LFS_MIN_SIZE // 4096 + 1
+    data = safetensors_bytes({"w": ("F32", np.random.default_rng(seed).standard_normal((rows, 1024)).astype(np.float32))})
+    assert len(data) >= LFS_MIN_SIZE
+    return data
+
+
+def test_lfs_size_file_parsed_beside_its_hash(vault, tmp_path):
+    """A truncated LFS-size file is stored opaque with one warning; a stored one, ingested again (its
+    tensors already hashed when its sha256 is found), adds no object and no warning."""
+    good = _lfs_size_model()
+    _stored_opaque(vault, tmp_path, good[:-100], "data section")
+    again = ingest_folder(vault, make_repo(tmp_path / "again", {"model.safetensors": good[:-100]}), "org/again")
+    assert again.warnings == [] and again.new_stored_bytes == 0
+    ingest_folder(vault, make_repo(tmp_path / "a", {"model.safetensors": good}), "org/a")
+    with vault.catalog.read_session() as s:
+        objects = s.scalar(select(func.count(Object.id)))
+    mirror = ingest_folder(vault, make_repo(tmp_path / "b", {"model.safetensors": good}), "org/b")
+    with vault.catalog.read_session() as s:
+        assert s.scalar(select(func.count(Object.id))) == objects
+    assert mirror.warnings == [] and mirror.new_stored_bytes == 0
+    restore(vault, "org/b", "main", tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == good
+
+
 def test_unchanged_reingest_adds_no_commit(vault, tmp_path):
     src = make_repo(tmp_path / "src", repo_files())
     first = ingest_folder(vault, src, "org/same")
