@@ -341,6 +341,9 @@ class Rebaser:
             graph = _Graph.load(session, [rec.base_id for rec in recoded], [rec.object_id for rec in recoded],
                                 lock=True)
             switched = []
+            # One executemany for the switched objects' rows (an UPDATE statement per object was
+            # 0.1 of the 0.3 cpu-s re-basing the BF16 fine-tune took), in order with the shifts below.
+            rows: list[dict] = []
             for rec in recoded:
                 now = graph.rows.get(rec.object_id)
                 if now is None or (now.stored_size, now.base_id) != (rec.old_size, rec.old_base) \
@@ -348,11 +351,12 @@ class Rebaser:
                     continue  # re-coded by another writer meanwhile, or no longer allowed
                 depth = graph.rows[rec.base_id].depth + 1
                 below = graph.below(rec.object_id)
-                session.execute(update(Object).where(Object.id == rec.object_id).values(
-                    stored_size=rec.stored_size, codec=rec.codec, mechanism=rec.mechanism, base_id=rec.base_id,
-                    depth=depth, reason=rec.reason))
+                rows.append({"id": rec.object_id, "stored_size": rec.stored_size, "codec": rec.codec,
+                             "mechanism": rec.mechanism, "base_id": rec.base_id, "depth": depth, "reason": rec.reason})
                 journal.touch(session, Object, rec.object_id)
                 if below and depth != now.depth:  # what is coded against it moves along (bytes unchanged)
+                    session.execute(update(Object), rows)
+                    rows = []
                     for i in range(0, len(below), 900):
                         session.execute(update(Object).where(Object.id.in_(below[i:i + 900]))
                                         .values(depth=Object.depth + depth - now.depth))
@@ -360,6 +364,8 @@ class Rebaser:
                         journal.touch(session, Object, oid)
                 graph.move(rec.object_id, rec.base_id, rec.stored_size)
                 switched.append(rec)
+            if rows:
+                session.execute(update(Object), rows)
             ids = [rec.object_id for rec in switched]
             for i in range(0, len(ids), 900):
                 session.execute(delete(Frame).where(Frame.object_id.in_(ids[i:i + 900])))

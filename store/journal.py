@@ -251,12 +251,16 @@ class _Serializer:
 
     def ops(self) -> list:
         s, p = self.s, self.p
+        touched: dict[type, list[int]] = {}
         for model, row_id in p.touched:
-            row = s.get(model, row_id, populate_existing=True)
-            if row is not None:
-                p.rows[(model, id(row))] = row
-                if model is Object:
-                    p.objects_with_frames.add(row_id)
+            touched.setdefault(model, []).append(row_id)
+        for model, ids in touched.items():  # a query per model and 500 rows, not one ``get`` per row
+            for start in range(0, len(ids), 500):
+                for row in s.scalars(select(model).where(model.id.in_(ids[start:start + 500]))
+                                     .execution_options(populate_existing=True)):
+                    p.rows[(model, id(row))] = row
+                    if model is Object:
+                        p.objects_with_frames.add(row.id)
         rows = list(p.rows.values())
         trees: dict[int, dict[str, int]] = {}
         segments: dict[int, list[Segment]] = {}
