@@ -303,14 +303,16 @@ static size_t sparse_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *
     return (size_t)(w.p - dst);
 }
 
-/* Estimated sparse body for count (> 0) entries whose distance fields take value_bytes. */
+/* Estimated sparse body for count (> 0) entries whose distance fields take value_bytes, its
+ * tables counted as choose_tables counts mode RANS's (TABLE_COST each).  Overwrites c->delta,
+ * whose bits an estimate does not use. */
 static double sparse_estimate(wv_ctx *c, const uint8_t *sym, size_t n_el, size_t count, size_t value_bytes)
 {
-    size_t gap_bits = sparse_list(c->delta, c->cx, sym, n_el); /* the caller only counts the bits in c->delta */
+    size_t gap_bits = sparse_list(c->delta, c->cx, sym, n_el);
     wv_hist_ctx(c->delta, c->cx, 2 * count, 2, c->hist);
-    double streams = 4 + 118 + count / 256.0;
-    return HDR + 4 + table_cost(c->hist[0], c->freq[0]) - TABLE_COST + table_cost(c->hist[1], c->freq[1]) -
-           TABLE_COST + streams + value_bytes + gap_bits / 8.0;
+    double stream = 4 + 118 + count / 256.0; /* one stream: states and renorm slack */
+    return HDR + 4 + table_cost(c->hist[0], c->freq[0]) + table_cost(c->hist[1], c->freq[1]) + stream + value_bytes +
+           gap_bits / 8.0;
 }
 
 /* Sparse mode when it is at most SPARSE_MARGIN larger than mode RANS (or RANS does not fit). */
@@ -770,8 +772,8 @@ int wv_mag_select_kernel(int kernel)
 
 __attribute__((constructor)) static void mag_dispatch_init(void) { wv_mag_select_kernel(-1); }
 
-/* Mode SPARSE: dst already holds the prediction; patches the listed elements.  Returns the
- * bits read (*pos) through the caller's checks, or an error. */
+/* Mode SPARSE: dst already holds the prediction; patches the listed elements.  Returns 0 or an
+ * error; *pos ends at the bits read, which the caller checks as for the other modes. */
 static size_t sparse_decode(wv_ctx *c, uint8_t *dst, const uint8_t *body, size_t ssz, const uint8_t *bits,
                             size_t nbytes, size_t n_el, unsigned k, unsigned smax, uint64_t *pos)
 {
