@@ -13,7 +13,9 @@ once, the median 1 MiB Range latency, and the best MB/s of a third server
 running the same app without issue 14's request guards; then the ratios the targets are stated
 in (weightvault / nginx, and each delta-coded file / weightvault's own base) and
 weightvault's resident memory after each file (all, and anonymous: without mapped
-file pages), to show it flat with file size.
+file pages), to show it flat with file size. Last, each server's MB per CPU second over
+the downloads after the first (nginx: master and workers): what the two cost, which load
+from other processes on the machine hardly changes.
 
 Clients run on the same machine and share its cores with the servers. The bases
 of delta frames are kept decoded (in their members' dtype) in a bounded
@@ -106,6 +108,25 @@ def rss_mb(pid: int) -> tuple[float, float, float]:
     return tuple(int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "RssAnon", "VmHWM"))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a server has used, its live child processes' too (nginx's workers).
+
+    A process's own threads are summed from their schedstat, in nanoseconds, when it has one
+    thread (nginx: its 10 ms clock ticks would be most of what a download costs it); else the
+    ticks of /proc/<pid>/stat, which keep the time of threads that have ended (a download's
+    producer thread does).
+    """
+    total = 0.0
+    for p in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        tasks = list(Path(f"/proc/{p}/task").iterdir())
+        if len(tasks) == 1:
+            total += int((tasks[0] / "schedstat").read_text().split()[0]) / 1e9
+        else:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def curl(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
     """(bytes, seconds to the first byte, seconds in all) of one GET; curl, so the client is not the limit."""
     cmd = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{time_starttransfer} %{time_total}"]
@@ -115,12 +136,16 @@ def curl(url: str, headers: dict[str, str]) -> tuple[int, float, float]:
     return int(n), float(first), float(total)
 
 
-def measure(url: str, headers: dict[str, str], size: int, clients: int, repeat: int, ranges: int) -> dict:
-    runs = []
-    for _ in range(repeat):
+def measure(url: str, headers: dict[str, str], size: int, clients: int, repeat: int, ranges: int,
+            server: int) -> dict:
+    runs, cpu = [], 0.0
+    for i in range(repeat):
+        if i == 1:
+            cpu = -cpu_seconds(server)
         n, ttfb, secs = curl(url, headers)
         assert n == size, f"{url}: got {n} bytes of {size}"
         runs.append((secs, ttfb))
+    cpu += cpu_seconds(server)
     walls = []
     for _ in range(max(repeat - 1, 1)):
         results: list[tuple[int, float, float]] = []
@@ -143,7 +168,9 @@ def measure(url: str, headers: dict[str, str], size: int, clients: int, repeat: 
             assert r.status_code == 206 and len(r.content) == min(1 << 20, size - start)
     return {"cold_mb_s": size / runs[0][0] / 1e6, "best_mb_s": size / min(s for s, _ in runs) / 1e6,
             "ttfb_ms": min(f for _, f in runs) * 1e3, "clients_mb_s": clients * size / min(walls) / 1e6,
-            "range_p50_ms": statistics.median(lat) * 1e3}
+            "range_p50_ms": statistics.median(lat) * 1e3,
+            # the server's CPU over the downloads after the first: load on the machine barely moves it
+            "mb_per_cpu_s": size * (repeat - 1) / cpu / 1e6 if repeat > 1 and cpu > 0 else None}
 
 
 def main() -> None:
@@ -193,10 +220,10 @@ def main() -> None:
         for label, repo, name, base in FILES:
             size = (sources[repo] / name).stat().st_size
             wv = measure(f"http://127.0.0.1:{wv_port}/{repo}/resolve/main/{name}",
-                         {"Authorization": f"Bearer {token}"}, size, args.clients, args.repeat, args.ranges)
+                         {"Authorization": f"Bearer {token}"}, size, args.clients, args.repeat, args.ranges, wv_pid)
             rss, anon, peak = rss_mb(wv_pid)
             nx = measure(f"http://127.0.0.1:{nginx_port}/{repo}/{name}", {}, size, args.clients, args.repeat,
-                         args.ranges)
+                         args.ranges, procs[1].pid)
             bare = max(size / curl(f"http://127.0.0.1:{bare_port}/{repo}/resolve/main/{name}",
                                    {"Authorization": f"Bearer {token}"})[2] / 1e6 for _ in range(args.repeat))
             rows.append({"file": label, "repo": repo, "name": name, "base": base, "mb": size / 1e6,
@@ -220,15 +247,21 @@ def main() -> None:
     print(f"{os.cpu_count()} cores shared by both servers and curl; MB/s of one download (cold: the first "
           f"after start; best of {args.repeat}), {args.clients} at once, 1 MiB Range p50")
     print("| file | MB | nginx | wv cold | wv best | wv/nginx | wv/base | "
-          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB | anon MB | wv without guards |")
-    print("|---" * 14 + "|")
+          f"nginx x{args.clients} | wv x{args.clients} | TTFB ms | Range ms | RSS MB | anon MB | wv without guards"
+          " | server MB/cpu-s nginx | wv |")
+    print("|---" * 16 + "|")
     for r in rows:
         wv, nx = r["weightvault"], r["nginx"]
         vs_base = f"{r['ratio_vs_own_base']:.2f}" if r["base"] else "-"
         print(f"| {r['file']} | {r['mb']:.0f} | {nx['best_mb_s']:.0f} | {wv['cold_mb_s']:.0f} | {wv['best_mb_s']:.0f}"
               f" | {r['ratio_vs_nginx']:.2f} | {vs_base} | {nx['clients_mb_s']:.0f} | {wv['clients_mb_s']:.0f}"
-              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} | {r['anon_rss_mb']:.0f} | {r['no_guards_mb_s']:.0f} |")
+              f" | {wv['ttfb_ms']:.1f} | {wv['range_p50_ms']:.1f} | {r['rss_mb']:.0f} | {r['anon_rss_mb']:.0f} | {r['no_guards_mb_s']:.0f}"
+              f" | {_num(nx['mb_per_cpu_s'])} | {_num(wv['mb_per_cpu_s'])} |")
     print(f"JSON in {args.json}")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
 
 
 if __name__ == "__main__":
