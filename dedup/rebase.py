@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import delete, exists, select, update
 
 from weightvault.errors import FamilyNotFound
 from weightvault.store import Vault, journal
@@ -374,7 +374,7 @@ class Rebaser:
                       for rec in switched
                       for seq, ((raw_offset, raw_size, codec_name, _), loc) in enumerate(zip(rec.frames, rec.locations))]
             if frames:  # the touched objects' records carry their frames (journal.touch)
-                session.execute(insert(Frame), frames)
+                session.execute(Frame.__table__.insert(), frames)  # Core: no ORM per-row bookkeeping
             if switched:
                 session.execute(update(Repo).where(Repo.id == repo_id).values(base_repo_id=base_repo_id,
                                                                               family_reason=why))
