@@ -320,9 +320,13 @@ class FamilyMatcher:
         The tensors ``prof`` lists (safetensors files) are looked up now, in one session: a session per
         tensor cost 1.3 ms of each lookup."""
         looked_up: dict[bytes, list[fingerprints.Hit]] = {}
+        files: dict[Path, memoryview] = {}  # each mapped once, not once per tensor
         with self.vault.catalog.read_session() as s:
             for t in prof.tensors.values() if prof else ():
-                fp = fingerprints.of(mapped(t), t.dtype)
+                whole = files.get(t.path)
+                if whole is None:
+                    whole = files[t.path] = _map_file(t.path)
+                fp = fingerprints.of(whole[t.start:t.end], t.dtype)
                 if fp is not None and fp not in looked_up:
                     looked_up[fp] = fingerprints.lookup(s, fp)
             named = []
@@ -431,8 +435,12 @@ def _read(t: LocalTensor, limit: int) -> bytes:
 
 def mapped(t: LocalTensor) -> memoryview:
     """A tensor's bytes, mapped (a fingerprint touches 32 of its elements, not all of them)."""
-    with open(t.path, "rb") as f:
-        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))[t.start:t.end]
+    return _map_file(t.path)[t.start:t.end]
+
+
+def _map_file(path: Path) -> memoryview:
+    with open(path, "rb") as f:
+        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def family_of(session, repo_name: str) -> str:

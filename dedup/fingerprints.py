@@ -127,7 +127,9 @@ def lookup(session, fp: bytes | None, limit: int = MAX_HITS) -> list[Hit]:
     if all(k is None for k in keys):
         return []
     params = {col.key: k for col, k in zip(BAND_COLUMNS, keys)}
-    return [Hit(*r) for r in session.execute(_LOOKUP, {**params, "limit": limit}).all()]
+    # On the session's connection (Core rows, no ORM result processing): ingest asks once per tensor
+    # of the repo, and through the ORM the lookups were 0.6 of base_for's CPU.
+    return [Hit(*r) for r in session.connection().execute(_LOOKUP, {**params, "limit": limit}).all()]
 
 
 def score(ours: bytes, theirs: bytes, dtype: str) -> tuple[float, float]:
