@@ -206,13 +206,29 @@ static inline __attribute__((always_inline)) unsigned size_class(uint32_t u, uns
     return WV_MAG_DIRECT - 4 + *len;
 }
 
-/* Elements with a non-zero symbol, when the rule below lets sparse mode be tried; else 0. */
+/* The first i >= from with sym[i] != 0, or n; 8 symbols at a time, as listed frames are mostly
+ * 0.  Encode of the BF16 fine-tune against the FP32 fine-tune, MB per CPU second, mode RANS
+ * alone -> both modes tried: 505 -> 330 with byte loops, 554 -> 519 with this. */
+static inline size_t next_listed(const uint8_t *sym, size_t from, size_t n)
+{
+    size_t i = from;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, sym + i, 8);
+        if (v) return i + ((unsigned)__builtin_ctzll(v) >> 3);
+    }
+    while (i < n && !sym[i]) i++;
+    return i;
+}
+
+/* Elements with a non-zero symbol, when the rule below lets sparse mode be tried; else 0
+ * (found as soon as the count passes the rule's share). */
 static size_t sparse_count(const wv_ctx *c, const uint8_t *sym, size_t n_el)
 {
     if (!c->use_sparse) return 0;
-    size_t count = 0;
-    for (size_t i = 0; i < n_el; i++) count += sym[i] != 0;
-    return c->use_sparse == 2 || count <= SPARSE_MAX_SHARE * n_el ? count : 0;
+    size_t count = 0, most = c->use_sparse == 2 ? n_el : (size_t)(SPARSE_MAX_SHARE * n_el);
+    for (size_t i = next_listed(sym, 0, n_el); i < n_el && count <= most; i = next_listed(sym, i + 1, n_el)) count++;
+    return count <= most ? count : 0;
 }
 
 /* The list: list[2j] = class of entry j's gap (elements skipped since the previous entry),
@@ -220,8 +236,7 @@ static size_t sparse_count(const wv_ctx *c, const uint8_t *sym, size_t n_el)
 static size_t sparse_list(uint8_t *list, uint8_t *cx, const uint8_t *sym, size_t n_el)
 {
     size_t j = 0, next = 0, gap_bits = 0;
-    for (size_t i = 0; i < n_el; i++) {
-        if (!sym[i]) continue;
+    for (size_t i = next_listed(sym, 0, n_el); i < n_el; i = next_listed(sym, i + 1, n_el)) {
         unsigned len;
         list[j] = (uint8_t)size_class((uint32_t)(i - next), &len);
         list[j + 1] = sym[i];
@@ -283,8 +298,7 @@ static size_t sparse_encode(wv_ctx *c, uint8_t *dst, size_t cap, const uint8_t *
     o += r;
     bit_writer w = {dst + o, dst + cap, 0, 0};
     int fits = 1;
-    for (size_t i = 0, next = 0; i < n_el && fits; i++) {
-        if (!sym[i]) continue;
+    for (size_t i = next_listed(sym, 0, n_el), next = 0; i < n_el && fits; i = next_listed(sym, i + 1, n_el)) {
         unsigned len;
         uint32_t g = (uint32_t)(i - next);
         size_class(g, &len);
