@@ -14,6 +14,7 @@ from . import _lib
 from . import frames as _frames
 from ._lib import HEADER_SIZE, check, ffi, lib
 from .errors import CodecError
+from .dtypes import dtype_code
 from .frames import FRAME_SIZE
 
 MAGIC = b"WVC\x01"
@@ -79,7 +80,8 @@ def decode(data, out=None, *, base=None, base_dtype: str | None = None, threads:
             rc = lib.wv_decode_many(_lib.context().ctx, ffi.from_buffer(body), ffi.new("uint64_t[]", offsets[first:last]),
                                     n, ends[last - 1], ffi.from_buffer(out_view[start:stop]), stop - start, start,
                                     ffi.from_buffer(base_view) if base_view is not None else ffi.NULL,
-                                    len(base_view) if base_view is not None else 0, 0, failed)
+                                    len(base_view) if base_view is not None else 0,
+                                    dtype_code(base_dtype) if base_dtype is not None else 0, failed)
             check(rc, f"decoding frame {first + failed[0]}")
         units = range(0, len(offsets), _frames.BATCH_FRAMES)
     else:
@@ -90,7 +92,8 @@ def decode(data, out=None, *, base=None, base_dtype: str | None = None, threads:
             if info.needs_base:
                 if base_view is None:
                     raise CodecError(f"frame {i} needs base=")
-                b_off, b_len = _frames.base_range(raw_starts[i], info.raw_size, info.dtype, info.base_dtype)
+                b_off, b_len = _frames.base_range(raw_starts[i], info.raw_size, info.dtype,
+                                                  base_dtype or info.base_dtype)
                 b = base_view[b_off:b_off + b_len]
             _frames.decode_frame(frame, out_view[raw_starts[i]:raw_starts[i + 1]], base=b,
                                  base_dtype=base_dtype if b is not None else None)

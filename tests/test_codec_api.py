@@ -202,3 +202,17 @@ def test_iter_frames() -> None:
     frames = list(codec.iter_frames(blob))
     assert [bytes(f) for f in frames] == codec.encode_frames(data, "BF16")
     assert list(codec.iter_frames(codec.encode(b""))) == []
+
+
+def test_container_of_a_cast_member_decodes_from_a_base_cast_ahead() -> None:
+    """``decode`` of a container takes the base in the dtype ``base_dtype`` names, as
+    ``decode_frame`` does: the F32 base, or the same base cast to the member's BF16 once."""
+    base = (np.random.default_rng(4).standard_normal(3 * FRAME_SIZE // 2 + 100) * 0.05).astype(np.float32)
+    member = (base.view(np.uint32) >> 16).astype(np.uint16)
+    member[::7] ^= 5
+    blob = codec.encode(member, "BF16", codec="xor", base=base, base_dtype="F32")
+    cast = np.empty(len(base), np.uint16)
+    codec.cast(base, "F32", "BF16", cast)
+    for threads in (1, 2):
+        assert bytes(codec.decode(blob, base=base, threads=threads)) == member.tobytes()
+        assert bytes(codec.decode(blob, base=cast, base_dtype="BF16", threads=threads)) == member.tobytes()
