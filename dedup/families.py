@@ -159,7 +159,7 @@ def stored_tensors(session, repo_id: int, revision: str = "main") -> dict[str, S
     ref = session.get(Ref, (repo_id, revision)) or session.scalar(select(Ref).where(Ref.repo_id == repo_id).limit(1))
     if ref is None:
         return {}
-    rows = session.execute(
+    rows = session.connection().execute(  # Core rows: re-basing asks this a few times per member
         select(Segment.name, Object.id, Object.digest, Object.dtype, Object.raw_size, Object.depth)
         .join(Object, Object.id == Segment.object_id)
         .join(TreeEntry, TreeEntry.file_id == Segment.file_id)
