@@ -187,3 +187,62 @@ def test_one_table_distance_kernels_identical(kernels, moved) -> None:
     for k in kernels:
         lib.wv_rans_select_kernel(k)
         assert bytes(codec.decode(blob, base=base)) == member.tobytes(), k
+
+
+def _f32_words() -> np.ndarray:
+    """Every F32 high half with low halves at and around the BF16 rounding point (ties either
+    side of an even or odd high half) and F16's (normal results), so every sign, exponent,
+    quiet and signalling NaN, inf, denormal and -0 is there; then random words."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    lows = np.array([0, 1, 0x0FFF, 0x1000, 0x1001, 0x3000, 0x7FFF, 0x8000, 0x8001, 0xC000, 0xFFFF], np.uint32)
+    rand = np.random.default_rng(13).integers(0, 1 << 32, 100003, dtype=np.uint64).astype(np.uint32)
+    return np.concatenate([(hi[:, None] | lows).ravel(), rand])
+
+
+def _bf16_rule(words: np.ndarray) -> np.ndarray:
+    """docs/FORMAT.md, codec 3: round to nearest even, any NaN -> 0xFFFF."""
+    out = ((words.astype(np.uint64) + 0x7FFF + ((words >> 16) & 1)) >> 16).astype(np.uint16)
+    out[(words & 0x7FFFFFFF) > 0x7F800000] = 0xFFFF
+    return out
+
+
+@pytest.fixture
+def cast_kernels():
+    """The F32 -> BF16 / F16 kernels this CPU has; restores the default afterwards."""
+    available = [k for k in (0, 1, 2) if lib.wv_cast_select_kernel(k) == k]
+    yield available
+    lib.wv_cast_select_kernel(-1)
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16"])
+def test_f32_cast_kernels_follow_the_rule(cast_kernels, dtype) -> None:
+    """Baseline, AVX2 and AVX-512 casts (vcvtne2ps2bf16, which zeroes denormals and keeps NaN
+    payloads, plus its fix-up; vcvtps2ph) give the scalar rule bit for bit, at every length, tail
+    and alignment.  BF16: docs/FORMAT.md's formula; F16: the scalar kernel, which agrees with
+    numpy's RNE cast on every number."""
+    words = _f32_words()
+    lib.wv_cast_select_kernel(0)
+    want = np.empty(len(words), np.uint16)
+    codec.cast(words.view(np.float32), "F32", dtype, want)
+    if dtype == "BF16":
+        assert np.array_equal(want, _bf16_rule(words))
+    else:
+        num = (words & 0x7FFFFFFF) <= 0x7F800000
+        with np.errstate(over="ignore"):
+            assert np.array_equal(want[num], words[num].view(np.float32).astype(np.float16).view(np.uint16))
+    raw = words.tobytes()
+    for k in cast_kernels:
+        lib.wv_cast_select_kernel(k)
+        out = np.empty(len(words), np.uint16)
+        codec.cast(words.view(np.float32), "F32", dtype, out)
+        assert np.array_equal(out, want), k
+        for start in (0, 1, 3, 40):  # unaligned element starts and byte offsets, every tail length
+            for n in [*range(70), 1000, 4097]:
+                src = bytearray(4 * n + 3)
+                src[start % 4:start % 4 + 4 * n] = raw[4 * start:4 * (start + n)]
+                dst = bytearray(2 * n + 2)
+                codec.cast(memoryview(src)[start % 4:start % 4 + 4 * n], "F32", dtype,
+                           memoryview(dst)[start % 2:start % 2 + 2 * n])
+                got = np.frombuffer(bytes(dst[start % 2:start % 2 + 2 * n]), np.uint16)
+                assert np.array_equal(got, want[start:start + n]), (k, start, n)
+                assert dst[:start % 2] + dst[start % 2 + 2 * n:] == bytes(2), "wrote outside the output"

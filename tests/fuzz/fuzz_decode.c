@@ -15,13 +15,15 @@
  *                native/src/*.c tests/fuzz/fuzz_decode.c -lm -o fuzz_decode
  * Standalone (what tests/test_native_sanitizers.py builds with gcc):
  *              gcc -DWV_STANDALONE -fsanitize=address,undefined ... -o driver && ./driver ITER
- *   round-trips generated tensors through every codec, dtype and rANS kernel (distance
+ *   checks each F32 -> BF16 / F16 cast kernel against the baseline one (also under FTZ/DAZ),
+ *   round-trips generated tensors through every codec, dtype and rANS, rebuild and cast kernel (distance
  *   payloads: by the encoder's rule with the scalar kernels, all in mode SPARSE with the
  *   others), then feeds ITER mutations of the valid frames through the target.
  */
 #include "wv.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <xmmintrin.h>
 
 static wv_ctx *ctx;
 
@@ -114,8 +116,39 @@ static void fill(uint8_t *p, size_t n, unsigned dtype, int kind)
 static int failures;
 #define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); failures++; } } while (0)
 
+/* Each F32 -> BF16 and F32 -> F16 kernel against the baseline one over every F32 high half
+ * with low halves at and around the rounding points (NaNs, infs, denormals, -0 among them),
+ * from unaligned addresses, every tail length. */
+static void check_cast_kernels(void)
+{
+    static const uint32_t lows[] = {0, 1, 0x0fff, 0x1000, 0x3000, 0x7fff, 0x8000, 0x8001, 0xffff};
+    enum { L = sizeof lows / sizeof *lows, N = L << 16 };
+    uint8_t *src = malloc(4 * N + 3), *want = malloc(2 * N + 1), *got = malloc(2 * N + 1);
+    for (uint32_t i = 0; i < N; i++) {
+        uint32_t w = (i / L) << 16 | lows[i % L];
+        memcpy(src + 3 + 4 * i, &w, 4);
+    }
+    for (int kernel = 1; kernel <= 2; kernel++)
+        for (unsigned dt = WV_DT_F16; dt <= WV_DT_BF16 && wv_cast_select_kernel(kernel) >= 0; dt++)
+            for (size_t n = 0; n <= 100; n++) {
+                size_t len = n == 100 ? N : n; /* the whole set, else short runs from its start */
+                wv_cast_select_kernel(0);
+                wv_cast(want + 1, dt, src + 3, WV_DT_F32, len);
+                wv_cast_select_kernel(kernel);
+                wv_cast(got + 1, dt, src + 3, WV_DT_F32, len);
+                CHECK(!memcmp(want + 1, got + 1, 2 * len), "F32 -> dtype %u kernel %d, %zu elements", dt, kernel, len);
+            }
+    wv_cast_select_kernel(-1);
+    free(src); free(want); free(got);
+}
+
 int main(int argc, char **argv)
 {
+    check_cast_kernels();
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* again with FTZ and DAZ, as torch.set_flush_denormal(True) leaves them */
+    check_cast_kernels();
+    _mm_setcsr(csr);
     long iters = argc > 1 ? atol(argv[1]) : 20000;
     ctx = wv_ctx_create();
     static const unsigned dtypes[] = {WV_DT_OPAQUE, WV_DT_F32, WV_DT_F16, WV_DT_BF16, WV_DT_F8_E4M3, WV_DT_I64};
@@ -126,6 +159,7 @@ int main(int argc, char **argv)
     for (int kernel = 0; kernel <= 2; kernel++) {
         if (wv_rans_select_kernel(kernel) < 0) continue;
         if (wv_mag_select_kernel(kernel) < 0) wv_mag_select_kernel(kernel ? 1 : 0); /* scalar with scalar rANS */
+        if (wv_cast_select_kernel(kernel) < 0) wv_cast_select_kernel(kernel ? 1 : 0);
         wv_ctx_set_sparse(ctx, kernel ? 2 : 1); /* after the scalar pass: mode SPARSE for every distance payload */
         for (size_t di = 0; di < sizeof dtypes / sizeof *dtypes; di++)
             for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
@@ -180,6 +214,7 @@ int main(int argc, char **argv)
         size_t f = rnd() % nframes, size = fsizes[f];
         if (wv_rans_select_kernel((int)(it % 3)) < 0) wv_rans_select_kernel(0);
         if (wv_mag_select_kernel((int)(it / 3 % 3)) < 0) wv_mag_select_kernel(0);
+        if (wv_cast_select_kernel((int)(it / 9 % 3)) < 0) wv_cast_select_kernel(0);
         int payload_mode = rnd() & 1;
         buf[0] = payload_mode ? (uint8_t)(1 | (rnd() & 2)) : 0;
         size_t o = 1;
