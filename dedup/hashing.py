@@ -45,11 +45,13 @@ def digest_bytes(data) -> FileDigest:
 
 
 def digest_beside(data, work: Callable[[], T]) -> tuple[FileDigest, T]:
-    """``digest_bytes(data)`` of a file of LFS_MIN_SIZE bytes or more (one sha256: nothing of it goes
-    to the hash thread itself) on the hash thread, while ``work()`` runs on this one."""
+    """``digest_bytes(data)``, on the hash thread while ``work()`` runs on this one for a file of
+    LFS_MIN_SIZE bytes or more (its digest is one sha256); a smaller file's digest hands its git sha1
+    to the hash thread itself, so it is taken here after ``work()``."""
     view = memoryview(data)
     if len(view) < LFS_MIN_SIZE:
-        raise ValueError("digest_beside is for LFS-size files")
+        done = work()
+        return digest_bytes(view), done
     digest = _hash_pool.submit(digest_bytes, view)
     try:
         done = work()
