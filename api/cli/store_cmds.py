@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from gc import freeze as freeze_collector  # (gc is the command below)
 from pathlib import Path
 from typing import Optional
 
@@ -37,10 +38,17 @@ def ingest(
 
     with user_errors():
         vault = open_vault(data_dir)
+        # One ingest per process: what is alive now (modules, the catalog's metadata) stays alive, so
+        # it is moved out of the cyclic collector's way. A full collection during an ingest of the
+        # FP32 base walked ~100k objects (48-55 ms of its 0.7 s; 31k tracked once frozen), and the
+        # collections at exit cost more: `weightvault ingest` of the FP32 base, frozen or not,
+        # alternating, 3 runs each: 1.66-1.82 -> 1.53-1.61 s.
+        freeze_collector()
         total = sum(real.stat().st_size for _, real in walk_repo(path))
         with bytes_progress(total, f"ingest {repo}", as_json) as (advance, on_file):
             result = ingest_folder(vault, path, repo, revision, message=message, progress=advance, on_file=on_file,
                                    previous=previous, keyframe_every=keyframe_every, rebase=not no_rebase)
+        vault.close()  # its connections closed here, not left to the collector at exit
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
