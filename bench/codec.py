@@ -19,7 +19,7 @@ each coder per round, best of ``repeat`` rounds, so machine load hits both alike
   memory back.
 ZipNN mutates the buffer it decompresses from, so each of its calls gets a fresh copy of its
 input, made outside the timed region.  The ratio columns are weightvault / ZipNN.
-A second table codes the family members (cast, fine-tunes) against the FP32 base four
+A second table codes the family members (casts, fine-tunes) against the FP32 base four
 ways: "xor v4" (distance payloads, near-identical frames as lists of the moved elements: what
 ingest writes), "xor v3" (distance payloads, one rANS symbol per element: frame version 3's
 coding), "xor v2" (XOR planes, the coding of frame version 2) and "ckpt" (the checkpoint coder),
@@ -269,8 +269,9 @@ def bench_delta(repos: Path, base: bytes, repeat: int) -> list[dict]:
     names = sorted(t.name for t in safetensors.parse((repos / BASE / "model.safetensors").read_bytes(),
                                                       label=BASE).tensors if t.dtype in FLOATS)
     fp32_tuned = "lab/minilm-codesearch-fp32"
-    members = {  # label: (repo, the repo of its F32 base; None: the FP32 base)
+    members = {  # label: (repo, the repo of its F32 base; None: the FP32 base, or for the repo: made here)
         "BF16 cast": ("acme/all-MiniLM-L6-v2-bf16", None),
+        "FP16 cast": (None, None),
         "BF16 fine-tune lr1e-5": ("acme/minilm-codesearch-bf16", None),
         "BF16 frozen fine-tune": ("acme/minilm-frozen-bf16", None),
         "FP32 fine-tune": (fp32_tuned, None),
@@ -282,7 +283,7 @@ def bench_delta(repos: Path, base: bytes, repeat: int) -> list[dict]:
     print(f"{'member':24} {'coding':7} {'ratio':>6}  {'fresh':>6} {'reused':>6} {'MB/cpu-s':>8} "
           f"{'base MB/cpu-s':>13} {'member/base':>11}")
     for label, (repo, base_repo) in members.items():
-        dtype, data = member_tensors(repos, repo, names)
+        dtype, data = member_tensors(repos, repo, names) if repo else ("F16", fp16_cast(base))
         against = member_tensors(repos, base_repo, names)[1] if base_repo else base
         out = _lib.new_output(len(data))
         for how in ("xor v4", "xor v3", "xor v2", "ckpt"):
