@@ -104,6 +104,16 @@ class _PackMaps:
             self._bytes -= len(whole)
 
 
+def _still_whole(path: str, whole: memoryview) -> bool:
+    """Whether a kept map may still be read: its file is there at full length. Reading a map
+    past the end of a file cut short under it kills the process (SIGBUS); one stat per read
+    of a MiB or more turns that into the ObjectMissing a fresh map would give."""
+    try:
+        return os.stat(path).st_size >= len(whole)
+    except FileNotFoundError:
+        return False
+
+
 class LocalBackend:
     """Objects as files under a root folder; writes go through fsync + rename.
 
@@ -168,6 +178,9 @@ class LocalBackend:
     def view(self, name: str, offset: int, length: int) -> memoryview:
         path = self._file(name)
         whole = self._maps.get(path) if length >= MAP_MIN_BYTES else None
+        if whole is not None and not _still_whole(path, whole):
+            self._maps.drop(path)
+            whole = None
         if whole is None:
             try:
                 fd = os.open(path, os.O_RDONLY)

@@ -1,6 +1,8 @@
 """The local backend's reads: copies for small ranges, slices of kept whole-pack maps for large ones."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from weightvault.errors import ObjectMissing
@@ -41,3 +43,15 @@ def test_kept_maps_are_bounded_and_deleted_packs_let_go(tmp_path, monkeypatch):
     assert bytes(held[:3]) == b"bbb"  # a view outlives its map's place in the cache
     with pytest.raises(ObjectMissing):
         backend.view("packs/b", 0, MAP_MIN_BYTES)
+
+
+def test_a_pack_cut_short_or_gone_under_a_kept_map_is_missing_not_a_crash(tmp_path):
+    backend = LocalBackend(tmp_path / "objects")
+    _put(backend, tmp_path, "packs/c", b"c" * (3 * MAP_MIN_BYTES))
+    assert bytes(backend.view("packs/c", 0, MAP_MIN_BYTES)[:1]) == b"c"  # the map is kept
+    os.truncate(backend._path("packs/c"), MAP_MIN_BYTES)
+    with pytest.raises(ObjectMissing):  # reading the kept map there would be SIGBUS
+        backend.view("packs/c", 2 * MAP_MIN_BYTES, MAP_MIN_BYTES)
+    backend._path("packs/c").unlink()
+    with pytest.raises(ObjectMissing):
+        backend.view("packs/c", 0, MAP_MIN_BYTES)
