@@ -283,11 +283,8 @@ class Rebaser:
         got = self.samples.get(t.object_id)
         if got is None:
             n = min(SAMPLE_ELEMENTS * self._itemsize(t), t.raw_size)
-            place = self.local.get(t.object_id)
-            if place is not None and place.end - place.start == t.raw_size:
-                got = mapped(place)[:n]
-            else:
-                got = self.reader.object_range(t.object_id, 0, n)
+            local = self._in_folder(t)
+            got = local[:n] if local is not None else self.reader.object_range(t.object_id, 0, n)
             self.samples[t.object_id] = got
         return got
 
@@ -334,13 +331,17 @@ class Rebaser:
         """A tensor's bytes: mapped from the folder just ingested while it holds what the ingest hashed
         (its CRC32C checked: 0.004 cpu-s for the 91 MB FP32 fine-tune, where reading it and checking
         its sha256 took 0.09 and decoding it 0.24), else from the store."""
-        place = self.local.get(t.object_id)
-        if place is not None and place.end - place.start == t.raw_size:
-            data = mapped(place)
-            if codec.crc32c(data) == self.local_crcs[t.digest]:
-                self.mapped_used.append((t.digest, data))
-                return data
+        data = self._in_folder(t)
+        if data is not None and codec.crc32c(data) == self.local_crcs[t.digest]:
+            self.mapped_used.append((t.digest, data))
+            return data
         return self.reader.object_range(t.object_id, 0, t.raw_size)
+
+    def _in_folder(self, t: StoredTensor) -> memoryview | None:
+        """The newcomer's tensor mapped from the folder it was ingested from, if ``t`` is one of
+        them and the place the ingest found it still has its size (not yet checked against it)."""
+        place = self.local.get(t.object_id)
+        return mapped(place) if place is not None and place.end - place.start == t.raw_size else None
 
     def _folder_unchanged(self) -> bool:
         """Whether the folder's tensors coded against still hold what the ingest hashed, checked again
