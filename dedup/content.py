@@ -27,7 +27,7 @@ from weightvault.store.packs import Location, claim_packs, payload_crc
 
 from . import fingerprints, formats, opaque
 from .choice import SLICE_BYTES, BaseCandidate, CodingChoice, choose_and_encode, encode_pool
-from .hashing import LFS_MIN_SIZE, FileDigest, digest_beside, digest_bytes, in_lanes, object_digest
+from .hashing import FileDigest, digest_beside, in_lanes, object_digest
 from .reader import Reader
 
 #: Bytes between and around tensors (and safetensors headers) are kept inline in
@@ -137,15 +137,11 @@ class ContentWriter:
 
     def add_bytes(self, data, rel: str, progress: Progress = lambda n: None) -> StagedFile:
         view = memoryview(data)
-        surveyed = None
-        if len(view) >= LFS_MIN_SIZE:
-            # The file parsed and its tensors hashed on this thread while the hash thread takes the
-            # file's sha256: one after the other, that sha256 was the first 65 ms of the FP32 base's
-            # 0.55 s ingest with the other core idle. A file the catalog already holds (a mirror's)
-            # has its tensors hashed for nothing, on the core that would have been idle.
-            digest, surveyed = digest_beside(view, lambda: _survey(view, rel))
-        else:
-            digest = digest_bytes(view)
+        # The file parsed and its tensors hashed on this thread while the hash thread takes the
+        # file's sha256 (for an LFS-size file, see digest_beside): one after the other, that sha256
+        # was the first 65 ms of the FP32 base's 0.55 s ingest with the other core idle. A file the
+        # catalog already holds (a mirror's) has its tensors hashed for nothing.
+        digest, (parsed, pairs) = digest_beside(view, lambda: _survey(view, rel))
         self.raw_bytes += digest.size
         if digest.sha256 in self.files:
             progress(digest.size)
@@ -156,7 +152,6 @@ class ContentWriter:
             staged = StagedFile(digest, "", None)
             progress(digest.size)
         else:
-            parsed, pairs = surveyed if surveyed is not None else (_parse(view, rel), None)
             if isinstance(parsed, formats.Parsed):
                 staged = StagedFile(digest, parsed.format, self._stage_parsed(rel, view, parsed, progress, pairs))
             else:
@@ -167,10 +162,10 @@ class ContentWriter:
         return staged
 
     def _stage_parsed(self, rel: str, view: memoryview, parsed: formats.Parsed, progress: Progress,
-                      pairs: list[tuple[str, int]] | None = None) -> list[StagedSegment]:
+                      pairs: list[tuple[str, int]]) -> list[StagedSegment]:
         """Tensors coded as tensors (small ones inline); typed opaque data (quantized blocks) and the
         bytes around tensors go through _stage_run, i.e. content-defined chunks. ``pairs``: the coded
-        tensors' digests and CRCs (``_survey``), if already taken."""
+        tensors' digests and CRCs (``_survey``)."""
         segments = [_inline(view, 0, parsed.header_end, "__header__", progress)] if parsed.header_end else []
         digests, cuts = self._prepare_tensors(view, _coded_tensors(parsed), pairs)
         pos = parsed.header_end
@@ -238,10 +233,10 @@ class ContentWriter:
         return [StagedSegment(t.start, cut, t.name, object_digest=head),
                 StagedSegment(t.start + cut, len(data) - cut, None, object_digest=tail)]
 
-    def _prepare_tensors(self, view: memoryview, tensors: list[formats.Tensor], pairs: list[tuple[str, int]] | None
+    def _prepare_tensors(self, view: memoryview, tensors: list[formats.Tensor], pairs: list[tuple[str, int]]
                          ) -> tuple[dict[int, str], dict[int, list[tuple[int, int, str]]]]:
         """Digests of a file's tensors and the chunks of those the catalog does not hold (by start),
-        each on both cores, with the catalog asked about all of them a batch at a time. Chunked and
+        chunked on both cores, with the catalog asked about all of them a batch at a time. Chunked and
         looked up per tensor on this thread, they cost the FP32 base 0.18 of 0.44 main-thread cpu-s
         (107 queries)."""
         digests = self._hash_tensors(view, tensors, pairs)
@@ -251,12 +246,11 @@ class ContentWriter:
         return digests, {t.start: c for t, c in zip(new, cuts)}
 
     def _hash_tensors(self, view: memoryview, tensors: list[formats.Tensor],
-                      pairs: list[tuple[str, int]] | None) -> dict[int, str]:
-        """Digests of a file's tensors (by start) on both cores, and which of them the catalog holds, in one
-        query per batch: asking per tensor (twice: before choosing a base and before coding)
-        was ~650 queries and 13% of the ingest's main-thread CPU over the six shared repos."""
-        if pairs is None:
-            pairs = in_lanes(_digest_and_crc, [view[t.start:t.end] for t in tensors])
+                      pairs: list[tuple[str, int]]) -> dict[int, str]:
+        """Digests of a file's tensors (by start), from their (digest, CRC) ``pairs``, and which of them
+        the catalog holds, in one query per batch: asking per tensor (twice: before choosing a base
+        and before coding) was ~650 queries and 13% of the ingest's main-thread CPU over the six
+        shared repos."""
         digests = [d for d, _ in pairs]
         self.tensor_crcs.update(pairs)
         unknown = sorted({d for d in digests if d not in self.objects and d not in self.known_objects})
