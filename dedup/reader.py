@@ -291,11 +291,13 @@ class Reader:
         """(bytes, dtype) of the base elements under member bytes [raw_offset, +raw_size) of
         ``plan``'s object, from the base's own frames only, held until the with-block ends.
 
-        Frames of codecs coded in C take their base already cast to the member's dtype (the
-        cast is done once, when the cache fills); others take it in the base's dtype.
+        A base kept in the cache is held in the member's dtype for frames of codecs coded in C
+        (cast once, when the cache fills). A base decoded for one run of frames and let go is
+        handed over in its own dtype: the C decoder casts it straight into the member's bytes,
+        where casting it first cost a pass into a pooled buffer and then a copy of it.
         """
         base = self.plan(plan.base_id)
-        dtype = plan.dtype if codec_name in codec.BATCH_CODECS else plan.base_dtype
+        dtype = plan.dtype if self.keep_bases and codec_name in codec.BATCH_CODECS else plan.base_dtype
         k, bk, base_k = codec.itemsize(plan.dtype), codec.itemsize(dtype), codec.itemsize(plan.base_dtype)
         if raw_offset % k or raw_size % k:
             raise self._fail(plan, plan.frames[0], f"bytes {raw_offset}+{raw_size} are not whole {plan.dtype} elements")
@@ -372,8 +374,7 @@ class Reader:
                 i += 1
         return out
 
-    @staticmethod
-    def _batch_end(pieces: list[_Piece], i: int, j: int) -> int:
+    def _batch_end(self, pieces: list[_Piece], i: int, j: int) -> int:
         """The end k of the run pieces[i:k] (within a pack read pieces[i:j]) that decodes in one C call:
         whole frames of codecs coded in C that need no base, of any objects; or, from a frame that
         needs its base, neighbouring frames of that one member, which then share one slice of the
@@ -386,7 +387,12 @@ class Reader:
             if first.plan.base_id is None:
                 return i
             end = first.ref.raw_offset
-            while k < j and pieces[k].plan is first.plan and pieces[k].ref.raw_offset == end and whole(pieces[k]):
+            # A base decoded for this run alone is in its own dtype, up to twice the member's
+            # bytes (F32 under BF16): the run stops where it would outgrow a pooled buffer.
+            limit = float("inf") if self.keep_bases else first.ref.raw_offset + (
+                _buffers.size * codec.itemsize(first.plan.dtype) // codec.itemsize(first.plan.base_dtype))
+            while (k < j and pieces[k].plan is first.plan and pieces[k].ref.raw_offset == end and whole(pieces[k])
+                   and (k == i or end + pieces[k].ref.raw_size <= limit)):
                 end += pieces[k].ref.raw_size
                 k += 1
             return k

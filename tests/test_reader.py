@@ -198,3 +198,29 @@ def test_a_read_that_keeps_no_base(vault, family, monkeypatch):
     for start, end in ((5, 70000), (len(member) // 2, len(member))):
         assert b"".join(bytes(p) for p in reader.iter_file(file.id, start, end)) == member[start:end]
     assert reader_mod._bases.held == 0
+
+
+
+def test_a_read_that_keeps_no_base_decodes_it_in_pooled_buffers(vault, tmp_path, monkeypatch):
+    """Without the cache, a BF16 member's F32 base is handed over uncast, twice the member's bytes:
+    runs of member frames stop where their base would outgrow a pooled buffer, so every base fits
+    one (a larger one would be a fresh allocation, its pages faulted in on every run)."""
+    base = (np.random.default_rng(0).standard_normal(5 * codec.FRAME_SIZE // 2) * 0.02).astype(np.float32)
+    tuned = base + (np.random.default_rng(1).standard_normal(base.shape) * 1e-4).astype(np.float32)
+    member = safetensors_bytes({"w": ("BF16", _bf16(tuned))})  # five BF16 frames
+    file, deltas = _store_pair(vault, tmp_path, safetensors_bytes({"w": ("F32", base)}), member)
+    assert set(deltas) == {"xor"}
+    asked = []
+
+    class Recording(reader_mod._Buffers):
+        def take(self, n):
+            asked.append(n)
+            return super().take(n)
+    # Chunks of two member frames (with the file's header in the first), in buffers of three frames.
+    monkeypatch.setattr(reader_mod, "_buffers", Recording(3 * codec.FRAME_SIZE, 16))
+    monkeypatch.setattr(reader_mod, "CHUNK_BYTES", 2 * codec.FRAME_SIZE)
+    monkeypatch.setattr(reader_mod, "FIRST_CHUNK_BYTES", 2 * codec.FRAME_SIZE)
+    reader = Reader(vault, keep_bases=False)
+    assert b"".join(bytes(p) for p in reader.verified_file(file)) == member
+    assert max(asked) <= 3 * codec.FRAME_SIZE
+    assert b"".join(bytes(p) for p in reader.iter_file(file.id, 100, len(member) - 100)) == member[100:-100]
