@@ -71,6 +71,12 @@ PLAN_CACHE_OBJECTS = 4096
 #: Object ids per ``IN (...)`` list: far under SQLite's and PostgreSQL's parameter limits.
 PREFETCH_BATCH = 900
 
+# The read path's queries name table columns, not mapped attributes: Core statements skip the
+# ORM's compile step. Preloading a repo's plans in a fresh process (three queries), median of 6
+# alternating runs: 11.6 -> 9.4 ms.
+_FILES, _SEGMENTS = File.__table__, Segment.__table__
+_OBJECTS, _FRAMES, _PACKS = Object.__table__, Frame.__table__, Pack.__table__
+
 
 @dataclass(frozen=True)
 class FrameRef:
@@ -238,18 +244,18 @@ class Reader:
                 wanted.append(i)
         if not wanted:
             return
-        base = Object.__table__.alias("base")
+        bases = _OBJECTS.alias("base")
+        o, base, f, p = _OBJECTS.c, bases.c, _FRAMES.c, _PACKS.c
         objects, frames = [], {i: [] for i in wanted}
         with self.vault.catalog.read_session() as s:
             for at in range(0, len(wanted), PREFETCH_BATCH):
                 batch = wanted[at:at + PREFETCH_BATCH]
                 objects += s.execute(
-                    select(Object.id, Object.digest, Object.dtype, Object.base_id, base.c.dtype)
-                    .outerjoin(base, base.c.id == Object.base_id).where(Object.id.in_(batch))).all()
+                    select(o.id, o.digest, o.dtype, o.base_id, base.dtype)
+                    .outerjoin(bases, base.id == o.base_id).where(o.id.in_(batch))).all()
                 for row in s.execute(
-                        select(Frame.object_id, Frame.seq, Frame.raw_offset, Frame.raw_size, Pack.name,
-                               Frame.pack_offset, Frame.size, Frame.codec).join(Pack, Pack.id == Frame.pack_id)
-                        .where(Frame.object_id.in_(batch)).order_by(Frame.object_id, Frame.seq)):
+                        select(f.object_id, f.seq, f.raw_offset, f.raw_size, p.name, f.pack_offset, f.size, f.codec)
+                        .join(_PACKS, p.id == f.pack_id).where(f.object_id.in_(batch)).order_by(f.object_id, f.seq)):
                     frames[row[0]].append(FrameRef(*row[1:]))
         for oid, digest, dtype, base_id, base_dtype in objects:
             refs = frames[oid]
@@ -470,12 +476,12 @@ class Reader:
         files = {f.id: f.size for f in files}
         ids = list(files)
         layouts: dict[int, list] = {i: [] for i in ids}
+        g = _SEGMENTS.c
         with self.vault.catalog.read_session() as s:
             for at in range(0, len(ids), PREFETCH_BATCH):
                 for row in s.execute(
-                        select(Segment.file_id, Segment.offset, Segment.length, Segment.inline, Segment.object_id,
-                               Segment.object_offset)
-                        .where(Segment.file_id.in_(ids[at:at + PREFETCH_BATCH])).order_by(Segment.file_id, Segment.seq)):
+                        select(g.file_id, g.offset, g.length, g.inline, g.object_id, g.object_offset)
+                        .where(g.file_id.in_(ids[at:at + PREFETCH_BATCH])).order_by(g.file_id, g.seq)):
                     layouts[row[0]].append(row[1:])
         self._layouts.update((i, (files[i], segs)) for i, segs in layouts.items())
         self.prefetch(seg[3] for segs in layouts.values() for seg in segs if seg[3] is not None)
@@ -484,11 +490,11 @@ class Reader:
         """(size, segments) of a file, in one query: a restore asks it of every file it writes."""
         if file_id in self._layouts:
             return self._layouts.pop(file_id)
+        f, g = _FILES.c, _SEGMENTS.c
         with self.vault.catalog.read_session() as s:
             rows = s.execute(
-                select(File.size, Segment.offset, Segment.length, Segment.inline, Segment.object_id,
-                       Segment.object_offset)
-                .outerjoin(Segment, Segment.file_id == File.id).where(File.id == file_id).order_by(Segment.seq)
+                select(f.size, g.offset, g.length, g.inline, g.object_id, g.object_offset)
+                .outerjoin(_SEGMENTS, g.file_id == f.id).where(f.id == file_id).order_by(g.seq)
             ).all()
         if not rows:
             raise IntegrityError(f"file {file_id} is not in the catalog")
