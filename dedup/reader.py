@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import os
 import sys
 import threading
@@ -428,11 +429,20 @@ class Reader:
             yield chunk
 
     def _decoded(self, pieces: Iterator[_Piece]) -> Iterator[memoryview]:
-        """Chunks decoded on the pool, READ_AHEAD ahead of the consumer, yielded in order."""
+        """Chunks decoded on the pool, READ_AHEAD ahead of the consumer, yielded in order. A read of
+        one chunk (a small file, most Range requests) is decoded in the caller's thread: the hand-over
+        to the pool and back cost more than decoding a config file."""
+        chunks = self._chunks(pieces)
+        first = next(chunks, None)
+        second = next(chunks, None) if first is not None else None
+        if second is None:
+            if first is not None:
+                yield self._run_chunk(first)
+            return
         pool = _decode_pool()
         pending: deque = deque()
         try:
-            for chunk in self._chunks(pieces):
+            for chunk in itertools.chain((first, second), chunks):
                 pending.append(pool.submit(self._run_chunk, chunk))
                 if len(pending) > READ_AHEAD:
                     yield pending.popleft().result()
