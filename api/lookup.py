@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from fastapi import Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from weightvault.dedup.commits import RepoNotFound, RevisionNotFound, resolve, tree_of
 from weightvault.errors import NotFound
@@ -110,14 +110,18 @@ def snapshot_file(request: Request, access: Access, name: str, revision: str, ki
     return snap, file
 
 
+#: One tree entry's file, built once (as commits.resolve's branch lookup).
+_ENTRY = (select(File).join(TreeEntry, TreeEntry.file_id == File.id)
+          .where(TreeEntry.commit_id == bindparam("commit"), TreeEntry.path == bindparam("path")))
+
+
 def _resolve(vault, access: Access, name: str, revision: str, kind: str, with_tree: bool,
              only: str | None) -> Snapshot:
     with vault.catalog.read_session() as s:
         r = resolve(s, name, revision, kind)
         access.check_visible(r.repo)
         if only is not None:
-            file = s.scalar(select(File).join(TreeEntry, TreeEntry.file_id == File.id)
-                            .where(TreeEntry.commit_id == r.commit.id, TreeEntry.path == only))
+            file = s.scalar(_ENTRY, {"commit": r.commit.id, "path": only})
             tree = {only: file} if file is not None else {}
         else:
             tree = tree_of(s, r.commit) if with_tree else {}

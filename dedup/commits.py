@@ -5,7 +5,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from weightvault.errors import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound
@@ -47,6 +47,13 @@ def get_or_create_repo(session, name: str, kind: str = "model", private: bool = 
     return repo
 
 
+#: A branch's repo and head commit in one round trip, built once: building the statement took more
+#: of a download's request than the query (SQLAlchemy's expression construction and cache key,
+#: ~0.4 ms of the ~2.6 ms of CPU a HEAD costs).
+_BRANCH_HEAD = (select(Repo, Commit).join(Ref, Ref.repo_id == Repo.id).join(Commit, Commit.id == Ref.commit_id)
+                .where(Repo.kind == bindparam("kind"), Repo.name == bindparam("name"), Ref.name == bindparam("ref")))
+
+
 def resolve(session, name: str, revision: str = "main", kind: str = "model") -> Resolved:
     """A branch name, a tag, or a full or abbreviated (>= 7 hex) commit id, to a commit (in that order).
 
@@ -58,9 +65,7 @@ def resolve(session, name: str, revision: str = "main", kind: str = "model") -> 
     if not _storable(revision, Ref.name):
         raise RevisionNotFound(f"revision {revision[:200]!r} not found in {name!r}")
     # A branch, the common case on every download, in one round trip.
-    row = session.execute(
-        select(Repo, Commit).join(Ref, Ref.repo_id == Repo.id).join(Commit, Commit.id == Ref.commit_id)
-        .where(Repo.kind == kind, Repo.name == name, Ref.name == revision)).first()
+    row = session.execute(_BRANCH_HEAD, {"kind": kind, "name": name, "ref": revision}).first()
     if row is not None:
         return Resolved(row.Repo, row.Commit, revision, branch=True)
     repo = find_repo(session, name, kind)
