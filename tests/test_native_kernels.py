@@ -7,6 +7,8 @@ import pytest
 from weightvault import codec
 from weightvault.codec import _lib
 from weightvault.codec._native import ffi, lib
+from weightvault.codec.dtypes import dtype_code
+from weightvault.codec.registry import CODECS
 
 SIZES = [0, 1, 2, 7, 31, 32, 33, 63, 64, 65, 255, 1000, 4097, 65537]
 
@@ -153,6 +155,45 @@ def test_distance_rebuild_kernels_identical(dtype, member, base) -> None:
             assert bytes(codec.decode(blob, base=base)) == member.tobytes(), k
     finally:
         lib.wv_mag_select_kernel(-1)
+
+
+@pytest.mark.parametrize("dtype,member,base", _distance_cases(), ids=["F32", "BF16", "F16"])
+@pytest.mark.parametrize("sparse", [0, 1, 2], ids=["sparse-off", "sparse-rule", "sparse-forced"])
+def test_distance_encode_kernels_identical(dtype, member, base, sparse) -> None:
+    """The scalar and AVX-512 encoders of distance symbols (codes, raw bits and the count of moved
+    elements the sparse rule reads) write the same frames, which decode to the member's exact bytes:
+    also for a near-identical member (mode SPARSE) and one whose length leaves a scalar tail."""
+    near = member.copy()
+    pred = np.empty(len(base), member.dtype)
+    codec.cast(base, "F32", dtype, pred)
+    near[:] = pred
+    near[::97] = member[::97]
+    ctx = lib.wv_ctx_create()
+    try:
+        for data in (member, near, member[:1000 + 13]):
+            b = base[:len(data)]
+            out = {}
+            for k in [k for k in (0, 1, 2) if lib.wv_mag_select_kernel(k) == k]:
+                lib.wv_mag_select_kernel(k)
+                lib.wv_ctx_set_sparse(ctx, sparse)
+                frames = []
+                for off in range(0, len(data), 65536):
+                    piece, bp = data[off:off + 65536], b[off:off + 65536]
+                    cap = lib.wv_frame_bound(piece.nbytes)
+                    buf = ffi.new("uint8_t[]", cap)
+                    size = lib.wv_encode_frame(ctx, CODECS["xor"], buf, cap, ffi.from_buffer(piece), piece.nbytes,
+                                               dtype_code(dtype), ffi.from_buffer(bp), bp.nbytes, dtype_code("F32"))
+                    assert not lib.wv_isError(size)
+                    frames.append(bytes(ffi.buffer(buf, size)))
+                out[k] = frames
+            assert len({tuple(f) for f in out.values()}) == 1
+            lib.wv_mag_select_kernel(-1)
+            for frame, off in zip(out[0], range(0, len(data), 65536)):
+                bp = b[off:off + 65536]
+                assert bytes(codec.decode_frame(frame, base=bp)) == data[off:off + 65536].tobytes()
+    finally:
+        lib.wv_mag_select_kernel(-1)
+        lib.wv_ctx_free(ctx)
 
 
 def test_distance_payload_codes_unchanged_frames_as_one_symbol() -> None:
