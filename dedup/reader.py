@@ -429,23 +429,21 @@ class Reader:
             yield chunk
 
     def _decoded(self, pieces: Iterator[_Piece]) -> Iterator[memoryview]:
-        """Chunks decoded on the pool, READ_AHEAD ahead of the consumer, yielded in order. A read of
-        one chunk (a small file, most Range requests) is decoded in the caller's thread: the hand-over
-        to the pool and back cost more than decoding a config file."""
+        """Chunks decoded READ_AHEAD ahead of the consumer, yielded in order. The first chunk (one
+        frame) is decoded in the caller's thread while the pool starts on the next READ_AHEAD: the
+        first byte waits for one frame's decode and no hand-over to the pool and back, and a read
+        of one chunk (a small file, most Range requests) never touches the pool."""
         chunks = self._chunks(pieces)
         first = next(chunks, None)
-        second = next(chunks, None) if first is not None else None
-        if second is None:
-            if first is not None:
-                yield self._run_chunk(first)
+        if first is None:
             return
         pool = _decode_pool()
-        pending: deque = deque()
+        pending: deque = deque(pool.submit(self._run_chunk, c) for c in itertools.islice(chunks, READ_AHEAD))
         try:
-            for chunk in itertools.chain((first, second), chunks):
+            yield self._run_chunk(first)
+            for chunk in chunks:
                 pending.append(pool.submit(self._run_chunk, chunk))
-                if len(pending) > READ_AHEAD:
-                    yield pending.popleft().result()
+                yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
