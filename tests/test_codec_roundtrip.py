@@ -131,6 +131,17 @@ def test_xor_round_trip(pair, seed, size, kind) -> None:
     assert bytes(codec.decode(blob, base=base, threads=2)) == member.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_xor_against_an_unrelated_base_codes_plain_planes(dtype) -> None:
+    """Where the base predicts nothing, every xor frame is retried as plain planes and takes them
+    (the retry is skipped only where a sample says plain planes cannot come under the xor payload)."""
+    rng = np.random.default_rng(3)
+    count = 2 * FRAME_SIZE // itemsize(dtype)
+    member, base = weights(rng, count, dtype), weights(rng, count, dtype)
+    frames = codec.encode_frames(member, dtype, codec="xor", base=base)
+    assert frames == codec.encode_frames(member, dtype, codec="planes")
+
+
 @pytest.mark.parametrize("dtype", ["BF16", "F16"])
 def test_xor_predicts_torch_casts_exactly(dtype) -> None:
     """A member that is the torch cast of its F32 base (NaN, inf, subnormals included)

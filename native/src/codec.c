@@ -10,6 +10,12 @@
  * (costs a second encode); below it, planes cannot win on float weights, whose
  * plain planes code to >= 0.65 (bench/codec.py on the shared repos). */
 #define XOR_RETRY_SHARE 0.5
+/* ... and only when plain planes, estimated on a sample (wv_planes_sample_size), could
+ * come under it: every xor frame of the six shared repos' ingest (1,088) codes to >= 0.984x
+ * that estimate in plain planes.  The FP32 fine-tune's 242 frames over the share all stayed
+ * xor after their retry, their estimates 1.00-1.60x their xor payload; the 230 above
+ * 1 / (1 - slack) are no longer retried (the retries were ~45% of its xor encode time). */
+#define PLANES_SAMPLE_SLACK 0.05
 
 size_t wv_frame_bound(size_t raw) { return WV_FRAME_HEADER_SIZE + wv_payload_bound(raw); }
 
@@ -31,7 +37,8 @@ size_t wv_encode_frame(wv_ctx *c, unsigned codec, uint8_t *dst, size_t cap, cons
         size_t r = wv_payload_encode(c, pay, pcap, src, n, dtype, base, base_dtype);
         WV_FORWARD_IF_ERROR(r);
         if (r < psize) { psize = r; h.codec = WV_CODEC_XOR; h.flags = WV_FLAG_NEEDS_BASE; h.base_dtype = base_dtype; }
-        if (r > XOR_RETRY_SHARE * n) codec = WV_CODEC_PLANES;
+        if (r > XOR_RETRY_SHARE * n && r > (1 - PLANES_SAMPLE_SLACK) * wv_planes_sample_size(src, n, dtype))
+            codec = WV_CODEC_PLANES;
     }
     if (codec == WV_CODEC_PLANES) {
         size_t r = wv_payload_encode(c, c->alt, wv_payload_bound(n), src, n, dtype, NULL, 0);

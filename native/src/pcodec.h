@@ -20,6 +20,7 @@ size_t wv_payload_encode(wv_ctx *ctx, uint8_t *dst, size_t cap, const uint8_t *s
                          const uint8_t *base, unsigned base_dtype);
 size_t wv_payload_decode(wv_ctx *ctx, uint8_t *dst, size_t n, const uint8_t *src, size_t size, unsigned dtype,
                          const uint8_t *base, unsigned base_dtype, unsigned frame_version);
+size_t wv_planes_sample_size(const uint8_t *src, size_t n, unsigned dtype);
 size_t wv_payload_estimate(wv_ctx *ctx, const uint8_t *src, size_t n, unsigned dtype, const uint8_t *base,
                            unsigned base_dtype);
 #endif
