@@ -81,6 +81,33 @@ def resolve(session, name: str, revision: str = "main", kind: str = "model") -> 
     raise RevisionNotFound(revision=revision, name=name)
 
 
+#: Every path of a branch's head with its file's id, size and sha256, in one statement on table columns
+#: (Core): the ORM's resolve and tree_of cost a fresh process 10-12 ms (configuring the mappers,
+#: compiling two entity queries), this statement 1.4-2.0 ms, the FP32 base's whole restore ~100 ms.
+_TE, _FILES, _REPOS, _REFS = TreeEntry.__table__, File.__table__, Repo.__table__, Ref.__table__
+_LISTING_COLUMNS = (_TE.c.path, _FILES.c.id, _FILES.c.size, _FILES.c.sha256)
+_BRANCH_LISTING = (select(*_LISTING_COLUMNS)
+                   .select_from(_REPOS.join(_REFS, _REFS.c.repo_id == _REPOS.c.id)
+                                .join(_TE, _TE.c.commit_id == _REFS.c.commit_id)
+                                .join(_FILES, _FILES.c.id == _TE.c.file_id))
+                   .where(_REPOS.c.kind == bindparam("kind"), _REPOS.c.name == bindparam("name"),
+                          _REFS.c.name == bindparam("ref")))
+_COMMIT_LISTING = (select(*_LISTING_COLUMNS).join(_FILES, _FILES.c.id == _TE.c.file_id)
+                   .where(_TE.c.commit_id == bindparam("commit")))
+
+
+def listing(session, name: str, revision: str = "main", kind: str = "model") -> dict:
+    """path -> row (``id``, ``size``, ``sha256`` of its file) of a revision, as ``resolve`` finds it:
+    a branch in one query; a tag, a commit id, an empty tree or a missing name through ``resolve``
+    (which raises the same errors)."""
+    if _storable(name, _REPOS.c.name) and _storable(revision, _REFS.c.name):
+        rows = session.execute(_BRANCH_LISTING, {"kind": kind, "name": name, "ref": revision}).all()
+        if rows:
+            return {row.path: row for row in rows}
+    commit = resolve(session, name, revision, kind).commit
+    return {row.path: row for row in session.execute(_COMMIT_LISTING, {"commit": commit.id})}
+
+
 def tree_of(session, commit: Commit) -> dict[str, File]:
     rows = session.execute(
         select(TreeEntry.path, File).join(File, File.id == TreeEntry.file_id).where(TreeEntry.commit_id == commit.id)

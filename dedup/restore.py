@@ -17,7 +17,7 @@ from typing import Callable
 from weightvault.errors import InvalidName, StorageError
 from weightvault.store import Vault
 
-from .commits import resolve, tree_of
+from .commits import listing
 from .names import check_path
 from .reader import Reader
 
@@ -44,8 +44,7 @@ def restore(vault: Vault, repo: str, revision: str, out: Path | None, *, kind: s
     """Restore every file it can into ``out`` (None: only read and verify them); a file is renamed into
     place only once verified, so a failed one leaves nothing behind."""
     with vault.catalog.read_session() as s:
-        r = resolve(s, repo, revision, kind)
-        tree = tree_of(s, r.commit)
+        tree = listing(s, repo, revision, kind)
     reader = Reader(vault, keep_bases=False)
     reader.preload(tree.values())
     mode = _file_mode()

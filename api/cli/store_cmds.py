@@ -82,7 +82,7 @@ def get(
 
     A file that cannot be restored is named with the reason and the others are still written;
     the exit status is then 1."""
-    from weightvault.dedup.commits import resolve, tree_of
+    from weightvault.dedup.commits import listing
     from weightvault.dedup.restore import restore
 
     if out_dir is None and not verify_only:
@@ -91,7 +91,7 @@ def get(
     with user_errors():
         vault = open_vault(data_dir)
         with vault.catalog.read_session() as s:
-            total = sum(f.size for f in tree_of(s, resolve(s, repo, rev).commit).values())
+            total = sum(f.size for f in listing(s, repo, rev).values())
         with bytes_progress(total, f"get {spec}", as_json) as (advance, on_file):
             done = restore(vault, repo, rev, None if verify_only else out_dir, progress=advance, on_file=on_file)
     if as_json:
