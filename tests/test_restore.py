@@ -57,3 +57,28 @@ def test_get_needs_out_or_verify_only(vault, tmp_path):
     env = {"WEIGHTVAULT_DATA_DIR": str(vault.settings.data_dir)}
     proc = run_cli("get", "org/x", env=env, check=False)
     assert proc.returncode == 2 and "--verify-only" in proc.stderr
+
+
+def test_restore_by_branch_commit_id_and_unknown_names(vault, tmp_path):
+    """The branch is listed in one Core statement; a commit id goes through resolve, and so do the
+    errors of a name or revision that is not there."""
+    import pytest
+
+    from weightvault.dedup.commits import resolve
+    from weightvault.dedup.restore import restore
+    from weightvault.errors import RepoNotFound, RevisionNotFound
+
+    files = {"a.bin": os.urandom(70_000), "sub/b.txt": b"hello"}
+    ingest_folder(vault, make_repo(tmp_path / "src", files), "org/r")
+    with vault.catalog.read_session() as s:
+        oid = resolve(s, "org/r", "main").commit.oid
+    for rev in ("main", oid, oid[:10]):
+        done = restore(vault, "org/r", rev, tmp_path / rev)
+        assert done.ok and sorted(done.written) == sorted(files)
+        assert all((tmp_path / rev / p).read_bytes() == data for p, data in files.items())
+    with pytest.raises(RepoNotFound):
+        restore(vault, "org/none", "main", tmp_path / "x")
+    with pytest.raises(RevisionNotFound):
+        restore(vault, "org/r", "nope", tmp_path / "x")
+    with pytest.raises(RepoNotFound):
+        restore(vault, "org/r\x00", "main", tmp_path / "x")
