@@ -291,6 +291,10 @@ class FamilyMatcher:
         match = NameMatcher(stored)
         pairs = [(n, m) for n in prof.tensors if (m := match(n)) is not None]
         common = sorted(pairs, key=lambda p: -stored[p[1]].raw_size)[:SAMPLE_TENSORS]
+        # Their frame lists in a few queries, not two or four per sampled tensor as object_range
+        # asked them one by one: 50 catalog round trips, 88 of the 151 ms the FP32 fine-tune's
+        # decision took against five stored candidates.
+        self.reader.prefetch(stored[stored_name].object_id for _, stored_name in common)
         exact_sum = high_sum = 0.0
         for name, stored_name in common:
             local, base = prof.tensors[name], stored[stored_name]
