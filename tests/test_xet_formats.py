@@ -75,6 +75,11 @@ def test_hostile_xorbs_are_refused():
     tampered[-30] ^= 1
     with pytest.raises(BadXorb):
         xorbs.parse(bytes(tampered), hashing.from_hex(name))
+    # a footer too short for the offsets it must restate (found by tests/fuzz/fuzz_xet.py: the parser
+    # packed them negative and raised struct.error)
+    short = b"XETBLOB\x01" + bytes(8)
+    with pytest.raises(BadXorb, match="footer"):
+        xorbs.parse(xet_build.chunk_record(b"s") + short + struct.pack("<I", len(short)))
     with pytest.raises(BadXorb, match="at most"):
         xorbs.parse(bytes(xorbs.MAX_BODY_BYTES + 1))
     small = xet_build.chunk_record(b"s")
