@@ -15,8 +15,10 @@ repo is read as a user would read it), in ``--restore-rounds`` rounds that take 
 repo in turn; each repo's best is kept. The ratios the targets are stated in:
 ingest / zstd compress, and restore / the FP32 base's restore, from the same rounds
 (restoring each repo straight after its ingest, the base's best of 3 swung 696-1078
-MB/s between two runs of this script, and every ratio with it). A second table gives ingest and zstd in MB per CPU second, which
-the machine's other load does not move. Prints both tables and writes JSON.
+MB/s between two runs of this script, and every ratio with it). Ingest includes the
+re-basing pass that follows it (earlier family members re-coded against the newcomer), whose
+seconds are shown beside it. A second table gives ingest and zstd in MB per CPU second,
+which the machine's other load does not move. Prints both tables and writes JSON.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ def main() -> None:
             src = repos / name
             raw = folder_bytes(src)
             ingest_s = ingest_cpu = float("inf")
+            rebase_s = 0.0
             for _ in range(args.repeat):  # each run into a copy of the store holding the repos before this one
                 shutil.rmtree(work / "try", ignore_errors=True)
                 shutil.copytree(work / "store", work / "try")
@@ -63,13 +66,15 @@ def main() -> None:
                 result = ingest_folder(vault, src, name)
                 t1, c1 = time.perf_counter(), time.process_time()
                 vault.close()
-                ingest_s = min(ingest_s, t1 - t0)
+                if t1 - t0 < ingest_s:
+                    ingest_s, rebase_s = t1 - t0, result.rebase_seconds
                 ingest_cpu = min(ingest_cpu, c1 - c0)
             shutil.rmtree(work / "store")
             (work / "try").rename(work / "store")
             rows.append({"repo": name, "raw_bytes": raw, "stored_bytes": result.new_stored_bytes,
                          "stored_over_raw": result.new_stored_bytes / raw, "base": result.base,
                          "ingest_MBps": raw / ingest_s / 1e6, "ingest_MB_per_cpu_s": raw / ingest_cpu / 1e6,
+                         "ingest_s": ingest_s, "rebase_s": rebase_s,
                          **peers(src, work, raw, args.repeat)})
         restore_s = {r["repo"]: float("inf") for r in rows}
         for _ in range(args.restore_rounds):
@@ -90,13 +95,15 @@ def main() -> None:
 
     print(f"MB/s, best of {args.repeat} (restore: of {args.restore_rounds} rounds over the final store);"
           " zstd -T2 -3 and cp on the same files in the same run")
-    print("| repo | raw MB | stored/raw | ingest | zstd -3 | cp | ingest/zstd | restore | unzstd | restore/base |")
-    print("|---" * 10 + "|")
+    print("| repo | raw MB | stored/raw | ingest | of which re-basing s | zstd -3 | cp | ingest/zstd | restore | unzstd"
+          " | restore/base |")
+    print("|---" * 11 + "|")
     for r in rows:
         print(f"| {r['repo']} | {r['raw_bytes'] / 1e6:.1f} | {r['stored_over_raw']:.4f} | {r['ingest_MBps']:.0f}"
-              f" | {r['zstd_compress_MBps']:.0f} | {r['cp_MBps']:.0f} | {r['ingest_over_zstd']:.2f}"
-              f" | {r['restore_MBps']:.0f} | {r['zstd_decompress_MBps']:.0f} | {r['restore_over_base']:.2f} |")
-    print(f"| all six | {total_raw / 1e6:.1f} | {total_stored / total_raw:.4f} | | | | | | | |")
+              f" | {r['rebase_s']:.2f} of {r['ingest_s']:.2f} | {r['zstd_compress_MBps']:.0f} | {r['cp_MBps']:.0f}"
+              f" | {r['ingest_over_zstd']:.2f} | {r['restore_MBps']:.0f} | {r['zstd_decompress_MBps']:.0f}"
+              f" | {r['restore_over_base']:.2f} |")
+    print(f"| all six | {total_raw / 1e6:.1f} | {total_stored / total_raw:.4f} | | | | | | | | |")
     # Wall MB/s swing with whatever else the machine runs; MB per CPU second does not.
     print("\nMB per CPU second, best of the same runs")
     print("| repo | ingest | zstd -T2 -3 | ingest/zstd |\n" + "|---" * 4 + "|")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class IngestResult:
     #: (repo, tensors, bytes saved), and members left for ``weightvault rebase`` (over the budget).
     rebased: list[tuple[str, int, int]] = field(default_factory=list)
     rebase_deferred: list[str] = field(default_factory=list)
+    #: Seconds of that re-basing pass, part of the ingest's own time (0.0 when it did not run).
+    rebase_seconds: float = 0.0
 
 
 def walk_repo(root: Path) -> list[tuple[str, Path]]:
@@ -136,12 +139,14 @@ def ingest_folder(vault: Vault, folder: Path, repo: str, revision: str = "main",
         return commit.oid, True
 
     oid, changed = retrying(vault.catalog, land)
-    done = None
+    done, rebase_seconds = None, 0.0
     if rebase and changed and previous is None and profile.tensors:
+        started = time.perf_counter()
         done, warning = onto_landed(vault, repo, profile.tensors, writer.tensor_crcs)
+        rebase_seconds = time.perf_counter() - started
         if warning:
             writer.warnings.append(warning)
     return IngestResult(repo, revision, oid, decision.family, decision.base_repo, decision.reason, decision.scores,
                         len(files), writer.raw_bytes, writer.new_stored_bytes, changed, writer.warnings,
                         [(m.repo, m.tensors, m.bytes_before - m.bytes_after) for m in done.members] if done else [],
-                        done.deferred if done else [])
+                        done.deferred if done else [], rebase_seconds)

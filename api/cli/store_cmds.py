@@ -64,6 +64,8 @@ def ingest(
         for member, tensors, saved in result.rebased:
             out.print(f"re-based {member} on it: {tensors} tensors, {human(saved)} saved "
                       "(`weightvault gc` reclaims the replaced frames)")
+        if result.rebased:
+            out.print(f"re-basing took {result.rebase_seconds:.1f} s (--no-rebase: leave it to `weightvault rebase`)")
         if result.rebase_deferred:
             out.print(f"not screened (over this ingest's re-basing budget): {', '.join(result.rebase_deferred)}; "
                       "`weightvault rebase` covers them")
