@@ -181,6 +181,8 @@ def main() -> None:
     ap.add_argument("--ranges", type=int, default=30, help="1 MiB Range requests per file")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = ap.parse_args()
+    if args.ranges < 1 or args.repeat < 1:
+        ap.error("--ranges and --repeat must be at least 1 (the table's medians and bests need one)")
 
     repos = materialized(Path(os.environ.get("WEIGHTVAULT_TEST_REPOS", ROOT / ".cache" / "shared-repos")))
     work = Path(tempfile.mkdtemp(prefix="wv-bench-serve-"))
