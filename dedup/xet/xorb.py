@@ -156,14 +156,14 @@ def _check_footer(footer: bytes, xorb: Xorb) -> None:
         bounds.append(physical)
         unpacked.append(logical)
     hashes_start, bounds_start = 40, 40 + 12 + 32 * n
-    tail_start = bounds_start + 12 + 8 * n
-    if len(footer) != tail_start + 12 + 16:  # before the offsets below are packed: a short one made them negative
-        raise BadXorb("the xorb footer does not match its chunks")
+    size = bounds_start + 12 + 8 * n + 12 + 16
+    # the offsets it restates are taken from the size it must have, not the one it has (a short
+    # footer made them negative, and struct.pack raised)
     want = b"".join([
         _FOOTER_IDENT, b"\x01", xorb.hash,
         _HASHES_IDENT, b"\x00", struct.pack("<I", n), hashes,
         _BOUNDS_IDENT, b"\x01", struct.pack("<I", n), struct.pack(f"<{n}I", *bounds), struct.pack(f"<{n}I", *unpacked),
-        struct.pack("<III", n, len(footer) - hashes_start, len(footer) - bounds_start),
+        struct.pack("<III", n, size - hashes_start, size - bounds_start),
     ])
-    if footer[:len(want)] != want:
+    if len(footer) != size or footer[:len(want)] != want:
         raise BadXorb("the xorb footer does not match its chunks")
